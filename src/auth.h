@@ -1,0 +1,87 @@
+/*
+ * auth.h - JWT verification (DESIGN.md section 4), on top of libjwt 1.10.
+ *
+ * libjwt decodes and checks a signature, nothing more (NOTES.md).  This module
+ * closes its holes itself, so callers cannot forget them:
+ *   - the header's algorithm must equal the configured one (no `none`, no
+ *     HS/RS confusion), checked before any signature work;
+ *   - a key is always passed (libjwt skips verification on a NULL key);
+ *   - HMAC signatures are compared in constant time here, before libjwt sees
+ *     the token, so its strcmp() only ever compares equal strings;
+ *   - exp is required, nbf checked when present, iss/aud when configured,
+ *     all with the configured leeway;
+ *   - the user claim (string or integer) must match [A-Za-z0-9_.-]{1,64};
+ *   - tokens longer than AUTH_TOKEN_MAX are refused before any decoding.
+ *
+ * auth_verify() is thread-safe: an auth_t is immutable once built.
+ */
+#ifndef HERALD_AUTH_H
+#define HERALD_AUTH_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "conf.h"
+
+#define AUTH_TOKEN_MAX 8192
+#define AUTH_USER_MAX 64
+
+/* Why a token was refused.  auth_reason() gives the stable string used in
+ * the 401 body's "detail" and in logs. */
+enum auth_result {
+	AUTH_OK = 0,
+	AUTH_MISSING = -1,        /* "missing": no token at all */
+	AUTH_TOO_LONG = -2,       /* "too_long" */
+	AUTH_MALFORMED = -3,      /* "malformed": not three base64url parts of JSON */
+	AUTH_BAD_ALG = -4,        /* "bad_algorithm": header alg is not the configured one */
+	AUTH_BAD_SIGNATURE = -5,  /* "bad_signature" */
+	AUTH_EXPIRED = -6,        /* "expired" */
+	AUTH_NOT_YET_VALID = -7,  /* "not_yet_valid" */
+	AUTH_MISSING_EXP = -8,    /* "missing_exp": no exp, or not a number */
+	AUTH_BAD_ISSUER = -9,     /* "bad_issuer" */
+	AUTH_BAD_AUDIENCE = -10,  /* "bad_audience" */
+	AUTH_MISSING_USER = -11,  /* "missing_user" */
+	AUTH_BAD_USER = -12,      /* "bad_user": wrong type, too long or bad characters */
+	AUTH_INTERNAL = -13,      /* "internal": out of memory */
+};
+
+typedef struct auth auth_t;
+
+struct auth_identity {
+	char user[AUTH_USER_MAX + 1]; /* the user id, NUL-terminated */
+	long long exp;                /* the token's exp (seconds since the epoch) */
+};
+
+/*
+ * Build a verifier from c (jwt_alg, jwt_secret or jwt_key_file, claim, iss,
+ * aud, leeway).  Reads the key file now; call again on SIGHUP to reload and
+ * swap the pointer.  Returns 0 or HERR_INVAL/HERR_IO/HERR_NOMEM with a
+ * message naming the file and the problem in err.
+ */
+int auth_new(auth_t **out, const struct conf *c, char *err, size_t errlen);
+void auth_free(auth_t *a);
+
+/*
+ * Verify token (len bytes, need not be NUL-terminated) at time now.
+ * On AUTH_OK fills *id.  Returns an enum auth_result.
+ */
+int auth_verify(const auth_t *a, const char *token, size_t len, time_t now,
+		struct auth_identity *id);
+
+const char *auth_reason(int result);
+
+/*
+ * Find the token of a request in DESIGN order: the `Authorization: Bearer`
+ * header value, then the `token` query parameter (percent-decoded), then the
+ * cookie named cookie_name.  Any argument may be NULL (absent).  Copies the
+ * token into out (NUL-terminated).  Returns AUTH_OK, AUTH_MISSING, or
+ * AUTH_TOO_LONG when the token does not fit in outlen.
+ */
+int auth_find_token(const char *authorization, const char *query,
+		    const char *cookie_header, const char *cookie_name,
+		    char *out, size_t outlen);
+
+/* Non-zero when s (len bytes) is a valid user id: [A-Za-z0-9_.-]{1,64}. */
+int auth_user_valid(const char *s, size_t len);
+
+#endif

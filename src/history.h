@@ -1,0 +1,71 @@
+/*
+ * history.h - reading a user's history after a cursor.
+ *
+ * The history script (redis.c) answers in one round trip: whether the cursor
+ * is older than what is kept (the stream's max-deleted-entry-id is at or after
+ * it, or the stream is gone), then the envelopes after the cursor (exclusive),
+ * oldest first, at most limit.  Without a cursor: the newest limit envelopes.
+ * Usable blocking (herald-fcgi polls) or asynchronously: build the argv with
+ * history_argv(), send it any way, parse with history_parse_reply().
+ */
+#ifndef HERALD_HISTORY_H
+#define HERALD_HISTORY_H
+
+#include <stddef.h>
+
+#include <hiredis/hiredis.h>
+
+#include "conf.h"
+#include "cursor.h"
+#include "redis.h"
+
+#define HISTORY_LIMIT_MAX 1000
+
+struct history_entry {
+	struct cursor id;
+	const char *env;  /* envelope bytes, NUL-terminated; borrowed from the reply */
+	size_t len;
+};
+
+struct history_result {
+	int truncated;                 /* cursor older than the kept history */
+	size_t n;                      /* entries */
+	struct history_entry *entries; /* malloc()ed array of n; strings borrowed */
+	struct cursor last;            /* id of the newest entry in the stream; {0,0} if none */
+	redisReply *reply;             /* set by history_read only: owns the strings */
+};
+
+/* Storage for history_argv's output. */
+struct history_argv {
+	char key[REDIS_KEY_MAX];
+	char since[CURSOR_STR_MAX];
+	char limit[24];
+	const char *argv[8];
+	size_t argvlen[8];
+	int argc;
+};
+
+/*
+ * Prepare `EVALSHA history 1 P:U:history SINCE LIMIT` (SINCE "" = newest).
+ * since may be NULL.  limit 1..HISTORY_LIMIT_MAX.  Returns 0 or HERR_INVAL.
+ */
+int history_argv(struct history_argv *h, const struct conf *c, const char *user,
+		 const struct cursor *since, unsigned limit);
+
+/*
+ * Parse the script's reply.  Borrows reply: the entries point into it and are
+ * valid while it is (in a hiredis async callback: until the callback returns).
+ * Returns 0, or HERR_REDIS (an error reply) / HERR_INVAL (unexpected shape)
+ * with a reason in err.  history_result_free() frees the entries array.
+ */
+int history_parse_reply(redisReply *reply, struct history_result *out, char *err, size_t errlen);
+
+/* Frees entries, and the reply when history_read() made it.  NULL is fine. */
+void history_result_free(struct history_result *r);
+
+/* Blocking read (EVALSHA with NOSCRIPT reload).  0, HERR_INVAL or HERR_REDIS. */
+int history_read(redisContext *rc, const struct conf *c, const char *user,
+		 const struct cursor *since, unsigned limit, struct history_result *out,
+		 char *err, size_t errlen);
+
+#endif

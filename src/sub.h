@@ -1,0 +1,76 @@
+/*
+ * sub.h - the Redis subscriber: one pub/sub connection and one command
+ * connection per process, on a libevent loop the program owns, feeding a hub.
+ *
+ * It is the hub's backend: the hub asks it to SUBSCRIBE/UNSUBSCRIBE a user's
+ * channel (the hub reference-counts: one subscription per user with local
+ * connections) and to read history; it feeds the hub live messages, wrapped
+ * with envelope_from_channel().  Requests may come from any thread: they are
+ * queued under a lock and run on the loop thread (event_active on a user
+ * event, so the program must call evthread_use_pthreads() before creating
+ * the event_base when other threads use the hub).  Calls into the hub are
+ * made from the loop thread with no lock of the subscriber held.
+ *
+ * When Redis goes away: connections are dropped, the hub is told
+ * (hub_on_link_lost), and the subscriber reconnects with exponential backoff
+ * and full jitter (100 ms doubling to 10 s), resubscribes every user the hub
+ * still has, and calls hub_on_subscribed() for each as Redis confirms, which
+ * makes the hub catch them up from history.
+ *
+ * Health proves delivery (DESIGN 8): every canary interval the command
+ * connection PUBLISHes to a private channel P:__herald:canary:HOST:PID the
+ * pub/sub connection is subscribed to; when it does not come back within
+ * three intervals the subscriber reports unhealthy and reconnects.
+ *
+ * The library never prints: events worth a log line go to the event
+ * callback with a level (enum log_level) and a complete message.
+ */
+#ifndef HERALD_SUB_H
+#define HERALD_SUB_H
+
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "conf.h"
+#include "hub.h"
+
+enum sub_state {
+	SUB_DISCONNECTED = 0, /* waiting for the next reconnect attempt */
+	SUB_CONNECTING = 1,
+	SUB_CONNECTED = 2,    /* both connections up */
+};
+
+struct sub_status {
+	int state;                  /* enum sub_state */
+	int healthy;                /* connected and the canary came back in time */
+	uint64_t subscribed;        /* user channels subscribed (confirmed) */
+	uint64_t reconnects;        /* successful reconnects after a loss */
+	uint64_t messages;          /* live messages received */
+	uint64_t history_reads;
+	uint64_t canary_rtt_us;     /* last canary round trip */
+	char last_error[160];       /* "" or the last connection error */
+};
+
+struct sub;
+
+typedef void (*sub_event_fn)(void *ud, int level, const char *msg);
+
+/*
+ * Create on base (not yet running is fine) and install as h's backend.
+ * Connects at once, asynchronously.  canary_interval_ms 0 = 2000.
+ * Returns 0, HERR_INVAL (bad redis_url, err says why), HERR_NOMEM.
+ */
+int sub_new(struct sub **out, struct event_base *base, const struct conf *c,
+	    struct hub *h, unsigned canary_interval_ms, char *err, size_t errlen);
+
+/* Disconnect and free, on the loop thread; the hub must not be used after
+ * this with connections still attached.  NULL is fine. */
+void sub_free(struct sub *s);
+
+void sub_set_event_cb(struct sub *s, sub_event_fn fn, void *ud);
+
+/* Thread-safe snapshot. */
+void sub_get_status(struct sub *s, struct sub_status *st);
+
+#endif

@@ -1,0 +1,7 @@
+#include "config.h"
+
+#include "fixture.h"
+int main(void)
+{
+	return 77;
+}
