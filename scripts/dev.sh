@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Herald's two commands.
+#
+#   scripts/dev.sh run    install what is missing, build, and run Herald on an
+#                         embedded default (its own Redis in a scratch dir)
+#   scripts/dev.sh test   install what is missing, build, and run every test
+#
+# Environment: every HERALD_<KEY> of the configuration (DESIGN.md section 9)
+# is passed to the programs, so `HERALD_JWT_SECRET=... scripts/dev.sh run`
+# uses your secret and `HERALD_REDIS_URL=redis://host:6379/0` your Redis
+# (then no Redis is started).  These belong to this script only:
+#   HERALD_HTTP_PORT     the port nginx listens on (127.0.0.1; default 8080)
+#   HERALD_RUN_DIR       the scratch directory (default .run/ in the checkout)
+#   HERALD_BUILD_DIR     the build directory (default build/ in the checkout)
+#   HERALD_NO_INSTALL=1  do not call apt-get (report what is missing instead)
+#   HERALD_TEST_QUICK=1  `test` without the sanitizer, valgrind, lint and distcheck passes
+# Nothing outside the checkout is written, but for apt-get installing packages.
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${HERALD_BUILD_DIR:-$top/build}
+jobs=$(nproc 2>/dev/null || echo 2)
+
+# Debian 12 packages, by name: build tools, libraries, the servers the
+# tests and the run command start, and the checkers `test` runs.
+APT_PACKAGES=(
+	build-essential autoconf automake libtool pkg-config
+	libfcgi-dev libhiredis-dev libjson-c-dev libjwt-dev check
+	libevent-dev libwslay-dev libssl-dev openssl
+	redis-server redis-tools nginx spawn-fcgi lighttpd
+	curl valgrind cppcheck clang clang-tidy
+)
+
+say() { printf 'dev.sh: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+install_deps() {
+	local missing=() p
+	for p in "${APT_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "${HERALD_NO_INSTALL:-0}" = 1 ]; then
+		die "missing Debian packages: ${missing[*]} (apt-get install ${missing[*]})"
+	fi
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	say "installing ${missing[*]}"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Configure (once, or again when configure.ac/Makefile.am changed) and make.
+# Extra arguments go to configure; the build directory is out of tree.
+build_in() {
+	local dir=$1
+	shift
+	if [ ! -x "$top/configure" ] || [ "$top/configure.ac" -nt "$top/configure" ] ||
+		[ "$top/Makefile.am" -nt "$top/configure" ]; then
+		say "bootstrapping autotools"
+		(cd "$top" && autoreconf -fi >/dev/null 2>&1) || (cd "$top" && autoreconf -fi)
+	fi
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ] || [ "$top/configure" -nt "$dir/Makefile" ]; then
+		say "configuring $dir $*"
+		(cd "$dir" && "$top/configure" -q "$@")
+	fi
+	say "building in $dir"
+	make -C "$dir" -s -j"$jobs"
+}
+
+# A free TCP port on 127.0.0.1, from $1 upwards.
+free_port() {
+	local p=$1
+	while (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+	echo "$p"
+}
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+# mint_token SECRET USER TTL: an HS256 JWT for USER, valid TTL seconds.
+mint_token() {
+	local now h p s
+	now=$(date +%s)
+	h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+	p=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$2" "$now" $((now + $3)) | b64url)
+	s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$1" -binary | b64url)
+	printf '%s.%s.%s\n' "$h" "$p" "$s"
+}
+
+pids=()
+cleanup() {
+	local pid
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	say "stopped"
+}
+
+cmd_run() {
+	install_deps
+	build_in "$build"
+
+	local run=${HERALD_RUN_DIR:-$top/.run}
+	local http_port=${HERALD_HTTP_PORT:-8080}
+	unset HERALD_RUN_DIR HERALD_BUILD_DIR HERALD_NO_INSTALL HERALD_TEST_QUICK HERALD_HTTP_PORT
+	mkdir -p "$run"
+
+	# A secret of this scratch directory, unless the user gave one.
+	if [ -z "${HERALD_JWT_SECRET:-}" ] && [ -z "${HERALD_JWT_KEY_FILE:-}" ]; then
+		[ -s "$run/jwt_secret" ] || (umask 077 && openssl rand -hex 32 >"$run/jwt_secret")
+		export HERALD_JWT_KEY_FILE=$run/jwt_secret
+	fi
+
+	trap cleanup EXIT
+	trap 'exit 0' INT TERM
+	if [ -z "${HERALD_REDIS_URL:-}" ]; then
+		local redis_port
+		redis_port=$(free_port 6380)
+		redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run" \
+			--save '' --appendonly no --daemonize no --loglevel warning \
+			--logfile "$run/redis.log" &
+		pids+=($!)
+		export HERALD_REDIS_URL=redis://127.0.0.1:$redis_port/0
+		for _ in $(seq 50); do
+			redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
+			sleep 0.1
+		done
+		redis-cli -p "$redis_port" ping >/dev/null || die "redis-server did not start: see $run/redis.log"
+		say "redis-server on 127.0.0.1:$redis_port (log: $run/redis.log)"
+	fi
+
+	local secret token user=42
+	if [ -n "${HERALD_JWT_SECRET:-}" ]; then secret=$HERALD_JWT_SECRET; else secret=$(cat "$HERALD_JWT_KEY_FILE"); fi
+	token=$(mint_token "$secret" "$user" 86400)
+	"$build/herald-publish" --check-config >/dev/null 2>&1 ||
+		"$build/herald-publish" --check-config
+
+	cat <<EOF
+
+Herald is running (Ctrl-C stops everything it started).
+  Redis:        $HERALD_REDIS_URL
+  HTTP:         http://127.0.0.1:$http_port/ (nginx and the herald servers come with herald-fcgi and herald-ws)
+  Token for user $user (24 h): $token
+
+Publish a notification to user $user:
+  HERALD_REDIS_URL=$HERALD_REDIS_URL $build/herald-publish $user '{"title":"hi"}'
+See it in the history:
+  redis-cli -u $HERALD_REDIS_URL XRANGE notifications:$user:history - +
+Watch live delivery:
+  redis-cli -u $HERALD_REDIS_URL SUBSCRIBE notifications:$user
+EOF
+	wait
+}
+
+cmd_test() {
+	install_deps
+	build_in "$build"
+	say "make check"
+	make -C "$build" -s -j"$jobs" check || { cat "$build/test-suite.log" >&2; exit 1; }
+	if [ "${HERALD_TEST_QUICK:-0}" = 1 ]; then
+		say "quick: skipping sanitizers, valgrind, lint and distcheck"
+		return 0
+	fi
+
+	say "make check under AddressSanitizer + UBSan"
+	build_in "$build-asan" --enable-sanitizers
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		make -C "$build-asan" -s -j"$jobs" check || { cat "$build-asan/test-suite.log" >&2; exit 1; }
+
+	say "make check-valgrind"
+	make -C "$build" -s check-valgrind
+
+	say "make lint (cppcheck, clang-tidy)"
+	make -C "$build" -s lint
+
+	say "make distcheck"
+	make -C "$build" -s distcheck >/dev/null || make -C "$build" distcheck
+	say "all tests passed"
+}
+
+case ${1:-} in
+run) cmd_run ;;
+test) cmd_test ;;
+build) install_deps && build_in "$build" ;;
+*)
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac
