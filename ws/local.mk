@@ -1,0 +1,1 @@
+# herald-ws: the WebSocket helper (issue 4).  Included by Makefile.am.
