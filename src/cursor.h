@@ -19,10 +19,17 @@ struct cursor {
 	uint64_t seq;
 };
 
-/* Parse len bytes of s.  Returns 0 or HERR_INVAL. */
+/*
+ * Parse len bytes of s (at most CURSOR_STR_MAX - 1; leading zeros allowed).
+ * Returns 0, or HERR_INVAL and leaves *out alone.  out may be NULL to only
+ * check s.
+ */
 int cursor_parse(const char *s, size_t len, struct cursor *out);
 
-/* Write "MS-SEQ" into buf (at least CURSOR_STR_MAX bytes); returns its length. */
+/*
+ * Write "MS-SEQ" and a NUL into buf (len bytes; CURSOR_STR_MAX always fits).
+ * Returns the length written, or HERR_INVAL when it does not fit.
+ */
 int cursor_format(const struct cursor *c, char *buf, size_t len);
 
 /* <0, 0, >0 as a is before, equal to, after b. */

@@ -27,6 +27,7 @@
 #ifndef HERALD_HUB_H
 #define HERALD_HUB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,7 +42,7 @@ enum hub_msg_kind {
 
 /* An immutable message shared by every connection it is queued on. */
 struct hub_msg {
-	unsigned refs;         /* atomic; hub_msg_ref/unref */
+	atomic_uint refs;      /* hub_msg_ref/unref */
 	int kind;              /* enum hub_msg_kind */
 	int has_id;            /* 0 for "id":null envelopes and RESET */
 	struct cursor id;
@@ -49,13 +50,18 @@ struct hub_msg {
 	char data[];           /* the envelope bytes, NUL-terminated */
 };
 
-/* Copy len bytes of an envelope (id read from its prefix).  NULL on ENOMEM. */
+/*
+ * Copy len bytes of an envelope (id read from its prefix with envelope_id();
+ * an envelope without a valid id counts as "id":null).  The message starts
+ * with one reference.  NULL on ENOMEM.
+ */
 struct hub_msg *hub_msg_new(int kind, const char *data, size_t len);
 struct hub_msg *hub_msg_ref(struct hub_msg *m);
 void hub_msg_unref(struct hub_msg *m); /* NULL is fine */
 
 enum hub_close_reason {
-	HUB_CLOSE_SLOW = 1,     /* queue passed send_queue_max: WS 4408, SSE ends */
+	HUB_CLOSE_SLOW = 1,     /* queue passed send_queue_max (or out of memory
+				 * while queuing): WS 4408, SSE ends, client resumes */
 	HUB_CLOSE_SHUTDOWN = 2, /* hub_close_all(): WS 1001, SSE ends */
 };
 
@@ -84,11 +90,14 @@ struct hub_conn {
 	struct hub_msg **q;             /* ring of queued messages */
 	size_t q_head, q_len, q_cap;
 	size_t q_bytes;
-	struct hub_msg **pend;          /* live messages held during a replay */
+	struct hub_msg **pend;          /* live messages held until the replay is done */
 	size_t pend_len, pend_cap;
+	size_t pend_bytes;
 	int state;
+	int replay;                     /* needs a history read before going live */
 	int has_last;
-	struct cursor last;             /* id of the last message queued */
+	struct cursor last;             /* id of the last message queued (or the resume cursor) */
+	long long live_ms;              /* when it went live without a cursor: catch-up point */
 	struct hub_req *req;            /* history read in flight, or NULL */
 };
 
@@ -130,7 +139,8 @@ struct hub;
 /* Returns 0 or HERR_NOMEM.  now_ms may be NULL (wall clock); tests pass their own. */
 int hub_new(struct hub **out, const struct hub_limits *lim,
 	    long long (*now_ms)(void));
-void hub_free(struct hub *h); /* all connections must be detached; NULL is fine */
+/* All connections must be detached and every history() answered.  NULL is fine. */
+void hub_free(struct hub *h);
 
 /* Install the backend (before the first attach). */
 void hub_set_backend(struct hub *h, const struct hub_backend_ops *ops, void *ud);
@@ -138,18 +148,27 @@ void hub_set_backend(struct hub *h, const struct hub_backend_ops *ops, void *ud)
 /*
  * Attach c (ops set) for user (a valid user id), resuming after since when
  * non-NULL.  Returns 0, HERR_AGAIN when max_connections or max_per_user is
- * reached (WS 4429, HTTP 429/503), HERR_NOMEM.  On error c is not attached.
+ * reached (WS 4429, HTTP 429/503), HERR_INVAL for an empty user or one over
+ * AUTH_USER_MAX bytes, HERR_NOMEM.  On error c is not attached (and untouched).
+ * Live messages arriving before c goes live are held (within send_queue_max).
  */
 int hub_attach(struct hub *h, struct hub_conn *c, const char *user,
 	       const struct cursor *since);
 
-/* Undo hub_attach: unqueue, forget, unsubscribe the user if c was its last. */
+/*
+ * Undo hub_attach: unqueue, forget, unsubscribe the user if c was its last.
+ * c must have been attached; detaching it twice is harmless.  A history read
+ * in flight for c is still answered by the backend; the hub drops the answer.
+ */
 void hub_detach(struct hub *h, struct hub_conn *c);
 
 /* The next message for c (the caller owns the reference), or NULL. */
 struct hub_msg *hub_pop(struct hub *h, struct hub_conn *c);
 
-/* ops->close(c, HUB_CLOSE_SHUTDOWN) for every attached connection. */
+/*
+ * ops->close(c, HUB_CLOSE_SHUTDOWN) for every attached connection not closed
+ * already (queues dropped); they stay attached until hub_detach().
+ */
 void hub_close_all(struct hub *h);
 
 /* --- called by the backend --- */

@@ -17,9 +17,18 @@
 #define JSONV_DEPTH_MAX 64
 
 struct jsonv_error {
-	size_t offset;     /* byte offset of the problem */
-	const char *what;  /* constant: "unexpected character", "too deep", ... */
+	size_t offset;	  /* byte offset of the problem */
+	const char *what; /* constant: "unexpected character", "too deep", ... */
 };
+/*
+ * The texts of what: "empty input", "unexpected end", "unexpected character",
+ * "trailing characters", "too deep", "expected a string key", "expected ':'",
+ * "expected ',' or ']'", "expected ',' or '}'", "unterminated string",
+ * "control character in string", "invalid escape", "invalid \\u escape",
+ * "invalid UTF-8", "invalid number", "leading zero", "invalid literal",
+ * "no text" (s NULL).  The offset of "empty input", "unexpected end" and
+ * "unterminated string" is len.
+ */
 
 /*
  * Validate len bytes of s.  max_depth bounds nesting of arrays/objects
@@ -27,5 +36,15 @@ struct jsonv_error {
  * is non-NULL.
  */
 int jsonv_validate(const char *s, size_t len, unsigned max_depth, struct jsonv_error *e);
+
+/*
+ * Look at the UTF-8 sequence starting at s (n > 0 bytes available).  When it
+ * is well-formed (no overlong form, no surrogate, at most U+10FFFF), sets *ok
+ * to 1 and returns its length (1 to 4).  Otherwise sets *ok to 0 and returns
+ * the length of its maximal ill-formed subpart (1 to 3): the bytes a decoder
+ * replaces by one U+FFFD (Unicode 3.9, as browsers' TextDecoder does).  The
+ * envelope uses it to make a raw payload valid UTF-8.
+ */
+size_t jsonv_utf8_next(const char *s, size_t n, int *ok);
 
 #endif

@@ -1,9 +1,825 @@
 #include "config.h"
 
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "hub.h"
 #include "suites.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
+
+/* --- fake transport: records wake and close --- */
+
+struct tconn {
+	struct hub_conn hc;
+	int wakes;
+	int closes;
+	int reason;
+};
+
+static void t_wake(struct hub_conn *c)
+{
+	container_of(c, struct tconn, hc)->wakes++;
+}
+
+static void t_close(struct hub_conn *c, int reason)
+{
+	struct tconn *t = container_of(c, struct tconn, hc);
+
+	t->closes++;
+	t->reason = reason;
+}
+
+static const struct hub_conn_ops tops = {t_wake, t_close};
+
+static void tconn_init(struct tconn *t)
+{
+	memset(t, 0, sizeof(*t));
+	t->hc.ops = &tops;
+}
+
+/* --- fake backend: records calls; the test answers history reads --- */
+
+#define MAXHIST 64
+
+struct hist_call {
+	struct hub_req *req;
+	char user[AUTH_USER_MAX + 1];
+	struct cursor since;
+	unsigned limit;
+};
+
+static struct {
+	int subs, unsubs;
+	char last_sub[AUTH_USER_MAX + 1];
+	char last_unsub[AUTH_USER_MAX + 1];
+	struct hist_call hist[MAXHIST];
+	int nhist;
+} fb;
+
+static void b_subscribe(void *ud, const char *user)
+{
+	(void)ud;
+	fb.subs++;
+	snprintf(fb.last_sub, sizeof(fb.last_sub), "%s", user);
+}
+
+static void b_unsubscribe(void *ud, const char *user)
+{
+	(void)ud;
+	fb.unsubs++;
+	snprintf(fb.last_unsub, sizeof(fb.last_unsub), "%s", user);
+}
+
+static void b_history(void *ud, struct hub_req *req, const char *user, const struct cursor *since,
+		      unsigned limit)
+{
+	struct hist_call *hc;
+
+	(void)ud;
+	ck_assert_int_lt(fb.nhist, MAXHIST);
+	hc = &fb.hist[fb.nhist++];
+	hc->req = req;
+	snprintf(hc->user, sizeof(hc->user), "%s", user);
+	hc->since = *since;
+	hc->limit = limit;
+}
+
+static const struct hub_backend_ops bops = {b_subscribe, b_unsubscribe, b_history};
+
+/* --- fake clock --- */
+
+static long long fake_now;
+
+static long long t_now(void)
+{
+	return fake_now;
+}
+
+/* --- helpers --- */
+
+static struct hub *hub;
+
+static void make_hub(size_t qmax, unsigned maxc, unsigned maxu)
+{
+	struct hub_limits lim = {qmax, maxc, maxu, 100};
+
+	ck_assert_int_eq(hub_new(&hub, &lim, t_now), 0);
+	hub_set_backend(hub, &bops, NULL);
+}
+
+static void setup(void)
+{
+	memset(&fb, 0, sizeof(fb));
+	fake_now = 1000;
+	make_hub(256 * 1024, 0, 0);
+}
+
+static void teardown(void)
+{
+	hub_free(hub);
+	hub = NULL;
+}
+
+static size_t env_id(char *buf, size_t sz, const char *user, uint64_t ms)
+{
+	return (size_t)snprintf(buf, sz,
+				"{\"id\":\"%" PRIu64 "-0\",\"channel\":\"notifications:%s\","
+				"\"ts\":%" PRIu64 ",\"data\":{\"n\":%" PRIu64 "}}",
+				ms, user, ms, ms);
+}
+
+static void pub(const char *user, uint64_t ms)
+{
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), user, ms);
+
+	hub_on_message(hub, user, buf, len);
+}
+
+static void pub_null(const char *user)
+{
+	char buf[256];
+	int len = snprintf(buf, sizeof(buf),
+			   "{\"id\":null,\"channel\":\"notifications:%s\",\"ts\":1,\"data\":\"x\"}",
+			   user);
+
+	hub_on_message(hub, user, buf, (size_t)len);
+}
+
+/* Answer a history read with entries ms-0 for each ms in ids. */
+static void answer(struct hub_req *req, const char *user, const uint64_t *ids, size_t n,
+		   int truncated, int err)
+{
+	static char bufs[16][256];
+	struct history_entry e[16];
+
+	ck_assert_uint_le(n, 16);
+	for (size_t i = 0; i < n; i++) {
+		e[i].id.ms = ids[i];
+		e[i].id.seq = 0;
+		e[i].len = env_id(bufs[i], sizeof(bufs[i]), user, ids[i]);
+		e[i].env = bufs[i];
+	}
+	hub_history_done(hub, req, e, n, truncated, err);
+}
+
+/* Pop everything queued on c: "1-0 N R ..." (N: id null, R: reset). */
+static const char *drain(struct tconn *t)
+{
+	static char out[4096];
+	size_t off = 0;
+	struct hub_msg *m;
+
+	out[0] = '\0';
+	while ((m = hub_pop(hub, &t->hc)) != NULL) {
+		const char *sep = off > 0 ? " " : "";
+
+		if (m->kind == HUB_MSG_RESET)
+			off += (size_t)snprintf(out + off, sizeof(out) - off, "%sR", sep);
+		else if (!m->has_id)
+			off += (size_t)snprintf(out + off, sizeof(out) - off, "%sN", sep);
+		else
+			off += (size_t)snprintf(out + off, sizeof(out) - off,
+						"%s%" PRIu64 "-%" PRIu64, sep, m->id.ms, m->id.seq);
+		ck_assert_uint_eq(m->data[m->len], '\0');
+		hub_msg_unref(m);
+		ck_assert_uint_lt(off, sizeof(out));
+	}
+	return out;
+}
+
+static struct hub_stats stats(void)
+{
+	struct hub_stats st;
+
+	hub_get_stats(hub, &st);
+	return st;
+}
+
+static void attach_live(struct tconn *t, const char *user)
+{
+	tconn_init(t);
+	ck_assert_int_eq(hub_attach(hub, &t->hc, user, NULL), 0);
+	hub_on_subscribed(hub, user);
+}
+
+/* --- tests --- */
+
+START_TEST(msg_refcount)
+{
+	const char *env = "{\"id\":\"17-3\",\"channel\":\"notifications:u\",\"ts\":1,\"data\":1}";
+	const char *nul = "{\"id\":null,\"channel\":\"notifications:u\",\"ts\":1,\"data\":1}";
+	struct hub_msg *m = hub_msg_new(HUB_MSG_NOTIFY, env, strlen(env));
+
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->has_id, 1);
+	ck_assert_uint_eq(m->id.ms, 17);
+	ck_assert_uint_eq(m->id.seq, 3);
+	ck_assert_uint_eq(m->len, strlen(env));
+	ck_assert_str_eq(m->data, env);
+	ck_assert_ptr_eq(hub_msg_ref(m), m);
+	hub_msg_unref(m);
+	hub_msg_unref(m);
+	hub_msg_unref(NULL);
+
+	m = hub_msg_new(HUB_MSG_NOTIFY, nul, strlen(nul));
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->has_id, 0);
+	hub_msg_unref(m);
+
+	m = hub_msg_new(HUB_MSG_RESET, "", 0);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->has_id, 0);
+	ck_assert_uint_eq(m->len, 0);
+	hub_msg_unref(m);
+}
+END_TEST
+
+START_TEST(subscribe_refcounted)
+{
+	struct tconn a, b;
+
+	tconn_init(&a);
+	tconn_init(&b);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", NULL), 0);
+	ck_assert_int_eq(fb.subs, 1);
+	ck_assert_str_eq(fb.last_sub, "u1");
+	ck_assert_int_eq(hub_attach(hub, &b.hc, "u1", NULL), 0);
+	ck_assert_int_eq(fb.subs, 1);
+	ck_assert_uint_eq(stats().users, 1);
+	ck_assert_uint_eq(stats().conns, 2);
+
+	hub_detach(hub, &a.hc);
+	ck_assert_int_eq(fb.unsubs, 0);
+	hub_detach(hub, &a.hc); /* twice is harmless */
+	ck_assert_int_eq(fb.unsubs, 0);
+	ck_assert_uint_eq(stats().conns, 1);
+	hub_detach(hub, &b.hc);
+	ck_assert_int_eq(fb.unsubs, 1);
+	ck_assert_str_eq(fb.last_unsub, "u1");
+	ck_assert_uint_eq(stats().users, 0);
+	ck_assert_uint_eq(stats().conns, 0);
+
+	/* A new first connection subscribes again. */
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", NULL), 0);
+	ck_assert_int_eq(fb.subs, 2);
+	hub_detach(hub, &a.hc);
+	ck_assert_int_eq(fb.unsubs, 2);
+}
+END_TEST
+
+START_TEST(users_isolated)
+{
+	struct tconn a, b;
+
+	attach_live(&a, "u1");
+	attach_live(&b, "u2");
+	ck_assert_int_eq(fb.subs, 2);
+	pub("u1", 1);
+	pub("u2", 2);
+	pub("u3", 3); /* nobody here */
+	ck_assert_str_eq(drain(&a), "1-0");
+	ck_assert_str_eq(drain(&b), "2-0");
+	ck_assert_uint_eq(stats().messages_in, 3);
+	ck_assert_uint_eq(stats().delivered, 2);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+}
+END_TEST
+
+START_TEST(live_in_order)
+{
+	struct tconn a, b;
+	char buf[256];
+
+	attach_live(&a, "u1");
+	attach_live(&b, "u1");
+	for (uint64_t i = 1; i <= 5; i++)
+		pub("u1", i);
+	ck_assert_int_eq(a.wakes, 1); /* only on empty -> non-empty */
+	ck_assert_str_eq(drain(&a), "1-0 2-0 3-0 4-0 5-0");
+	ck_assert_str_eq(drain(&b), "1-0 2-0 3-0 4-0 5-0");
+	pub("u1", 6);
+	ck_assert_int_eq(a.wakes, 2);
+	ck_assert_str_eq(drain(&a), "6-0");
+	ck_assert_uint_eq(stats().queued_bytes, env_id(buf, sizeof(buf), "u1", 6));
+	ck_assert_str_eq(drain(&b), "6-0");
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+}
+END_TEST
+
+START_TEST(wait_sub_then_live)
+{
+	struct tconn a;
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", NULL), 0);
+	pub("u1", 1); /* before the confirmation: held, not lost */
+	ck_assert_int_eq(a.wakes, 0);
+	ck_assert_str_eq(drain(&a), "");
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 0);
+	pub("u1", 2);
+	ck_assert_str_eq(drain(&a), "1-0 2-0");
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(duplicates_dropped)
+{
+	struct tconn a;
+
+	attach_live(&a, "u1");
+	pub("u1", 3);
+	pub("u1", 3);
+	pub("u1", 2);
+	pub("u1", 4);
+	ck_assert_str_eq(drain(&a), "3-0 4-0");
+	ck_assert_uint_eq(stats().duplicates_dropped, 2);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(null_ids_delivered)
+{
+	struct tconn a;
+
+	attach_live(&a, "u1");
+	pub_null("u1");
+	pub("u1", 1);
+	pub_null("u1");
+	pub_null("u1");
+	ck_assert_str_eq(drain(&a), "N 1-0 N N");
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(resume_union)
+{
+	struct tconn a;
+	struct cursor since = {10, 0};
+	uint64_t hist[] = {11, 12, 13};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	ck_assert_int_eq(fb.nhist, 0); /* not before the subscription is confirmed */
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 1);
+	ck_assert_str_eq(fb.hist[0].user, "u1");
+	ck_assert_uint_eq(fb.hist[0].since.ms, 10);
+	ck_assert_uint_eq(fb.hist[0].since.seq, 0);
+	ck_assert_uint_eq(fb.hist[0].limit, 100);
+	ck_assert_uint_eq(stats().replays, 1);
+
+	/* Live during the replay: buffered. */
+	pub("u1", 12);
+	pub("u1", 13);
+	pub_null("u1");
+	pub("u1", 14);
+	ck_assert_int_eq(a.wakes, 0);
+	ck_assert_str_eq(drain(&a), "");
+
+	answer(fb.hist[0].req, "u1", hist, 3, 0, 0);
+	ck_assert_int_eq(a.wakes, 1);
+	ck_assert_str_eq(drain(&a), "11-0 12-0 13-0 N 14-0");
+	ck_assert_uint_eq(stats().duplicates_dropped, 2);
+
+	pub("u1", 14);
+	pub("u1", 15);
+	ck_assert_str_eq(drain(&a), "15-0");
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(resume_skips_up_to_cursor)
+{
+	struct tconn a, b;
+	struct cursor since = {10, 0};
+	uint64_t hist[] = {9, 10, 11};
+
+	/* User already confirmed: the read starts at once. */
+	attach_live(&a, "u1");
+	tconn_init(&b);
+	ck_assert_int_eq(hub_attach(hub, &b.hc, "u1", &since), 0);
+	ck_assert_int_eq(fb.nhist, 1);
+	pub("u1", 10); /* not after the cursor */
+	answer(fb.hist[0].req, "u1", hist, 3, 0, 0);
+	ck_assert_str_eq(drain(&b), "11-0");
+	ck_assert_str_eq(drain(&a), "10-0");
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+}
+END_TEST
+
+START_TEST(resume_truncated_reset)
+{
+	struct tconn a;
+	struct cursor since = {1, 0};
+	uint64_t hist[] = {50, 51};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 1);
+	answer(fb.hist[0].req, "u1", hist, 2, 1, 0);
+	ck_assert_str_eq(drain(&a), "R 50-0 51-0");
+	ck_assert_uint_eq(stats().resets, 1);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(history_error_retries)
+{
+	struct tconn a;
+	struct cursor since = {10, 0};
+	uint64_t hist[] = {11};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 1);
+	pub("u1", 12);
+	answer(fb.hist[0].req, "u1", NULL, 0, 0, HERR_REDIS);
+	ck_assert_str_eq(drain(&a), "");
+	pub("u1", 13);
+	ck_assert_str_eq(drain(&a), "");
+
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 2);
+	ck_assert_uint_eq(fb.hist[1].since.ms, 10);
+	ck_assert_uint_eq(fb.hist[1].since.seq, 0);
+	answer(fb.hist[1].req, "u1", hist, 1, 0, 0);
+	ck_assert_str_eq(drain(&a), "11-0 12-0 13-0");
+	ck_assert_uint_eq(stats().replays, 2);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(detach_during_replay)
+{
+	struct tconn a;
+	struct cursor since = {10, 0};
+	uint64_t hist[] = {11, 12};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	pub("u1", 12);
+	pub("u1", 13);
+	hub_detach(hub, &a.hc);
+	ck_assert_int_eq(fb.unsubs, 1);
+	ck_assert_uint_eq(stats().users, 0);
+	answer(fb.hist[0].req, "u1", hist, 2, 0, 0); /* dropped */
+	ck_assert_int_eq(a.wakes, 0);
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+	ck_assert_uint_eq(stats().delivered, 0);
+}
+END_TEST
+
+START_TEST(link_lost_catch_up)
+{
+	struct tconn a, b, c;
+	struct cursor since = {20, 0};
+	uint64_t ha[] = {5, 6, 7};
+	uint64_t hb[] = {6, 7};
+	uint64_t hc[] = {21};
+	uint64_t hc2[] = {21, 22};
+
+	fake_now = 5000;
+	attach_live(&a, "u1"); /* live at 5000 */
+	fake_now = 6000;
+	attach_live(&b, "u2"); /* live at 6000, gets nothing */
+	tconn_init(&c);
+	ck_assert_int_eq(hub_attach(hub, &c.hc, "u3", &since), 0);
+	hub_on_subscribed(hub, "u3");
+	ck_assert_int_eq(fb.nhist, 1); /* c's read in flight */
+	pub("u1", 5);
+	ck_assert_str_eq(drain(&a), "5-0");
+
+	fake_now = 9000;
+	hub_on_link_lost(hub);
+	/* The read answered after the loss is dropped. */
+	answer(fb.hist[0].req, "u3", hc, 1, 0, 0);
+	ck_assert_str_eq(drain(&c), "");
+
+	hub_on_subscribed(hub, "u1");
+	hub_on_subscribed(hub, "u2");
+	hub_on_subscribed(hub, "u3");
+	ck_assert_int_eq(fb.nhist, 4);
+	ck_assert_int_eq(fb.subs, 3); /* the backend resubscribes by itself */
+	ck_assert_str_eq(fb.hist[1].user, "u1");
+	ck_assert_uint_eq(fb.hist[1].since.ms, 5);
+	ck_assert_uint_eq(fb.hist[1].since.seq, 0);
+	ck_assert_str_eq(fb.hist[2].user, "u2");
+	ck_assert_uint_eq(fb.hist[2].since.ms, 5999); /* from 6000 inclusive */
+	ck_assert_uint_eq(fb.hist[2].since.seq, UINT64_MAX);
+	ck_assert_str_eq(fb.hist[3].user, "u3");
+	ck_assert_uint_eq(fb.hist[3].since.ms, 20);
+
+	pub("u1", 7);
+	answer(fb.hist[1].req, "u1", ha, 3, 0, 0);
+	answer(fb.hist[2].req, "u2", hb, 2, 0, 0);
+	answer(fb.hist[3].req, "u3", hc2, 2, 0, 0);
+	ck_assert_str_eq(drain(&a), "6-0 7-0");
+	ck_assert_str_eq(drain(&b), "6-0 7-0");
+	ck_assert_str_eq(drain(&c), "21-0 22-0");
+
+	/* Live again. */
+	pub("u2", 8);
+	ck_assert_str_eq(drain(&b), "8-0");
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+	hub_detach(hub, &c.hc);
+}
+END_TEST
+
+START_TEST(link_lost_keeps_waiting_conns)
+{
+	struct tconn a;
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", NULL), 0);
+	hub_on_link_lost(hub);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 0); /* never live: nothing to catch up */
+	pub("u1", 1);
+	ck_assert_str_eq(drain(&a), "1-0");
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(slow_consumer_closed)
+{
+	struct tconn a, b;
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+	uint64_t i;
+
+	teardown();
+	make_hub(len * 3, 0, 0);
+	attach_live(&a, "u1");
+	attach_live(&b, "u1");
+	for (i = 100; i < 103; i++)
+		pub("u1", i);
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().queued_bytes, 2 * 3 * len);
+	ck_assert_str_eq(drain(&b), "100-0 101-0 102-0");
+	pub("u1", 103); /* a: over the cap */
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
+	ck_assert_int_eq(b.closes, 0);
+	ck_assert_uint_eq(stats().slow_closed, 1);
+	ck_assert_uint_eq(stats().queued_bytes, len); /* b's 103 only */
+	ck_assert_ptr_null(hub_pop(hub, &a.hc));
+	pub("u1", 104);
+	pub_null("u1");
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_ptr_null(hub_pop(hub, &a.hc));
+	ck_assert_str_eq(drain(&b), "103-0 104-0 N");
+	hub_close_all(hub); /* a is closed already */
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_int_eq(b.closes, 1);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+	ck_assert_uint_eq(stats().conns, 0);
+}
+END_TEST
+
+START_TEST(slow_during_replay)
+{
+	struct tconn a;
+	struct cursor since = {1, 0};
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+
+	teardown();
+	make_hub(len * 2, 0, 0);
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	pub("u1", 100);
+	pub("u1", 101);
+	ck_assert_int_eq(a.closes, 0);
+	pub("u1", 102);
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
+	answer(fb.hist[0].req, "u1", NULL, 0, 0, 0); /* dropped */
+	ck_assert_ptr_null(hub_pop(hub, &a.hc));
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(slow_history_too_big)
+{
+	struct tconn a;
+	struct cursor since = {1, 0};
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+	uint64_t hist[] = {100, 101, 102, 103};
+
+	teardown();
+	make_hub(len * 2, 0, 0);
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	pub("u1", 104);
+	answer(fb.hist[0].req, "u1", hist, 4, 0, 0);
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_ptr_null(hub_pop(hub, &a.hc));
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+START_TEST(limits_again)
+{
+	struct tconn a, b, c, d;
+
+	teardown();
+	make_hub(1024, 3, 2);
+	tconn_init(&a);
+	tconn_init(&b);
+	tconn_init(&c);
+	tconn_init(&d);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", NULL), 0);
+	ck_assert_int_eq(hub_attach(hub, &b.hc, "u1", NULL), 0);
+	ck_assert_int_eq(hub_attach(hub, &c.hc, "u1", NULL), HERR_AGAIN); /* per user */
+	ck_assert_int_eq(hub_attach(hub, &c.hc, "u2", NULL), 0);
+	ck_assert_int_eq(hub_attach(hub, &d.hc, "u3", NULL), HERR_AGAIN); /* total */
+	ck_assert_uint_eq(stats().conns, 3);
+	ck_assert_uint_eq(stats().users, 2);
+	ck_assert_int_eq(fb.subs, 2);
+	hub_detach(hub, &d.hc); /* never attached: harmless */
+	hub_detach(hub, &a.hc);
+	ck_assert_int_eq(hub_attach(hub, &d.hc, "u3", NULL), 0);
+	hub_detach(hub, &b.hc);
+	hub_detach(hub, &c.hc);
+	hub_detach(hub, &d.hc);
+	ck_assert_uint_eq(stats().users, 0);
+}
+END_TEST
+
+START_TEST(close_all)
+{
+	struct tconn t[3];
+
+	attach_live(&t[0], "u1");
+	attach_live(&t[1], "u1");
+	attach_live(&t[2], "u2");
+	pub("u1", 1);
+	hub_close_all(hub);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(t[i].closes, 1);
+		ck_assert_int_eq(t[i].reason, HUB_CLOSE_SHUTDOWN);
+		ck_assert_ptr_null(hub_pop(hub, &t[i].hc));
+	}
+	ck_assert_uint_eq(stats().conns, 3); /* attached until detached */
+	ck_assert_uint_eq(stats().slow_closed, 0);
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+	hub_close_all(hub);
+	ck_assert_int_eq(t[0].closes, 1);
+	for (int i = 0; i < 3; i++)
+		hub_detach(hub, &t[i].hc);
+	ck_assert_int_eq(fb.unsubs, 2);
+}
+END_TEST
+
+static void count_user(void *arg, const char *user)
+{
+	char *seen = arg;
+
+	ck_assert_uint_eq(strlen(user), 2);
+	seen[user[1] - '0']++;
+}
+
+START_TEST(foreach_user)
+{
+	struct tconn t[3];
+	char seen[10] = {0};
+
+	attach_live(&t[0], "u1");
+	attach_live(&t[1], "u1");
+	attach_live(&t[2], "u2");
+	hub_foreach_user(hub, count_user, seen);
+	ck_assert_int_eq(seen[1], 1);
+	ck_assert_int_eq(seen[2], 1);
+	for (int i = 0; i < 3; i++)
+		hub_detach(hub, &t[i].hc);
+	memset(seen, 0, sizeof(seen));
+	hub_foreach_user(hub, count_user, seen);
+	ck_assert_int_eq(seen[1] + seen[2], 0);
+}
+END_TEST
+
+START_TEST(stats_numbers)
+{
+	struct tconn a, b;
+	struct cursor since = {1, 0};
+	uint64_t hist[] = {2, 3};
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 4);
+	struct hub_stats st;
+
+	attach_live(&a, "u1");
+	tconn_init(&b);
+	ck_assert_int_eq(hub_attach(hub, &b.hc, "u1", &since), 0);
+	pub("u1", 4);				     /* a: queued; b: pend */
+	pub("u1", 4);				     /* a: dup; b: pend */
+	pub_null("u9");				     /* no such user */
+	answer(fb.hist[0].req, "u1", hist, 2, 1, 0); /* b: R 2 3 4 (second 4 dup) */
+	hub_get_stats(hub, &st);
+	ck_assert_uint_eq(st.conns, 2);
+	ck_assert_uint_eq(st.users, 1);
+	ck_assert_uint_eq(st.messages_in, 3);
+	ck_assert_uint_eq(st.delivered, 5);
+	ck_assert_uint_eq(st.duplicates_dropped, 2);
+	ck_assert_uint_eq(st.replays, 1);
+	ck_assert_uint_eq(st.resets, 1);
+	ck_assert_uint_eq(st.slow_closed, 0);
+	ck_assert_uint_eq(st.queued_bytes, len + 3 * len);
+	ck_assert_str_eq(drain(&b), "R 2-0 3-0 4-0");
+	ck_assert_uint_eq(stats().queued_bytes, len);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+}
+END_TEST
+
+START_TEST(many_conns)
+{
+	enum { NCONN = 10000, NUSER = 1000 };
+	struct tconn *t = calloc(NCONN, sizeof(*t));
+	char user[16];
+
+	ck_assert_ptr_nonnull(t);
+	for (int i = 0; i < NCONN; i++) {
+		tconn_init(&t[i]);
+		snprintf(user, sizeof(user), "user%d", i % NUSER);
+		ck_assert_int_eq(hub_attach(hub, &t[i].hc, user, NULL), 0);
+		if (i < NUSER)
+			hub_on_subscribed(hub, user);
+	}
+	ck_assert_uint_eq(stats().users, NUSER);
+	ck_assert_uint_eq(stats().conns, NCONN);
+	ck_assert_int_eq(fb.subs, NUSER);
+	for (int u = 0; u < NUSER; u++) {
+		snprintf(user, sizeof(user), "user%d", u);
+		pub(user, 1);
+	}
+	ck_assert_uint_eq(stats().delivered, NCONN);
+	/* One in three first (every user keeps some), then the rest backwards. */
+	for (int i = 0; i < NCONN; i++)
+		if (i % 3 == 1)
+			hub_detach(hub, &t[i].hc);
+	ck_assert_uint_eq(stats().users, NUSER);
+	ck_assert_int_eq(fb.unsubs, 0);
+	for (int i = NCONN - 1; i >= 0; i--)
+		if (i % 3 != 1)
+			hub_detach(hub, &t[i].hc);
+	ck_assert_uint_eq(stats().users, 0);
+	ck_assert_uint_eq(stats().conns, 0);
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+	ck_assert_int_eq(fb.unsubs, NUSER);
+	free(t);
+}
+END_TEST
 
 Suite *hub_suite(void)
 {
 	Suite *s = suite_create("hub");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, msg_refcount);
+	tcase_add_test(tc, subscribe_refcounted);
+	tcase_add_test(tc, users_isolated);
+	tcase_add_test(tc, live_in_order);
+	tcase_add_test(tc, wait_sub_then_live);
+	tcase_add_test(tc, duplicates_dropped);
+	tcase_add_test(tc, null_ids_delivered);
+	tcase_add_test(tc, resume_union);
+	tcase_add_test(tc, resume_skips_up_to_cursor);
+	tcase_add_test(tc, resume_truncated_reset);
+	tcase_add_test(tc, history_error_retries);
+	tcase_add_test(tc, detach_during_replay);
+	tcase_add_test(tc, link_lost_catch_up);
+	tcase_add_test(tc, link_lost_keeps_waiting_conns);
+	tcase_add_test(tc, slow_consumer_closed);
+	tcase_add_test(tc, slow_during_replay);
+	tcase_add_test(tc, slow_history_too_big);
+	tcase_add_test(tc, limits_again);
+	tcase_add_test(tc, close_all);
+	tcase_add_test(tc, foreach_user);
+	tcase_add_test(tc, stats_numbers);
+	tcase_add_test(tc, many_conns);
+	suite_add_tcase(s, tc);
 	return s;
 }
