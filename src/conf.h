@@ -99,17 +99,31 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen);
 int conf_load_env(struct conf *c, char *const *envp, const char *const *ignore,
 		  char *err, size_t errlen);
 
-/* Cross-key checks (a secret for HS*, a key file for RS/ES, ...). */
+/*
+ * Cross-key checks: HS* needs exactly one of jwt_secret and jwt_key_file,
+ * RS256/ES256 need jwt_key_file.  HERR_INVAL with a message naming the key to
+ * set.
+ */
 int conf_validate(const struct conf *c, char *err, size_t errlen);
 
 /*
  * The usual sequence: conf_init, conf_load_file(path) when path is non-NULL
  * (else $HERALD_CONFIG when set), conf_load_env(environ).  The caller then
- * applies its flags with conf_set() and calls conf_validate().
+ * applies its flags with conf_set() and calls conf_validate().  c needs no
+ * conf_init() first; call conf_free(c) afterwards, on error too.  The
+ * variables the test harness and scripts/dev.sh set for themselves
+ * (HERALD_TESTDATA, HERALD_BUILDDIR, HERALD_RUN_DIR ...) are not keys and
+ * are skipped.
  */
 int conf_load(struct conf *c, const char *path, char *err, size_t errlen);
 
-/* Write the effective configuration as `key = value` lines (secrets shown as "(set)"). */
+/*
+ * Write the effective configuration as `key = value` lines, every key, in the
+ * order of herald.conf.example; secrets show as "(set)", unset strings as
+ * nothing.  Without secrets the text reads back as the same configuration.
+ * Returns the length written, or HERR_TOOBIG when buf is too small (buf then
+ * holds a NUL-terminated prefix).
+ */
 int conf_dump(const struct conf *c, char *buf, size_t len);
 
 /* Parsers shared with flag handling; 0 or HERR_INVAL. */

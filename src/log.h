@@ -54,7 +54,7 @@ const char *log_level_name(int level);
  * JSON: {"ts":"...","level":"info","prog":"herald-ws","pid":42,"msg":"..."}.
  */
 void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void log_vwrite(int level, const char *fmt, va_list ap);
+void log_vwrite(int level, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* For tests: format a line into buf as log_write would, without writing. */
 int log_format_line(char *buf, size_t len, int level, const char *fmt, ...)
