@@ -6,8 +6,12 @@
  *   - the header's algorithm must equal the configured one (no `none`, no
  *     HS/RS confusion), checked before any signature work;
  *   - a key is always passed (libjwt skips verification on a NULL key);
- *   - HMAC signatures are compared in constant time here, before libjwt sees
- *     the token, so its strcmp() only ever compares equal strings;
+ *   - signatures are checked here first with OpenSSL (HMAC compared in
+ *     constant time, RS256/ES256 with the key parsed at start-up), so
+ *     libjwt's strcmp() only ever compares equal strings and a failure of
+ *     libjwt afterwards means it refused the content (AUTH_MALFORMED);
+ *   - a header typ other than "JWT" (any case) is malformed: libjwt 1.10
+ *     refuses it;
  *   - exp is required, nbf checked when present, iss/aud when configured,
  *     all with the configured leeway;
  *   - the user claim (string or integer) must match [A-Za-z0-9_.-]{1,64};
@@ -63,7 +67,7 @@ void auth_free(auth_t *a);
 
 /*
  * Verify token (len bytes, need not be NUL-terminated) at time now.
- * On AUTH_OK fills *id.  Returns an enum auth_result.
+ * On AUTH_OK fills *id (id may be NULL).  Returns an enum auth_result.
  */
 int auth_verify(const auth_t *a, const char *token, size_t len, time_t now,
 		struct auth_identity *id);
@@ -74,8 +78,11 @@ const char *auth_reason(int result);
  * Find the token of a request in DESIGN order: the `Authorization: Bearer`
  * header value, then the `token` query parameter (percent-decoded), then the
  * cookie named cookie_name.  Any argument may be NULL (absent).  Copies the
- * token into out (NUL-terminated).  Returns AUTH_OK, AUTH_MISSING, or
- * AUTH_TOO_LONG when the token does not fit in outlen.
+ * token into out (NUL-terminated).  A source with an empty value counts as
+ * absent; the Bearer scheme is case-insensitive, followed by one or more
+ * spaces.  Returns AUTH_OK, AUTH_MISSING, AUTH_TOO_LONG when the token does
+ * not fit in outlen, or AUTH_MALFORMED when the `token` query parameter is
+ * badly percent-encoded.
  */
 int auth_find_token(const char *authorization, const char *query,
 		    const char *cookie_header, const char *cookie_name,
