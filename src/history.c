@@ -1,3 +1,134 @@
 #include "config.h"
 
 #include "history.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "err.h"
+
+__attribute__((format(printf, 4, 5))) static int fail(int code, char *err, size_t errlen,
+						      const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+int history_argv(struct history_argv *h, const struct conf *c, const char *user,
+		 const struct cursor *since, unsigned limit)
+{
+	const char *prefix = c->channel_prefix != NULL ? c->channel_prefix : "notifications";
+	const char *kv[3];
+	size_t kvlen[3];
+	int n;
+
+	memset(h, 0, sizeof *h);
+	if (limit < 1 || limit > HISTORY_LIMIT_MAX)
+		return HERR_INVAL;
+	n = redis_history_key(h->key, sizeof h->key, prefix, user);
+	if (n < 0)
+		return HERR_INVAL;
+	kvlen[0] = (size_t)n;
+	kvlen[1] = 0;
+	if (since != NULL) {
+		n = cursor_format(since, h->since, sizeof h->since);
+		if (n < 0)
+			return HERR_INVAL;
+		kvlen[1] = (size_t)n;
+	}
+	kvlen[2] = (size_t)snprintf(h->limit, sizeof h->limit, "%u", limit);
+	kv[0] = h->key;
+	kv[1] = h->since;
+	kv[2] = h->limit;
+	h->argc = redis_evalsha_argv(&redis_script_history, 1, 2, kv, kvlen, h->argv, h->argvlen);
+	return h->argc < 0 ? HERR_INVAL : 0;
+}
+
+int history_parse_reply(redisReply *reply, struct history_result *out, char *err, size_t errlen)
+{
+	const redisReply *t, *last;
+	size_t n;
+
+	memset(out, 0, sizeof *out);
+	if (reply == NULL)
+		return fail(HERR_REDIS, err, errlen, "redis: no reply");
+	if (reply->type == REDIS_REPLY_ERROR)
+		return fail(HERR_REDIS, err, errlen, "redis: %s",
+			    reply->str != NULL ? reply->str : "error");
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+		return fail(HERR_INVAL, err, errlen, "history: expected {truncated, last_id, ...}");
+	t = reply->element[0];
+	last = reply->element[1];
+	if (t->type != REDIS_REPLY_INTEGER || (t->integer != 0 && t->integer != 1))
+		return fail(HERR_INVAL, err, errlen, "history: truncated is not 0 or 1");
+	if (last->type != REDIS_REPLY_STRING ||
+	    (last->len != 0 && cursor_parse(last->str, last->len, &out->last) != 0))
+		return fail(HERR_INVAL, err, errlen, "history: last_id is not an id");
+	n = reply->elements - 2;
+	if (n > 0) {
+		out->entries = calloc(n, sizeof *out->entries);
+		if (out->entries == NULL)
+			return fail(HERR_NOMEM, err, errlen, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		const redisReply *e = reply->element[i + 2];
+		struct history_entry *h = &out->entries[i];
+
+		if (e->type != REDIS_REPLY_STRING || envelope_id(e->str, e->len, &h->id) != 0) {
+			free(out->entries);
+			memset(out, 0, sizeof *out);
+			return fail(HERR_INVAL, err, errlen,
+				    "history: entry %zu is not an envelope with an id", i);
+		}
+		h->env = e->str;
+		h->len = e->len;
+	}
+	out->truncated = (int)t->integer;
+	out->n = n;
+	return 0;
+}
+
+void history_result_free(struct history_result *r)
+{
+	if (r == NULL)
+		return;
+	free(r->entries);
+	if (r->reply != NULL)
+		freeReplyObject(r->reply);
+	memset(r, 0, sizeof *r);
+}
+
+int history_read(redisContext *rc, const struct conf *c, const char *user,
+		 const struct cursor *since, unsigned limit, struct history_result *out, char *err,
+		 size_t errlen)
+{
+	struct history_argv h;
+	redisReply *reply;
+	int rv;
+
+	memset(out, 0, sizeof *out);
+	if (history_argv(&h, c, user, since, limit) != 0)
+		return fail(HERR_INVAL, err, errlen,
+			    "history: bad user, channel_prefix or limit (1..%d)",
+			    HISTORY_LIMIT_MAX);
+	reply = redis_eval_sync(rc, &redis_script_history, 1, 2, h.argv + 3, h.argvlen + 3, err,
+				errlen);
+	if (reply == NULL)
+		return HERR_REDIS;
+	rv = history_parse_reply(reply, out, err, errlen);
+	if (rv != 0) {
+		freeReplyObject(reply);
+		return rv;
+	}
+	out->reply = reply;
+	return 0;
+}

@@ -1,10 +1,15 @@
 /*
  * history.h - reading a user's history after a cursor.
  *
- * The history script (redis.c) answers in one round trip: whether the cursor
- * is older than what is kept (the stream's max-deleted-entry-id is at or after
- * it, or the stream is gone), then the envelopes after the cursor (exclusive),
- * oldest first, at most limit.  Without a cursor: the newest limit envelopes.
+ * The history script (redis.c) answers in one round trip
+ * {truncated, last_id, env1, env2, ...}: whether entries after the cursor may
+ * have been removed (the stream is gone, or the cursor is before the stream's
+ * max-deleted-entry-id, or before the first entry of a stream that was
+ * trimmed: Redis 7.0 does not count MAXLEN trimming in max-deleted-entry-id),
+ * the id of the newest entry ("" when none), then the envelopes after the
+ * cursor (exclusive), oldest first, at most limit.  Without a cursor: the
+ * newest limit envelopes, and truncated is 0.  Each entry's id is read from
+ * its envelope's prefix; stream entries that are not envelopes are skipped.
  * Usable blocking (herald-fcgi polls) or asynchronously: build the argv with
  * history_argv(), send it any way, parse with history_parse_reply().
  */
@@ -23,16 +28,16 @@
 
 struct history_entry {
 	struct cursor id;
-	const char *env;  /* envelope bytes, NUL-terminated; borrowed from the reply */
+	const char *env; /* envelope bytes, NUL-terminated; borrowed from the reply */
 	size_t len;
 };
 
 struct history_result {
-	int truncated;                 /* cursor older than the kept history */
-	size_t n;                      /* entries */
+	int truncated;		       /* cursor older than the kept history */
+	size_t n;		       /* entries */
 	struct history_entry *entries; /* malloc()ed array of n; strings borrowed */
-	struct cursor last;            /* id of the newest entry in the stream; {0,0} if none */
-	redisReply *reply;             /* set by history_read only: owns the strings */
+	struct cursor last;	       /* id of the newest entry in the stream; {0,0} if none */
+	redisReply *reply;	       /* set by history_read only: owns the strings */
 };
 
 /* Storage for history_argv's output. */
@@ -63,9 +68,14 @@ int history_parse_reply(redisReply *reply, struct history_result *out, char *err
 /* Frees entries, and the reply when history_read() made it.  NULL is fine. */
 void history_result_free(struct history_result *r);
 
-/* Blocking read (EVALSHA with NOSCRIPT reload).  0, HERR_INVAL or HERR_REDIS. */
+/*
+ * Blocking read (EVALSHA with NOSCRIPT reload).  0, HERR_INVAL or HERR_REDIS
+ * with the reason in err.  After HERR_REDIS with rc->err set the connection
+ * is broken (redisFree it and connect again); without, Redis answered an
+ * error and the connection is still usable.
+ */
 int history_read(redisContext *rc, const struct conf *c, const char *user,
-		 const struct cursor *since, unsigned limit, struct history_result *out,
-		 char *err, size_t errlen);
+		 const struct cursor *since, unsigned limit, struct history_result *out, char *err,
+		 size_t errlen);
 
 #endif

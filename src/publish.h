@@ -35,8 +35,12 @@ int publish_one(redisContext *rc, const struct conf *c, const char *user,
 /*
  * Publish n payloads for user, pipelined (all sent, then all replies read).
  * Every payload is checked before anything is sent: one bad payload and
- * nothing is published (HERR_INVAL, err names its index).  ids receives n
- * cursors.  Returns 0, HERR_INVAL or HERR_REDIS.
+ * nothing is published (HERR_INVAL, err names its index: "payloads[2]: ...").
+ * ids receives n cursors, in order.  Returns 0, HERR_INVAL, HERR_NOMEM or
+ * HERR_REDIS.  On HERR_REDIS the ids of the payloads that were published are
+ * filled and the others are {0,0}; when rc->err is set the connection is
+ * broken (redisFree it): payloads without an id may or may not have been
+ * published.  A NOSCRIPT reply loads the script and resends, in order.
  */
 int publish_batch(redisContext *rc, const struct conf *c, const char *user,
 		  const char *const *payloads, const size_t *lens, size_t n,

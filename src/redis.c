@@ -1,3 +1,727 @@
 #include "config.h"
 
 #include "redis.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "auth.h"
+#include "err.h"
+
+/*
+ * The publish script.  docs/publish.lua holds the same text for callers in
+ * other languages (a unit test keeps the two identical).
+ *
+ * Contract: KEYS[1] = P:U:history; ARGV[1] = payload (JSON); ARGV[2] =
+ * MAXLEN ~ (default 1000); ARGV[3] = expiry in seconds (default 604800).
+ * Builds {"id":"MS-SEQ","channel":"P:U","ts":MS,"data":PAYLOAD} with the id it
+ * will XADD under, XADDs it (field "e"), EXPIREs the key, PUBLISHes the same
+ * bytes to P:U, and returns the id.  Errors start "ERR herald: ".
+ */
+static const char publish_lua[] =
+    "-- Herald publish script: store a notification in the user's history and\n"
+    "-- deliver it live, atomically.  See docs/protocol.md.\n"
+    "--\n"
+    "-- KEYS[1]  P:U:history, the user's stream; the channel is KEYS[1] without\n"
+    "--          the \":history\" suffix (P:U).\n"
+    "-- ARGV[1]  the payload: JSON text, sent on verbatim as the envelope's \"data\".\n"
+    "-- ARGV[2]  entries kept, XADD MAXLEN ~ (optional, default 1000).\n"
+    "-- ARGV[3]  expiry of the stream in seconds, refreshed on each publish\n"
+    "--          (optional, default 604800, 7 days).\n"
+    "--\n"
+    "-- Writes the envelope\n"
+    "--   {\"id\":\"MS-SEQ\",\"channel\":\"P:U\",\"ts\":MS,\"data\":PAYLOAD}\n"
+    "-- once: XADD to KEYS[1] (field \"e\") under the id it names, EXPIRE, and\n"
+    "-- PUBLISH of the same bytes to P:U.  Returns the id \"MS-SEQ\".\n"
+    "--\n"
+    "-- The envelope holds its own id, so the id is chosen here before the XADD,\n"
+    "-- as Redis would: the current time in ms, or the last entry's id + 1 when\n"
+    "-- that is not smaller.  When entries were deleted from the end (the stream's\n"
+    "-- last-generated-id is above its last entry) that XADD fails; the id then\n"
+    "-- follows last-generated-id.  Lua numbers are doubles: ms (about 1.7e12) is\n"
+    "-- exact, and a seq that would pass 2^53 moves to the next millisecond.\n"
+    "\n"
+    "local key = KEYS[1]\n"
+    "local payload = ARGV[1]\n"
+    "\n"
+    "local function fail(why)\n"
+    "\treturn redis.error_reply('ERR herald: ' .. why)\n"
+    "end\n"
+    "\n"
+    "local function count(arg, default)\n"
+    "\tif arg == nil or arg == '' then\n"
+    "\t\treturn default\n"
+    "\tend\n"
+    "\tlocal n = tonumber(arg)\n"
+    "\tif n == nil or n < 1 or n % 1 ~= 0 or n > 1e15 then\n"
+    "\t\treturn nil\n"
+    "\tend\n"
+    "\treturn n\n"
+    "end\n"
+    "\n"
+    "if #KEYS ~= 1 then\n"
+    "\treturn fail('expected one key, P:U:history')\n"
+    "end\n"
+    "local channel = string.match(key, '^(.+):history$')\n"
+    "if channel == nil then\n"
+    "\treturn fail('key must end in \":history\"')\n"
+    "end\n"
+    "if string.find(channel, '[%c\"\\\\]') then\n"
+    "\treturn fail('channel must not hold quotes, backslashes or control characters')\n"
+    "end\n"
+    "if payload == nil or payload == '' then\n"
+    "\treturn fail('payload is empty')\n"
+    "end\n"
+    "if not pcall(cjson.decode, payload) then\n"
+    "\treturn fail('payload is not JSON')\n"
+    "end\n"
+    "local maxlen = count(ARGV[2], 1000)\n"
+    "if maxlen == nil then\n"
+    "\treturn fail('maxlen must be a positive integer')\n"
+    "end\n"
+    "local ttl = count(ARGV[3], 604800)\n"
+    "if ttl == nil then\n"
+    "\treturn fail('ttl must be a positive integer')\n"
+    "end\n"
+    "\n"
+    "local function split(id)\n"
+    "\tlocal ms, seq = string.match(id, '^(%d+)-(%d+)$')\n"
+    "\treturn tonumber(ms), tonumber(seq)\n"
+    "end\n"
+    "\n"
+    "-- The smallest id after ms-seq.\n"
+    "local function after(ms, seq)\n"
+    "\tif seq + 1 >= 9007199254740992 then\n"
+    "\t\treturn ms + 1, 0\n"
+    "\tend\n"
+    "\treturn ms, seq + 1\n"
+    "end\n"
+    "\n"
+    "local function add(ms, seq)\n"
+    "\tlocal id = string.format('%d-%d', ms, seq)\n"
+    "\tlocal env = '{\"id\":\"' .. id .. '\",\"channel\":\"' .. channel .. '\",\"ts\":' ..\n"
+    "\t\tstring.format('%d', ms) .. ',\"data\":' .. payload .. '}'\n"
+    "\tlocal r = redis.pcall('XADD', key, 'MAXLEN', '~', string.format('%d', maxlen),\n"
+    "\t\tid, 'e', env)\n"
+    "\treturn r, id, env\n"
+    "end\n"
+    "\n"
+    "local t = redis.call('TIME')\n"
+    "local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local seq = 0\n"
+    "local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)\n"
+    "if last[1] then\n"
+    "\tlocal lms, lseq = split(last[1][1])\n"
+    "\tif lms >= ms then\n"
+    "\t\tms, seq = after(lms, lseq)\n"
+    "\tend\n"
+    "end\n"
+    "\n"
+    "local r, id, env = add(ms, seq)\n"
+    "if type(r) == 'table' and r.err then\n"
+    "\tif not string.find(r.err, 'equal or smaller', 1, true) then\n"
+    "\t\treturn r\n"
+    "\tend\n"
+    "\tlocal info = redis.call('XINFO', 'STREAM', key)\n"
+    "\tfor i = 1, #info, 2 do\n"
+    "\t\tif info[i] == 'last-generated-id' then\n"
+    "\t\t\tms, seq = after(split(info[i + 1]))\n"
+    "\t\tend\n"
+    "\tend\n"
+    "\tr, id, env = add(ms, seq)\n"
+    "\tif type(r) == 'table' and r.err then\n"
+    "\t\treturn r\n"
+    "\tend\n"
+    "end\n"
+    "redis.call('EXPIRE', key, string.format('%d', ttl))\n"
+    "redis.call('PUBLISH', channel, env)\n"
+    "return id\n";
+
+/*
+ * The history script.
+ *
+ * Contract: KEYS[1] = P:U:history; ARGV[1] = since ("MS-SEQ", "" for none);
+ * ARGV[2] = limit (1..1000).  Returns {truncated, last_id, env1, env2, ...},
+ * oldest first: without since the newest `limit` envelopes, with since the
+ * envelopes after it (exclusive).  truncated is 1 when the stream is gone or
+ * entries after since may have been removed (since is before
+ * max-deleted-entry-id, or before the first entry of a trimmed stream: Redis
+ * 7.0 does not count MAXLEN trimming in max-deleted-entry-id).  last_id is the
+ * newest entry's id, "" when the stream is empty.
+ */
+static const char history_lua[] =
+    "-- Herald history script: a user's envelopes after a cursor, in one round trip.\n"
+    "--\n"
+    "-- KEYS[1]  P:U:history\n"
+    "-- ARGV[1]  since: \"MS-SEQ\" (or a bare \"MS\", meaning MS-0); \"\" for none\n"
+    "-- ARGV[2]  limit, 1..1000 (optional, default 100)\n"
+    "--\n"
+    "-- Returns {truncated, last_id, env1, env2, ...}, envelopes oldest first:\n"
+    "--   - no since: the newest `limit` envelopes; truncated is 0;\n"
+    "--   - since: at most `limit` envelopes with an id after since (exclusive);\n"
+    "--     truncated is 1 when entries after since may have been removed: the\n"
+    "--     stream is gone (expired), since is before the stream's\n"
+    "--     max-deleted-entry-id (XDEL), or since is before the first entry and\n"
+    "--     entries were removed (MAXLEN trimming, which Redis 7.0 does not count\n"
+    "--     in max-deleted-entry-id).\n"
+    "-- last_id is the id of the newest entry in the stream, \"\" when there is none.\n"
+    "-- Ids are compared as decimal strings, exactly (seq may pass 2^53).\n"
+    "\n"
+    "local key = KEYS[1]\n"
+    "local since = ARGV[1] or ''\n"
+    "local UMAX = '18446744073709551615'\n"
+    "\n"
+    "local limit = 100\n"
+    "if ARGV[2] ~= nil and ARGV[2] ~= '' then\n"
+    "\tlimit = tonumber(ARGV[2])\n"
+    "\tif limit == nil or limit < 1 or limit > 1000 or limit % 1 ~= 0 then\n"
+    "\t\treturn redis.error_reply('ERR herald: limit must be 1..1000')\n"
+    "\tend\n"
+    "end\n"
+    "\n"
+    "local function envelope(entry, out)\n"
+    "\tlocal f = entry[2]\n"
+    "\tfor i = 1, #f, 2 do\n"
+    "\t\tif f[i] == 'e' then\n"
+    "\t\t\t-- only envelopes: a foreign entry would break the reader\n"
+    "\t\t\tif string.sub(f[i + 1], 1, 7) == '{\"id\":\"' then\n"
+    "\t\t\t\tout[#out + 1] = f[i + 1]\n"
+    "\t\t\tend\n"
+    "\t\t\treturn\n"
+    "\t\tend\n"
+    "\tend\n"
+    "end\n"
+    "\n"
+    "-- <0, 0, >0 for decimal strings a, b of any length.\n"
+    "local function numcmp(a, b)\n"
+    "\ta = string.gsub(a, '^0+(%d)', '%1')\n"
+    "\tb = string.gsub(b, '^0+(%d)', '%1')\n"
+    "\tif #a ~= #b then\n"
+    "\t\treturn #a - #b\n"
+    "\tend\n"
+    "\tif a == b then\n"
+    "\t\treturn 0\n"
+    "\tend\n"
+    "\treturn a < b and -1 or 1\n"
+    "end\n"
+    "\n"
+    "local function before(ms, seq, id)\n"
+    "\tlocal ims, iseq = string.match(id, '^(%d+)-(%d+)$')\n"
+    "\tlocal c = numcmp(ms, ims)\n"
+    "\tif c ~= 0 then\n"
+    "\t\treturn c < 0\n"
+    "\tend\n"
+    "\treturn numcmp(seq, iseq) < 0\n"
+    "end\n"
+    "\n"
+    "if since == '' then\n"
+    "\tlocal r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', limit)\n"
+    "\tlocal out = {0, r[1] and r[1][1] or ''}\n"
+    "\tfor i = #r, 1, -1 do\n"
+    "\t\tenvelope(r[i], out)\n"
+    "\tend\n"
+    "\treturn out\n"
+    "end\n"
+    "\n"
+    "local sms, sseq = string.match(since, '^(%d+)-(%d+)$')\n"
+    "if sms == nil then\n"
+    "\tsms, sseq = string.match(since, '^(%d+)$'), '0'\n"
+    "end\n"
+    "if sms == nil or numcmp(sms, UMAX) > 0 or numcmp(sseq, UMAX) > 0 then\n"
+    "\treturn redis.error_reply('ERR herald: since must be MS-SEQ')\n"
+    "end\n"
+    "sms = string.gsub(sms, '^0+(%d)', '%1')\n"
+    "sseq = string.gsub(sseq, '^0+(%d)', '%1')\n"
+    "\n"
+    "if redis.call('EXISTS', key) == 0 then\n"
+    "\treturn {1, ''}\n"
+    "end\n"
+    "local info = redis.call('XINFO', 'STREAM', key)\n"
+    "local h = {}\n"
+    "for i = 1, #info, 2 do\n"
+    "\th[info[i]] = info[i + 1]\n"
+    "end\n"
+    "\n"
+    "local truncated = 0\n"
+    "local maxdel = h['max-deleted-entry-id']\n"
+    "if maxdel and before(sms, sseq, maxdel) then\n"
+    "\ttruncated = 1\n"
+    "end\n"
+    "local first = h['first-entry']\n"
+    "local added = h['entries-added']\n"
+    "if first and (added == nil or added > h['length']) and before(sms, sseq, first[1]) then\n"
+    "\ttruncated = 1\n"
+    "end\n"
+    "\n"
+    "local out = {truncated, h['last-entry'] and h['last-entry'][1] or ''}\n"
+    "if sms == UMAX and sseq == UMAX then\n"
+    "\treturn out\n"
+    "end\n"
+    "local r = redis.call('XRANGE', key, '(' .. sms .. '-' .. sseq, '+', 'COUNT', limit)\n"
+    "for i = 1, #r do\n"
+    "\tenvelope(r[i], out)\n"
+    "end\n"
+    "return out\n";
+
+struct redis_script redis_script_publish = {"publish", publish_lua, ""};
+struct redis_script redis_script_history = {"history", history_lua, ""};
+
+/* The longest key + argument list redis_eval_sync() takes (the scripts use 4). */
+#define EVAL_KV_MAX 16
+
+static const char *const numkeys_str[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+
+static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
+static int scripts_rc;
+
+__attribute__((format(printf, 4, 5))) static int fail(int code, char *err, size_t errlen,
+						      const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* Decimal digits only (no sign, no blanks), at most max. */
+static int parse_uint(const char *s, size_t len, long max, long *out)
+{
+	long v = 0;
+
+	if (len == 0 || len > 10)
+		return HERR_INVAL;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return HERR_INVAL;
+		v = v * 10 + (s[i] - '0');
+	}
+	if (v > max)
+		return HERR_INVAL;
+	*out = v;
+	return 0;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode len bytes of s into out (outlen bytes), NUL-terminated. */
+static int pct_decode(const char *s, size_t len, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		int c = (unsigned char)s[i];
+
+		if (c == '%') {
+			if (len - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
+				return HERR_INVAL;
+			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
+			i += 2;
+		}
+		if (c == 0 || o + 1 >= outlen)
+			return HERR_INVAL;
+		out[o++] = (char)c;
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+static int copy_str(char *dst, size_t dstlen, const char *s, size_t len)
+{
+	if (len >= dstlen || memchr(s, '\0', len) != NULL)
+		return HERR_INVAL;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+	return 0;
+}
+
+#define URL_FORMS "redis://[:password@]host[:port][/db] or unix:///path[?db=N]"
+
+/* After "redis://": [[user]:password@]host[:port][/db].  The password is never
+ * echoed in an error. */
+static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errlen)
+{
+	const char *slash = strchr(s, '/');
+	const char *end = slash != NULL ? slash : s + strlen(s);
+	const char *at = NULL, *host, *hend, *port = NULL;
+	long v;
+
+	for (const char *p = s; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (memchr(s, '?', (size_t)(end - s)) != NULL || (slash && strchr(slash, '?')))
+		return fail(HERR_INVAL, err, errlen,
+			    "redis_url: query parameters are for unix:// only");
+	host = s;
+	if (at != NULL) {
+		const char *colon = memchr(s, ':', (size_t)(at - s));
+
+		if (colon == NULL)
+			return fail(HERR_INVAL, err, errlen,
+				    "redis_url: expected :password@ before the host");
+		if (colon != s && !((size_t)(colon - s) == 7 && memcmp(s, "default", 7) == 0))
+			return fail(HERR_INVAL, err, errlen,
+				    "redis_url: ACL user names other than \"default\" are not "
+				    "supported; write redis://:password@host");
+		if (pct_decode(colon + 1, (size_t)(at - colon - 1), a->password,
+			       sizeof a->password) != 0)
+			return fail(HERR_INVAL, err, errlen,
+				    "redis_url: bad password (too long, NUL or bad %%-escape)");
+		host = at + 1;
+	}
+	if (*host == '[') {
+		hend = memchr(host, ']', (size_t)(end - host));
+		if (hend == NULL)
+			return fail(HERR_INVAL, err, errlen,
+				    "redis_url: missing ']' after IPv6 host");
+		if (hend + 1 < end) {
+			if (hend[1] != ':')
+				return fail(HERR_INVAL, err, errlen,
+					    "redis_url: expected ':port' after ']'");
+			port = hend + 2;
+		}
+		host++;
+	} else {
+		const char *colon = memchr(host, ':', (size_t)(end - host));
+
+		hend = colon != NULL ? colon : end;
+		if (colon != NULL)
+			port = colon + 1;
+	}
+	if (hend == host)
+		return fail(HERR_INVAL, err, errlen, "redis_url: no host (expected %s)", URL_FORMS);
+	if (copy_str(a->host, sizeof a->host, host, (size_t)(hend - host)) != 0)
+		return fail(HERR_INVAL, err, errlen, "redis_url: host name too long");
+	if (port != NULL) {
+		if (parse_uint(port, (size_t)(end - port), 65535, &v) != 0 || v == 0)
+			return fail(HERR_INVAL, err, errlen,
+				    "redis_url: bad port \"%.*s\" (1..65535)", (int)(end - port),
+				    port);
+		a->port = (int)v;
+	}
+	if (slash != NULL && slash[1] != '\0') {
+		if (parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &v) != 0)
+			return fail(HERR_INVAL, err, errlen,
+				    "redis_url: bad database \"%s\" (a number after '/')",
+				    slash + 1);
+		a->db = (int)v;
+	}
+	return 0;
+}
+
+/* After "unix://": /path[?db=N[&password=P]]. */
+static int parse_unix(const char *s, struct redis_addr *a, char *err, size_t errlen)
+{
+	const char *q = strchr(s, '?');
+	size_t plen = q != NULL ? (size_t)(q - s) : strlen(s);
+	long v;
+
+	if (*s != '/' || plen < 2)
+		return fail(
+		    HERR_INVAL, err, errlen,
+		    "redis_url: unix:// needs an absolute socket path (unix:///run/redis.sock)");
+	if (copy_str(a->path, sizeof a->path, s, plen) != 0)
+		return fail(HERR_INVAL, err, errlen, "redis_url: socket path too long");
+	a->host[0] = '\0';
+	a->port = 0;
+	while (q != NULL) {
+		const char *p = q + 1;
+		const char *amp = strchr(p, '&');
+		size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
+
+		if (len > 3 && memcmp(p, "db=", 3) == 0) {
+			if (parse_uint(p + 3, len - 3, INT_MAX, &v) != 0)
+				return fail(HERR_INVAL, err, errlen,
+					    "redis_url: bad database \"%.*s\"", (int)(len - 3),
+					    p + 3);
+			a->db = (int)v;
+		} else if (len > 9 && memcmp(p, "password=", 9) == 0) {
+			if (pct_decode(p + 9, len - 9, a->password, sizeof a->password) != 0)
+				return fail(HERR_INVAL, err, errlen,
+					    "redis_url: bad password (too long, NUL or bad "
+					    "%%-escape)");
+		} else {
+			const char *eq = memchr(p, '=', len);
+
+			return fail(HERR_INVAL, err, errlen,
+				    "redis_url: unknown parameter \"%.*s\" (db=N, password=P)",
+				    (int)(eq != NULL ? (size_t)(eq - p) : len), p);
+		}
+		q = amp;
+	}
+	return 0;
+}
+
+int redis_url_parse(const char *url, struct redis_addr *out, char *err, size_t errlen)
+{
+	struct redis_addr a;
+	int rv;
+
+	memset(&a, 0, sizeof a);
+	a.port = 6379;
+	if (url == NULL || *url == '\0')
+		return fail(HERR_INVAL, err, errlen, "redis_url: empty (expected %s)", URL_FORMS);
+	if (strncmp(url, "redis://", 8) == 0)
+		rv = parse_tcp(url + 8, &a, err, errlen);
+	else if (strncmp(url, "unix://", 7) == 0)
+		rv = parse_unix(url + 7, &a, err, errlen);
+	else
+		rv = fail(HERR_INVAL, err, errlen, "redis_url: expected %s", URL_FORMS);
+	if (rv == 0)
+		*out = a;
+	return rv;
+}
+
+const char *redis_addr_str(const struct redis_addr *a, char *buf, size_t len)
+{
+	if (a->path[0] != '\0')
+		snprintf(buf, len, "%s", a->path);
+	else if (strchr(a->host, ':') != NULL)
+		snprintf(buf, len, "[%s]:%d", a->host, a->port);
+	else
+		snprintf(buf, len, "%s:%d", a->host, a->port);
+	return buf;
+}
+
+/* Run one set-up command (AUTH, SELECT); 0 or HERR_REDIS naming it. */
+static int setup_command(redisContext *rc, const char *name, int argc, const char **argv,
+			 const char *addr, char *err, size_t errlen)
+{
+	redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+	int rv = 0;
+
+	if (r == NULL)
+		rv = fail(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, rc->errstr);
+	else if (r->type == REDIS_REPLY_ERROR)
+		rv = fail(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, r->str);
+	freeReplyObject(r);
+	return rv;
+}
+
+int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out, char *err,
+		  size_t errlen)
+{
+	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	char addr[300], db[16];
+	redisContext *rc;
+
+	*out = NULL;
+	redis_addr_str(a, addr, sizeof addr);
+	if (a->path[0] != '\0')
+		rc = timeout_ms > 0 ? redisConnectUnixWithTimeout(a->path, tv)
+				    : redisConnectUnix(a->path);
+	else
+		rc = timeout_ms > 0 ? redisConnectWithTimeout(a->host, a->port, tv)
+				    : redisConnect(a->host, a->port);
+	if (rc == NULL)
+		return fail(HERR_NOMEM, err, errlen, "connect(%s) failed: out of memory", addr);
+	if (rc->err) {
+		fail(HERR_REDIS, err, errlen, "connect(%s) failed: %s", addr, rc->errstr);
+		redisFree(rc);
+		return HERR_REDIS;
+	}
+	/* hiredis 0.14 uses the connect timeout for connect() only. */
+	if (timeout_ms > 0 && redisSetTimeout(rc, tv) != REDIS_OK) {
+		fail(HERR_REDIS, err, errlen, "connect(%s) failed: setting the timeout: %s", addr,
+		     rc->errstr);
+		redisFree(rc);
+		return HERR_REDIS;
+	}
+	if (a->password[0] != '\0') {
+		const char *argv[] = {"AUTH", a->password};
+
+		if (setup_command(rc, "AUTH", 2, argv, addr, err, errlen) != 0) {
+			redisFree(rc);
+			return HERR_REDIS;
+		}
+	}
+	if (a->db != 0) {
+		const char *argv[] = {"SELECT", db};
+
+		snprintf(db, sizeof db, "%d", a->db);
+		if (setup_command(rc, "SELECT", 2, argv, addr, err, errlen) != 0) {
+			redisFree(rc);
+			return HERR_REDIS;
+		}
+	}
+	*out = rc;
+	return 0;
+}
+
+/* The prefix goes into the envelope's "channel" string unescaped. */
+static int prefix_valid(const char *p)
+{
+	if (p == NULL || *p == '\0')
+		return 0;
+	for (; *p != '\0'; p++)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
+static int key_name(char *buf, size_t len, const char *prefix, const char *user, const char *suffix)
+{
+	int n;
+
+	if (!prefix_valid(prefix) || user == NULL || !auth_user_valid(user, strlen(user)))
+		return HERR_INVAL;
+	n = snprintf(buf, len, "%s:%s%s", prefix, user, suffix);
+	if (n < 0 || (size_t)n >= len)
+		return HERR_TOOBIG;
+	return n;
+}
+
+int redis_channel(char *buf, size_t len, const char *prefix, const char *user)
+{
+	return key_name(buf, len, prefix, user, "");
+}
+
+int redis_history_key(char *buf, size_t len, const char *prefix, const char *user)
+{
+	return key_name(buf, len, prefix, user, ":history");
+}
+
+int redis_channel_user(const char *channel, size_t len, const char *prefix, char *user)
+{
+	size_t plen = prefix != NULL ? strlen(prefix) : 0;
+	size_t ulen;
+
+	if (channel == NULL || plen == 0 || len <= plen + 1 || memcmp(channel, prefix, plen) != 0 ||
+	    channel[plen] != ':')
+		return HERR_INVAL;
+	ulen = len - plen - 1;
+	if (!auth_user_valid(channel + plen + 1, ulen))
+		return HERR_INVAL;
+	memcpy(user, channel + plen + 1, ulen);
+	user[ulen] = '\0';
+	return 0;
+}
+
+static int sha1_hex(const char *s, char out[41])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20)
+		return HERR_NOMEM;
+	for (unsigned i = 0; i < 20; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[40] = '\0';
+	return 0;
+}
+
+static void scripts_init_once(void)
+{
+	scripts_rc = sha1_hex(redis_script_publish.source, redis_script_publish.sha);
+	if (scripts_rc == 0)
+		scripts_rc = sha1_hex(redis_script_history.source, redis_script_history.sha);
+}
+
+int redis_scripts_init(void)
+{
+	pthread_once(&scripts_once, scripts_init_once);
+	return scripts_rc;
+}
+
+int redis_evalsha_argv(const struct redis_script *s, int nkeys, int nargs, const char *const *kv,
+		       const size_t *kvlen, const char **argv, size_t *argvlen)
+{
+	int n;
+
+	if (nkeys < 0 || nkeys > 9 || nargs < 0 || redis_scripts_init() != 0)
+		return HERR_INVAL;
+	argv[0] = "EVALSHA";
+	argvlen[0] = 7;
+	argv[1] = s->sha;
+	argvlen[1] = 40;
+	argv[2] = numkeys_str[nkeys];
+	argvlen[2] = 1;
+	n = nkeys + nargs;
+	for (int i = 0; i < n; i++) {
+		argv[3 + i] = kv[i];
+		argvlen[3 + i] = kvlen != NULL ? kvlen[i] : strlen(kv[i]);
+	}
+	return 3 + n;
+}
+
+int redis_reply_is_noscript(const redisReply *r)
+{
+	return r != NULL && r->type == REDIS_REPLY_ERROR && r->str != NULL &&
+	       strncmp(r->str, "NOSCRIPT", 8) == 0;
+}
+
+int redis_script_load(redisContext *rc, const struct redis_script *s, char *err, size_t errlen)
+{
+	const char *argv[] = {"SCRIPT", "LOAD", s->source};
+	redisReply *r;
+	int rv = 0;
+
+	if (redis_scripts_init() != 0)
+		return fail(HERR_NOMEM, err, errlen, "SHA1 of the %s script failed", s->name);
+	r = redisCommandArgv(rc, 3, argv, NULL);
+	if (r == NULL)
+		rv = fail(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name,
+			  rc->errstr[0] != '\0' ? rc->errstr : "no reply");
+	else if (r->type == REDIS_REPLY_ERROR)
+		rv = fail(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name, r->str);
+	else if (r->type != REDIS_REPLY_STRING || r->len != 40 || memcmp(r->str, s->sha, 40) != 0)
+		rv = fail(HERR_REDIS, err, errlen,
+			  "redis: SCRIPT LOAD %s: the server's SHA1 differs from ours", s->name);
+	freeReplyObject(r);
+	return rv;
+}
+
+redisReply *redis_eval_sync(redisContext *rc, const struct redis_script *s, int nkeys, int nargs,
+			    const char *const *kv, const size_t *kvlen, char *err, size_t errlen)
+{
+	const char *argv[3 + EVAL_KV_MAX];
+	size_t argvlen[3 + EVAL_KV_MAX];
+	int argc;
+
+	if (nkeys < 0 || nargs < 0 || nkeys + nargs > EVAL_KV_MAX) {
+		fail(HERR_INVAL, err, errlen, "redis: %d keys and %d arguments: too many", nkeys,
+		     nargs);
+		return NULL;
+	}
+	argc = redis_evalsha_argv(s, nkeys, nargs, kv, kvlen, argv, argvlen);
+	if (argc < 0) {
+		fail(HERR_INVAL, err, errlen, "redis: cannot build EVALSHA %s", s->name);
+		return NULL;
+	}
+	for (int attempt = 0;; attempt++) {
+		redisReply *r = redisCommandArgv(rc, argc, argv, argvlen);
+
+		if (r == NULL) {
+			fail(HERR_REDIS, err, errlen, "redis: %s",
+			     rc->errstr[0] != '\0' ? rc->errstr : "no reply");
+			return NULL;
+		}
+		if (attempt > 0 || !redis_reply_is_noscript(r))
+			return r;
+		freeReplyObject(r);
+		if (redis_script_load(rc, s, err, errlen) != 0)
+			return NULL;
+	}
+}

@@ -16,9 +16,9 @@
 #define REDIS_KEY_MAX 256
 
 struct redis_addr {
-	char host[256];  /* empty for a unix socket */
+	char host[256]; /* empty for a unix socket */
 	int port;
-	char path[256];  /* unix socket path, empty for TCP */
+	char path[256]; /* unix socket path, empty for TCP */
 	int db;
 	char password[128]; /* redis://:password@host, or "" */
 };
@@ -31,14 +31,20 @@ int redis_url_parse(const char *url, struct redis_addr *out, char *err, size_t e
 const char *redis_addr_str(const struct redis_addr *a, char *buf, size_t len);
 
 /*
- * Blocking connection with a connect/command timeout (ms), AUTH and SELECT
- * done.  Returns 0 and *out, or HERR_REDIS with "connect(ADDR) failed: why"
- * in err.  Free with redisFree().
+ * Blocking connection with a connect/command timeout (ms; 0 = none), AUTH
+ * and SELECT done.  Returns 0 and *out, or HERR_REDIS with "connect(ADDR)
+ * failed: why" in err.  Free with redisFree().  hiredis writes with write():
+ * a program must ignore SIGPIPE, or a server that goes away kills it.
  */
-int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out,
-		  char *err, size_t errlen);
+int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out, char *err,
+		  size_t errlen);
 
-/* Write "P:U" / "P:U:history" into buf (REDIS_KEY_MAX); returns length or HERR_TOOBIG. */
+/*
+ * Write "P:U" / "P:U:history" into buf (REDIS_KEY_MAX); returns the length,
+ * HERR_TOOBIG, or HERR_INVAL when user is not a valid user id or the prefix
+ * is empty or holds '"', '\\' or a control character (it is written into the
+ * envelope's "channel" string unescaped).
+ */
 int redis_channel(char *buf, size_t len, const char *prefix, const char *user);
 int redis_history_key(char *buf, size_t len, const char *prefix, const char *user);
 
@@ -59,26 +65,35 @@ struct redis_script {
 extern struct redis_script redis_script_publish;
 extern struct redis_script redis_script_history;
 
-/* Compute the SHA1s once at start-up.  Returns 0 (idempotent, thread-safe). */
+/* Compute the SHA1s once at start-up.  Returns 0 (idempotent, thread-safe),
+ * or HERR_NOMEM when OpenSSL cannot digest.  The functions below call it. */
 int redis_scripts_init(void);
 
 /*
  * Build the argv of `EVALSHA sha numkeys keys... args...` into argv/argvlen
- * (caller's arrays of at least 3 + nkeys + nargs).  Returns the count.
+ * (caller's arrays of at least 3 + nkeys + nargs).  kv holds the keys then
+ * the arguments; kvlen may be NULL for NUL-terminated strings.  The strings
+ * are borrowed, not copied.  Returns the count, or HERR_INVAL (nkeys not 0..9).
  */
-int redis_evalsha_argv(const struct redis_script *s, int nkeys, int nargs,
-		       const char *const *kv, const size_t *kvlen,
-		       const char **argv, size_t *argvlen);
+int redis_evalsha_argv(const struct redis_script *s, int nkeys, int nargs, const char *const *kv,
+		       const size_t *kvlen, const char **argv, size_t *argvlen);
 
 /* Non-zero when reply is the NOSCRIPT error. */
 int redis_reply_is_noscript(const redisReply *r);
 
 /*
- * Blocking EVALSHA; on NOSCRIPT runs SCRIPT LOAD and retries once.
- * Returns the reply (caller frees) or NULL with the reason in err.
+ * SCRIPT LOAD s (after a NOSCRIPT: Redis restarted or SCRIPT FLUSH) and check
+ * the server's SHA1 equals ours.  0, or HERR_REDIS with the reason in err.
  */
-redisReply *redis_eval_sync(redisContext *rc, const struct redis_script *s, int nkeys,
-			    int nargs, const char *const *kv, const size_t *kvlen,
-			    char *err, size_t errlen);
+int redis_script_load(redisContext *rc, const struct redis_script *s, char *err, size_t errlen);
+
+/*
+ * Blocking EVALSHA (nkeys + nargs at most 16); on NOSCRIPT runs SCRIPT LOAD
+ * and retries once.  Returns the reply (caller frees; an error reply from
+ * the script is returned as a reply) or NULL, when the connection failed,
+ * with the reason in err.  After NULL the context is unusable: redisFree it.
+ */
+redisReply *redis_eval_sync(redisContext *rc, const struct redis_script *s, int nkeys, int nargs,
+			    const char *const *kv, const size_t *kvlen, char *err, size_t errlen);
 
 #endif

@@ -1,1 +1,127 @@
-#!/bin/sh
+# Shared helpers for Herald's shell integration tests (POSIX sh, TAP output).
+#
+# Source it, then:
+#   lib_init                 scratch dir $T (removed at exit), finds the tools
+#   start_redis              redis-server on a free 127.0.0.1 port in $T/redis;
+#                            sets REDIS_PORT, REDIS_PID, REDIS_URL
+#   stop_redis               SIGKILL it (Redis going away) and wait
+#   rcli ARGS...             redis-cli against it
+#   free_port                print a port nothing listens on
+#   plan N / ok COND DESC / is GOT WANT DESC / skip_all WHY / done_testing
+#
+# Only processes started here are stopped, by their pid.  $HERALD_BUILDDIR
+# names the build tree (make check sets it; default: the current directory).
+
+HERALD_BUILDDIR=${HERALD_BUILDDIR:-$(pwd)}
+T=
+REDIS_PID=
+REDIS_PORT=
+REDIS_URL=
+_tap_n=0
+_tap_failed=0
+
+skip_all() {
+	echo "1..0 # SKIP $*"
+	exit 0
+}
+
+plan() {
+	echo "1..$1"
+}
+
+# ok STATUS DESCRIPTION: STATUS 0 passes.
+ok() {
+	_tap_n=$((_tap_n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $_tap_n - $2"
+	else
+		echo "not ok $_tap_n - $2"
+		_tap_failed=$((_tap_failed + 1))
+	fi
+}
+
+# is GOT WANT DESCRIPTION
+is() {
+	if [ "$1" = "$2" ]; then
+		ok 0 "$3"
+	else
+		ok 1 "$3"
+		printf '# got:  %s\n# want: %s\n' "$1" "$2"
+	fi
+}
+
+diag() {
+	printf '# %s\n' "$*"
+}
+
+done_testing() {
+	[ "$_tap_failed" -eq 0 ]
+	exit $?
+}
+
+_lib_cleanup() {
+	stop_redis
+	[ -n "$T" ] && rm -rf "$T"
+}
+
+lib_init() {
+	T=$(mktemp -d "${TMPDIR:-/tmp}/herald-test.XXXXXX") || skip_all "mktemp failed"
+	trap _lib_cleanup EXIT
+	trap 'exit 1' INT TERM HUP
+	REDIS_SERVER=${REDIS_SERVER:-$(command -v redis-server)}
+	[ -n "$REDIS_SERVER" ] && [ -x "$REDIS_SERVER" ] || skip_all "redis-server not found"
+	REDIS_CLI=${REDIS_CLI:-$(dirname "$REDIS_SERVER")/redis-cli}
+	[ -x "$REDIS_CLI" ] || REDIS_CLI=$(command -v redis-cli)
+	[ -n "$REDIS_CLI" ] || skip_all "redis-cli not found"
+}
+
+# A port nothing listens on now: the kernel's pick when python3 is there,
+# else a random high port that no socket in /proc/net/tcp uses.
+free_port() {
+	if command -v python3 >/dev/null 2>&1; then
+		python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+		return
+	fi
+	while :; do
+		_p=$(( $(od -An -N2 -tu2 /dev/urandom) % 20000 + 30000 ))
+		_hex=$(printf '%04X' "$_p")
+		grep -q ":$_hex " /proc/net/tcp /proc/net/tcp6 2>/dev/null || { echo "$_p"; return; }
+	done
+}
+
+rcli() {
+	"$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+}
+
+start_redis() {
+	mkdir -p "$T/redis"
+	for _try in 1 2 3 4 5; do
+		REDIS_PORT=$(free_port)
+		"$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$T/redis" \
+			--save '' --appendonly no --daemonize no --loglevel warning \
+			>"$T/redis/log" 2>&1 &
+		REDIS_PID=$!
+		_i=0
+		while [ $_i -lt 100 ]; do
+			if [ "$(rcli PING 2>/dev/null)" = PONG ]; then
+				REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+				return 0
+			fi
+			kill -0 "$REDIS_PID" 2>/dev/null || break
+			sleep 0.05
+			_i=$((_i + 1))
+		done
+		stop_redis
+	done
+	echo "# redis-server would not start: $(tail -3 "$T/redis/log")"
+	return 1
+}
+
+stop_redis() {
+	if [ -n "$REDIS_PID" ]; then
+		kill -9 "$REDIS_PID" 2>/dev/null
+		wait "$REDIS_PID" 2>/dev/null
+		REDIS_PID=
+	fi
+}

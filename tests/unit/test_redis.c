@@ -1,9 +1,553 @@
+/*
+ * The parts of redis, publish and history that need no server: URL parsing,
+ * key names, EVALSHA argv, and reply parsing fed hand-built redisReply trees.
+ */
 #include "config.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "suites.h"
+
+#include "conf.h"
+#include "err.h"
+#include "history.h"
+#include "publish.h"
+#include "redis.h"
+
+static redisReply *mk(int type)
+{
+	redisReply *r = calloc(1, sizeof *r);
+
+	ck_assert_ptr_nonnull(r);
+	r->type = type;
+	return r;
+}
+
+static redisReply *mk_str(int type, const char *s)
+{
+	redisReply *r = mk(type);
+
+	r->len = strlen(s);
+	r->str = strdup(s);
+	ck_assert_ptr_nonnull(r->str);
+	return r;
+}
+
+static redisReply *mk_int(long long v)
+{
+	redisReply *r = mk(REDIS_REPLY_INTEGER);
+
+	r->integer = v;
+	return r;
+}
+
+/* An array of n elements given as arguments (ownership passes to it). */
+static redisReply *mk_arr(size_t n, ...)
+{
+	redisReply *r = mk(REDIS_REPLY_ARRAY);
+	va_list ap;
+
+	r->elements = n;
+	r->element = calloc(n + 1, sizeof *r->element);
+	ck_assert_ptr_nonnull(r->element);
+	va_start(ap, n);
+	for (size_t i = 0; i < n; i++)
+		r->element[i] = va_arg(ap, redisReply *);
+	va_end(ap);
+	return r;
+}
+
+/* ---- redis_url_parse ------------------------------------------------------ */
+
+START_TEST(url_defaults)
+{
+	struct redis_addr a;
+	char err[256];
+
+	ck_assert_int_eq(redis_url_parse("redis://localhost", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.host, "localhost");
+	ck_assert_int_eq(a.port, 6379);
+	ck_assert_int_eq(a.db, 0);
+	ck_assert_str_eq(a.path, "");
+	ck_assert_str_eq(a.password, "");
+	ck_assert_int_eq(redis_url_parse("redis://10.0.0.7:6380/3", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.host, "10.0.0.7");
+	ck_assert_int_eq(a.port, 6380);
+	ck_assert_int_eq(a.db, 3);
+	ck_assert_int_eq(redis_url_parse("redis://h:1/", &a, err, sizeof err), 0);
+	ck_assert_int_eq(a.port, 1);
+	ck_assert_int_eq(a.db, 0);
+}
+END_TEST
+
+START_TEST(url_password)
+{
+	struct redis_addr a;
+	char err[256];
+
+	ck_assert_int_eq(redis_url_parse("redis://:s3cret@h:7000/2", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.password, "s3cret");
+	ck_assert_str_eq(a.host, "h");
+	ck_assert_int_eq(a.port, 7000);
+	ck_assert_int_eq(a.db, 2);
+	/* %-escapes, and an '@' inside the password (the last '@' ends it) */
+	ck_assert_int_eq(redis_url_parse("redis://:p%40ss%2Fw@rd@h", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.password, "p@ss/w@rd");
+	ck_assert_str_eq(a.host, "h");
+	ck_assert_int_eq(redis_url_parse("redis://default:pw@h", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.password, "pw");
+	ck_assert_int_eq(redis_url_parse("redis://alice:topsecret@h", &a, err, sizeof err),
+			 HERR_INVAL);
+	ck_assert_ptr_nonnull(strstr(err, "user names"));
+	ck_assert_ptr_null(strstr(err, "topsecret"));
+	ck_assert_int_eq(redis_url_parse("redis://:bad%zzpw@h", &a, err, sizeof err), HERR_INVAL);
+	ck_assert_ptr_null(strstr(err, "bad%zzpw"));
+	ck_assert_int_eq(redis_url_parse("redis://:x%00y@h", &a, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(redis_url_parse("redis://nocolon@h", &a, err, sizeof err), HERR_INVAL);
+}
+END_TEST
+
+START_TEST(url_ipv6_unix)
+{
+	struct redis_addr a;
+	char err[256], buf[300];
+
+	ck_assert_int_eq(redis_url_parse("redis://[::1]:6390/1", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.host, "::1");
+	ck_assert_int_eq(a.port, 6390);
+	ck_assert_int_eq(a.db, 1);
+	ck_assert_str_eq(redis_addr_str(&a, buf, sizeof buf), "[::1]:6390");
+	ck_assert_int_eq(redis_url_parse("redis://[::1]", &a, err, sizeof err), 0);
+	ck_assert_int_eq(a.port, 6379);
+	ck_assert_int_eq(redis_url_parse("redis://[::1", &a, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(redis_url_parse("redis://[::1]x", &a, err, sizeof err), HERR_INVAL);
+
+	ck_assert_int_eq(redis_url_parse("unix:///run/redis/redis.sock", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.path, "/run/redis/redis.sock");
+	ck_assert_str_eq(a.host, "");
+	ck_assert_int_eq(a.db, 0);
+	ck_assert_str_eq(redis_addr_str(&a, buf, sizeof buf), "/run/redis/redis.sock");
+	ck_assert_int_eq(redis_url_parse("unix:///tmp/r.sock?db=5", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.path, "/tmp/r.sock");
+	ck_assert_int_eq(a.db, 5);
+	ck_assert_int_eq(
+	    redis_url_parse("unix:///tmp/r.sock?db=5&password=a%26b", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.password, "a&b");
+	ck_assert_int_eq(redis_url_parse("unix://tmp/r.sock", &a, err, sizeof err), HERR_INVAL);
+	ck_assert_ptr_nonnull(strstr(err, "absolute"));
+	ck_assert_int_eq(redis_url_parse("unix:///tmp/r.sock?dbx=1", &a, err, sizeof err),
+			 HERR_INVAL);
+	ck_assert_ptr_nonnull(strstr(err, "dbx"));
+	ck_assert_int_eq(redis_url_parse("unix:///tmp/r.sock?db=x", &a, err, sizeof err),
+			 HERR_INVAL);
+}
+END_TEST
+
+START_TEST(url_errors)
+{
+	static const struct {
+		const char *url, *why;
+	} bad[] = {
+	    {"", "empty"},
+	    {"http://h:6379", "expected"},
+	    {"redis://", "no host"},
+	    {"redis://:6379", "no host"},
+	    {"redis://h:0", "port"},
+	    {"redis://h:65536", "port"},
+	    {"redis://h:12ab", "port"},
+	    {"redis://h:", "port"},
+	    {"redis://h/x", "database"},
+	    {"redis://h/-1", "database"},
+	    {"redis://h/99999999999", "database"},
+	    {"redis://h?db=1", "query"},
+	};
+	struct redis_addr a;
+	char err[256];
+
+	ck_assert_int_eq(redis_url_parse(NULL, &a, err, sizeof err), HERR_INVAL);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		ck_assert_msg(redis_url_parse(bad[i].url, &a, err, sizeof err) == HERR_INVAL,
+			      "%s accepted", bad[i].url);
+		ck_assert_msg(strstr(err, bad[i].why) != NULL, "%s: \"%s\" lacks \"%s\"",
+			      bad[i].url, err, bad[i].why);
+	}
+}
+END_TEST
+
+/* ---- names ---------------------------------------------------------------- */
+
+START_TEST(key_names)
+{
+	char buf[REDIS_KEY_MAX], prefix[300];
+
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "notifications", "42"), 16);
+	ck_assert_str_eq(buf, "notifications:42");
+	ck_assert_int_eq(redis_history_key(buf, sizeof buf, "notifications", "u.x-1_Z"), 29);
+	ck_assert_str_eq(buf, "notifications:u.x-1_Z:history");
+	ck_assert_int_eq(redis_history_key(buf, sizeof buf, "app:n", "7"), 15);
+	ck_assert_str_eq(buf, "app:n:7:history");
+
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "n", ""), HERR_INVAL);
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "n", "a:b"), HERR_INVAL);
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "n", "a b"), HERR_INVAL);
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "", "1"), HERR_INVAL);
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "n\"x", "1"), HERR_INVAL);
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "n\\x", "1"), HERR_INVAL);
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, "n\nx", "1"), HERR_INVAL);
+	memset(prefix, 'p', 250);
+	prefix[250] = '\0';
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, prefix, "1234"), 255);
+	ck_assert_int_eq(redis_channel(buf, sizeof buf, prefix, "12345"), HERR_TOOBIG);
+	ck_assert_int_eq(redis_history_key(buf, sizeof buf, prefix, "1"), HERR_TOOBIG);
+	ck_assert_int_eq(redis_channel(buf, 5, "n", "42"), 4);
+	ck_assert_int_eq(redis_channel(buf, 4, "n", "42"), HERR_TOOBIG);
+}
+END_TEST
+
+START_TEST(channel_user)
+{
+	char user[65];
+	const char *ch = "notifications:42extra";
+
+	ck_assert_int_eq(redis_channel_user("notifications:42", 16, "notifications", user), 0);
+	ck_assert_str_eq(user, "42");
+	/* len bounds the channel: it need not be NUL-terminated */
+	ck_assert_int_eq(redis_channel_user(ch, 16, "notifications", user), 0);
+	ck_assert_str_eq(user, "42");
+	ck_assert_int_eq(redis_channel_user("notifications:42:history", 24, "notifications", user),
+			 HERR_INVAL);
+	ck_assert_int_eq(redis_channel_user("other:42", 8, "notifications", user), HERR_INVAL);
+	ck_assert_int_eq(redis_channel_user("notifications42", 15, "notifications", user),
+			 HERR_INVAL);
+	ck_assert_int_eq(redis_channel_user("notifications:", 14, "notifications", user),
+			 HERR_INVAL);
+	ck_assert_int_eq(redis_channel_user("notifications", 13, "notifications", user),
+			 HERR_INVAL);
+	ck_assert_int_eq(redis_channel_user("n:a b", 5, "n", user), HERR_INVAL);
+	ck_assert_int_eq(redis_channel_user("app:n:7", 7, "app:n", user), 0);
+	ck_assert_str_eq(user, "7");
+}
+END_TEST
+
+/* ---- scripts -------------------------------------------------------------- */
+
+static int is_sha(const char *s)
+{
+	if (strlen(s) != 40)
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return 0;
+	return 1;
+}
+
+START_TEST(scripts_sha)
+{
+	ck_assert_int_eq(redis_scripts_init(), 0);
+	ck_assert_int_eq(redis_scripts_init(), 0);
+	ck_assert(is_sha(redis_script_publish.sha));
+	ck_assert(is_sha(redis_script_history.sha));
+	ck_assert_str_ne(redis_script_publish.sha, redis_script_history.sha);
+	ck_assert_str_eq(redis_script_publish.name, "publish");
+	ck_assert_str_eq(redis_script_history.name, "history");
+}
+END_TEST
+
+/* docs/publish.lua is what other languages load: it must be the C constant. */
+START_TEST(publish_lua_file)
+{
+	const char *data = getenv("HERALD_TESTDATA");
+	char path[1024];
+	FILE *f;
+	char *buf;
+	long n;
+
+	ck_assert_msg(data != NULL, "HERALD_TESTDATA is not set");
+	snprintf(path, sizeof path, "%s/../../docs/publish.lua", data);
+	f = fopen(path, "rb");
+	ck_assert_msg(f != NULL, "cannot open %s", path);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	ck_assert_msg(strcmp(buf, redis_script_publish.source) == 0,
+		      "%s differs from the publish script in src/redis.c", path);
+	free(buf);
+}
+END_TEST
+
+START_TEST(evalsha_argv)
+{
+	const char *kv[] = {"n:1:history", "{\"a\":1}", "1000"};
+	size_t kvlen[] = {11, 4, 4};
+	const char *argv[8];
+	size_t argvlen[8];
+
+	ck_assert_int_eq(redis_evalsha_argv(&redis_script_publish, 1, 2, kv, kvlen, argv, argvlen),
+			 6);
+	ck_assert_str_eq(argv[0], "EVALSHA");
+	ck_assert_uint_eq(argvlen[0], 7);
+	ck_assert_str_eq(argv[1], redis_script_publish.sha);
+	ck_assert_uint_eq(argvlen[1], 40);
+	ck_assert_str_eq(argv[2], "1");
+	ck_assert_uint_eq(argvlen[2], 1);
+	ck_assert_ptr_eq(argv[3], kv[0]);
+	ck_assert_uint_eq(argvlen[4], 4); /* kvlen is used as given */
+	ck_assert_ptr_eq(argv[5], kv[2]);
+
+	ck_assert_int_eq(redis_evalsha_argv(&redis_script_history, 2, 1, kv, NULL, argv, argvlen),
+			 6);
+	ck_assert_str_eq(argv[2], "2");
+	ck_assert_uint_eq(argvlen[4], 7);
+	ck_assert_int_eq(redis_evalsha_argv(&redis_script_history, 0, 0, kv, NULL, argv, argvlen),
+			 3);
+	ck_assert_int_eq(redis_evalsha_argv(&redis_script_history, 10, 0, kv, NULL, argv, argvlen),
+			 HERR_INVAL);
+	ck_assert_int_eq(redis_evalsha_argv(&redis_script_history, -1, 0, kv, NULL, argv, argvlen),
+			 HERR_INVAL);
+}
+END_TEST
+
+START_TEST(noscript)
+{
+	redisReply *r = mk_str(REDIS_REPLY_ERROR, "NOSCRIPT No matching script. Please use EVAL.");
+
+	ck_assert(redis_reply_is_noscript(r));
+	freeReplyObject(r);
+	r = mk_str(REDIS_REPLY_ERROR, "ERR herald: payload is not JSON");
+	ck_assert(!redis_reply_is_noscript(r));
+	freeReplyObject(r);
+	r = mk_str(REDIS_REPLY_STRING, "NOSCRIPT");
+	ck_assert(!redis_reply_is_noscript(r));
+	freeReplyObject(r);
+	ck_assert(!redis_reply_is_noscript(NULL));
+}
+END_TEST
+
+/* ---- publish -------------------------------------------------------------- */
+
+START_TEST(publish_reply)
+{
+	struct cursor id = {0, 0};
+	char err[256];
+	redisReply *r;
+
+	r = mk_str(REDIS_REPLY_STRING, "1732550000000-7");
+	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), 0);
+	ck_assert_uint_eq(id.ms, 1732550000000ULL);
+	ck_assert_uint_eq(id.seq, 7);
+	freeReplyObject(r);
+	r = mk_str(REDIS_REPLY_STATUS, "5-0");
+	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), 0);
+	ck_assert_uint_eq(id.ms, 5);
+	freeReplyObject(r);
+	r = mk_str(REDIS_REPLY_ERROR, "ERR herald: payload is not JSON");
+	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_REDIS);
+	ck_assert_str_eq(err, "redis: ERR herald: payload is not JSON");
+	freeReplyObject(r);
+	r = mk_str(REDIS_REPLY_STRING, "not-an-id");
+	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_INVAL);
+	freeReplyObject(r);
+	r = mk_int(12);
+	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_INVAL);
+	freeReplyObject(r);
+	r = mk(REDIS_REPLY_NIL);
+	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_INVAL);
+	freeReplyObject(r);
+	ck_assert_int_eq(publish_parse_reply(NULL, &id, err, sizeof err), HERR_REDIS);
+}
+END_TEST
+
+START_TEST(publish_checks)
+{
+	char err[256], *big;
+
+	ck_assert_int_eq(publish_check("42", "{\"a\":[1,2]}", 11, err, sizeof err), 0);
+	ck_assert_int_eq(publish_check("42", "\"s\"", 3, err, sizeof err), 0);
+	ck_assert_int_eq(publish_check("a b", "{}", 2, err, sizeof err), HERR_INVAL);
+	ck_assert_str_eq(err, "user: must match [A-Za-z0-9_.-]{1,64}");
+	ck_assert_int_eq(publish_check(NULL, "{}", 2, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(publish_check("42", "", 0, err, sizeof err), HERR_INVAL);
+	ck_assert_str_eq(err, "payload: empty");
+	ck_assert_int_eq(publish_check("42", "{\"a\":NaN}", 9, err, sizeof err), HERR_INVAL);
+	ck_assert_msg(strncmp(err, "payload: ", 9) == 0 && strstr(err, "at byte 5") != NULL, "%s",
+		      err);
+	ck_assert_int_eq(publish_check("42", "{}x", 3, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(publish_check("42", "{\"a\":\"\x01\"}", 9, err, sizeof err), HERR_INVAL);
+	big = malloc(PUBLISH_PAYLOAD_MAX + 2);
+	ck_assert_ptr_nonnull(big);
+	memset(big, ' ', PUBLISH_PAYLOAD_MAX + 1);
+	big[0] = '1';
+	ck_assert_int_eq(publish_check("42", big, PUBLISH_PAYLOAD_MAX, err, sizeof err), 0);
+	ck_assert_int_eq(publish_check("42", big, PUBLISH_PAYLOAD_MAX + 1, err, sizeof err),
+			 HERR_TOOBIG);
+	free(big);
+}
+END_TEST
+
+/* One bad payload: refused before anything is sent (rc NULL is never touched). */
+START_TEST(publish_batch_refuses)
+{
+	const char *p[] = {"{}", "[1]", "{oops}", "2"};
+	size_t len[] = {2, 3, 6, 1};
+	struct cursor ids[4];
+	struct conf c;
+	char err[256];
+
+	ck_assert_int_eq(conf_init(&c), 0);
+	ck_assert_int_eq(publish_batch(NULL, &c, "42", p, len, 4, ids, err, sizeof err),
+			 HERR_INVAL);
+	ck_assert_msg(strncmp(err, "payloads[2]: ", 13) == 0, "%s", err);
+	ck_assert_int_eq(publish_batch(NULL, &c, "4 2", p, len, 2, ids, err, sizeof err),
+			 HERR_INVAL);
+	ck_assert_int_eq(publish_one(NULL, &c, "42", "nul\0", 4, ids, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(publish_batch(NULL, &c, "42", p, len, 0, ids, err, sizeof err), 0);
+	conf_free(&c);
+}
+END_TEST
+
+/* ---- history -------------------------------------------------------------- */
+
+START_TEST(history_argv_build)
+{
+	struct history_argv h;
+	struct cursor since = {1732550000000ULL, 3};
+	struct conf c;
+
+	ck_assert_int_eq(conf_init(&c), 0);
+	ck_assert_int_eq(history_argv(&h, &c, "42", &since, 50), 0);
+	ck_assert_int_eq(h.argc, 6);
+	ck_assert_str_eq(h.argv[0], "EVALSHA");
+	ck_assert_str_eq(h.argv[1], redis_script_history.sha);
+	ck_assert_str_eq(h.argv[2], "1");
+	ck_assert_str_eq(h.argv[3], "notifications:42:history");
+	ck_assert_uint_eq(h.argvlen[3], 24);
+	ck_assert_str_eq(h.argv[4], "1732550000000-3");
+	ck_assert_uint_eq(h.argvlen[4], 15);
+	ck_assert_str_eq(h.argv[5], "50");
+	ck_assert_uint_eq(h.argvlen[5], 2);
+	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, HISTORY_LIMIT_MAX), 0);
+	ck_assert_str_eq(h.argv[4], "");
+	ck_assert_uint_eq(h.argvlen[4], 0);
+	ck_assert_str_eq(h.argv[5], "1000");
+	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, 0), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, HISTORY_LIMIT_MAX + 1), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "4:2", NULL, 10), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "", NULL, 10), HERR_INVAL);
+	conf_free(&c);
+}
+END_TEST
+
+#define ENV1 "{\"id\":\"100-0\",\"channel\":\"n:1\",\"ts\":100,\"data\":{}}"
+#define ENV2 "{\"id\":\"100-1\",\"channel\":\"n:1\",\"ts\":100,\"data\":[1]}"
+
+START_TEST(history_reply)
+{
+	struct history_result hr;
+	char err[256];
+	redisReply *r;
+
+	r = mk_arr(4, mk_int(1), mk_str(REDIS_REPLY_STRING, "100-1"),
+		   mk_str(REDIS_REPLY_STRING, ENV1), mk_str(REDIS_REPLY_STRING, ENV2));
+	ck_assert_int_eq(history_parse_reply(r, &hr, err, sizeof err), 0);
+	ck_assert_int_eq(hr.truncated, 1);
+	ck_assert_uint_eq(hr.n, 2);
+	ck_assert_uint_eq(hr.last.ms, 100);
+	ck_assert_uint_eq(hr.last.seq, 1);
+	ck_assert_uint_eq(hr.entries[0].id.ms, 100);
+	ck_assert_uint_eq(hr.entries[0].id.seq, 0);
+	ck_assert_ptr_eq(hr.entries[0].env, r->element[2]->str);
+	ck_assert_uint_eq(hr.entries[0].len, strlen(ENV1));
+	ck_assert_uint_eq(hr.entries[1].id.seq, 1);
+	ck_assert_ptr_null(hr.reply);
+	history_result_free(&hr);
+	ck_assert_ptr_null(hr.entries);
+	freeReplyObject(r);
+
+	r = mk_arr(2, mk_int(0), mk_str(REDIS_REPLY_STRING, ""));
+	ck_assert_int_eq(history_parse_reply(r, &hr, err, sizeof err), 0);
+	ck_assert_int_eq(hr.truncated, 0);
+	ck_assert_uint_eq(hr.n, 0);
+	ck_assert_uint_eq(hr.last.ms, 0);
+	ck_assert_uint_eq(hr.last.seq, 0);
+	history_result_free(&hr);
+	freeReplyObject(r);
+	history_result_free(NULL);
+}
+END_TEST
+
+START_TEST(history_reply_bad)
+{
+	struct history_result hr;
+	char err[256];
+	redisReply *bad[] = {
+	    mk_str(REDIS_REPLY_STRING, "x"),
+	    mk_arr(1, mk_int(0)),
+	    mk_arr(2, mk_int(2), mk_str(REDIS_REPLY_STRING, "")),
+	    mk_arr(2, mk_str(REDIS_REPLY_STRING, "0"), mk_str(REDIS_REPLY_STRING, "")),
+	    mk_arr(2, mk_int(0), mk_str(REDIS_REPLY_STRING, "x-1")),
+	    mk_arr(2, mk_int(0), mk(REDIS_REPLY_NIL)),
+	    mk_arr(3, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"),
+		   mk_str(REDIS_REPLY_STRING, "{\"a\":1}")),
+	    mk_arr(4, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"),
+		   mk_str(REDIS_REPLY_STRING, ENV1), mk_int(3)),
+	};
+	redisReply *e = mk_str(REDIS_REPLY_ERROR, "ERR herald: since must be MS-SEQ");
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_msg(history_parse_reply(bad[i], &hr, err, sizeof err) == HERR_INVAL,
+			      "reply %zu accepted", i);
+		ck_assert_ptr_null(hr.entries);
+		freeReplyObject(bad[i]);
+	}
+	ck_assert_int_eq(history_parse_reply(e, &hr, err, sizeof err), HERR_REDIS);
+	ck_assert_str_eq(err, "redis: ERR herald: since must be MS-SEQ");
+	freeReplyObject(e);
+	ck_assert_int_eq(history_parse_reply(NULL, &hr, err, sizeof err), HERR_REDIS);
+}
+END_TEST
 
 Suite *redis_suite(void)
 {
 	Suite *s = suite_create("redis");
+	TCase *tc = tcase_create("url");
+
+	tcase_add_test(tc, url_defaults);
+	tcase_add_test(tc, url_password);
+	tcase_add_test(tc, url_ipv6_unix);
+	tcase_add_test(tc, url_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("names");
+	tcase_add_test(tc, key_names);
+	tcase_add_test(tc, channel_user);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("scripts");
+	tcase_add_test(tc, scripts_sha);
+	tcase_add_test(tc, publish_lua_file);
+	tcase_add_test(tc, evalsha_argv);
+	tcase_add_test(tc, noscript);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("publish");
+	tcase_add_test(tc, publish_reply);
+	tcase_add_test(tc, publish_checks);
+	tcase_add_test(tc, publish_batch_refuses);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("history");
+	tcase_add_test(tc, history_argv_build);
+	tcase_add_test(tc, history_reply);
+	tcase_add_test(tc, history_reply_bad);
+	suite_add_tcase(s, tc);
 	return s;
 }
