@@ -1,3 +1,1190 @@
 #include "config.h"
 
 #include "sub.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+
+#include "auth.h"
+#include "envelope.h"
+#include "err.h"
+#include "history.h"
+#include "log.h"
+#include "redis.h"
+
+#define CONNECT_TIMEOUT_MS 2000
+#define BACKOFF_BASE_MS	   100
+#define BACKOFF_MAX_MS	   10000
+/* A link that stayed healthy this long resets the backoff. */
+#define STABLE_US	  (10LL * 1000 * 1000)
+#define CANARY_DEFAULT_MS 2000
+#define CANARY_MISSES	  3
+/* Channels per SUBSCRIBE/UNSUBSCRIBE command. */
+#define BATCH_MAX 1000
+/* History requests remembered when their queue entry could not be allocated. */
+#define LOST_MAX 64
+
+enum link_state {
+	LINK_CLOSED = 0,
+	LINK_CONNECTING = 1, /* TCP, AUTH, SELECT and the first reply pending */
+	LINK_READY = 2,
+};
+
+/* One hiredis async context.  ac is NULL once hiredis or we freed it. */
+struct link {
+	redisAsyncContext *ac;
+	int state;
+};
+
+/*
+ * What Redis knows of a user's channel on the pub/sub link.  Only one
+ * SUBSCRIBE or UNSUBSCRIBE is in flight per channel, so a confirmation always
+ * answers the command we think it does.
+ */
+enum chan_state {
+	CH_NONE = 0,
+	CH_SUBSCRIBING = 1,
+	CH_SUBSCRIBED = 2,
+	CH_UNSUBSCRIBING = 3,
+};
+
+/* A user the hub wants subscribed (desired), or one still being unsubscribed. */
+struct chan {
+	struct chan *hnext;
+	struct chan *dnext; /* the dirty list */
+	unsigned hash;
+	unsigned char desired;
+	unsigned char dirty;
+	/* The hub asked again: it waits for hub_on_subscribed even if Redis
+	 * has the channel already. */
+	unsigned char confirm;
+	int state;
+	size_t chlen;
+	char user[AUTH_USER_MAX + 1];
+	char channel[];
+};
+
+enum op_kind {
+	OP_SUBSCRIBE,
+	OP_UNSUBSCRIBE,
+	OP_HISTORY,
+};
+
+/* A hub request, queued from any thread for the loop. */
+struct op {
+	struct op *next;
+	int kind;
+	struct hub_req *req;
+	int has_since;
+	struct cursor since;
+	unsigned limit;
+	char user[AUTH_USER_MAX + 1];
+};
+
+/* A history read in flight on the command link (the hiredis privdata). */
+struct hist {
+	struct sub *s;
+	struct hub_req *req;
+	int has_since;
+	int retried; /* NOSCRIPT seen once: SCRIPT LOAD sent */
+	struct cursor since;
+	unsigned limit;
+	char user[AUTH_USER_MAX + 1];
+};
+
+/* Channels collected for one SUBSCRIBE or UNSUBSCRIBE command. */
+struct batch {
+	const char *argv[BATCH_MAX + 1];
+	size_t argvlen[BATCH_MAX + 1];
+	struct chan *ents[BATCH_MAX];
+	size_t n;
+};
+
+struct sub {
+	struct event_base *base;
+	struct hub *hub;
+	const struct conf *conf; /* borrowed */
+	struct redis_addr addr;
+	char addrstr[300];
+	char canary[REDIS_KEY_MAX];
+	size_t canary_len;
+	long long canary_us; /* interval */
+
+	/* Loop thread only from here ... */
+	struct link ps, cmd;
+	int state;	    /* enum sub_state */
+	int ever_connected; /* a later connect counts as a reconnect */
+	int closing;	    /* sub_free runs */
+	int installed;	    /* we are the hub's backend */
+	int healthy;
+	unsigned attempt; /* failed attempts since the link was last stable */
+	uint64_t rng;
+	long long connected_us, healthy_us, canary_rx_us;
+
+	struct event *ev_ops, *ev_reconnect, *ev_timeout, *ev_canary;
+
+	struct chan **tab; /* chained hash of users, tab_size a power of two */
+	size_t tab_size, tab_count;
+	struct chan *dirty;
+	size_t n_desired, n_subscribed;
+	struct batch *bsub, *bunsub;
+	/* ... to here. */
+
+	pthread_mutex_t q_lock; /* guards the queue below */
+	struct op *q_head, **q_tail;
+	int q_resync; /* a request was lost to ENOMEM: rebuild from the hub */
+	struct hub_req *q_lost[LOST_MAX];
+	size_t q_lost_n;
+
+	pthread_mutex_t st_lock; /* guards st */
+	struct sub_status st;
+
+	sub_event_fn ev_fn;
+	void *ev_ud;
+};
+
+static void reconcile(struct sub *s);
+static void fail_all(struct sub *s, const char *why);
+
+/* --- small helpers ------------------------------------------------------- */
+
+static long long mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static long long wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t rng_next(struct sub *s)
+{
+	/* xorshift64*: jitter only needs to differ between processes. */
+	s->rng ^= s->rng >> 12;
+	s->rng ^= s->rng << 25;
+	s->rng ^= s->rng >> 27;
+	return s->rng * 2685821657736338717ULL;
+}
+
+static struct timeval tv_ms(long long ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+
+	return tv;
+}
+
+static void emit(struct sub *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void emit(struct sub *s, int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (s->ev_fn == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	s->ev_fn(s->ev_ud, level, msg);
+}
+
+/* Publish the loop's view into the thread-safe snapshot. */
+static void status_sync(struct sub *s, const char *error)
+{
+	pthread_mutex_lock(&s->st_lock);
+	s->st.state = s->state;
+	s->st.healthy = s->healthy;
+	s->st.subscribed = s->n_subscribed;
+	if (error != NULL) {
+		size_t n = strnlen(error, sizeof s->st.last_error - 1);
+
+		memcpy(s->st.last_error, error, n);
+		s->st.last_error[n] = '\0';
+	}
+	pthread_mutex_unlock(&s->st_lock);
+}
+
+static void status_add(struct sub *s, uint64_t *field)
+{
+	pthread_mutex_lock(&s->st_lock);
+	(*field)++;
+	pthread_mutex_unlock(&s->st_lock);
+}
+
+/* --- the user table ------------------------------------------------------ */
+
+static unsigned user_hash(const char *u)
+{
+	unsigned h = 2166136261u;
+
+	for (; *u != '\0'; u++) {
+		h ^= (unsigned char)*u;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static struct chan *chan_find(struct sub *s, const char *user)
+{
+	unsigned h = user_hash(user);
+
+	for (struct chan *e = s->tab[h & (s->tab_size - 1)]; e != NULL; e = e->hnext)
+		if (e->hash == h && strcmp(e->user, user) == 0)
+			return e;
+	return NULL;
+}
+
+static int tab_grow(struct sub *s)
+{
+	size_t nsize = s->tab_size * 2;
+	struct chan **nt = calloc(nsize, sizeof(struct chan *));
+
+	if (nt == NULL)
+		return HERR_NOMEM;
+	for (size_t i = 0; i < s->tab_size; i++) {
+		struct chan *e = s->tab[i], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->hnext;
+			e->hnext = nt[e->hash & (nsize - 1)];
+			nt[e->hash & (nsize - 1)] = e;
+		}
+	}
+	free(s->tab);
+	s->tab = nt;
+	s->tab_size = nsize;
+	return 0;
+}
+
+static struct chan *chan_add(struct sub *s, const char *user)
+{
+	char channel[REDIS_KEY_MAX];
+	struct chan *e;
+	size_t ulen;
+	int n;
+
+	ulen = strlen(user);
+	if (ulen > AUTH_USER_MAX)
+		return NULL;
+	n = redis_channel(channel, sizeof channel, s->conf->channel_prefix, user);
+	if (n < 0)
+		return NULL;
+	if (s->tab_count >= s->tab_size && tab_grow(s) != 0)
+		return NULL;
+	e = calloc(1, sizeof(*e) + (size_t)n + 1);
+	if (e == NULL)
+		return NULL;
+	e->hash = user_hash(user);
+	memcpy(e->user, user, ulen + 1);
+	memcpy(e->channel, channel, (size_t)n + 1);
+	e->chlen = (size_t)n;
+	e->hnext = s->tab[e->hash & (s->tab_size - 1)];
+	s->tab[e->hash & (s->tab_size - 1)] = e;
+	s->tab_count++;
+	return e;
+}
+
+/* e must not be on the dirty list. */
+static void chan_remove(struct sub *s, struct chan *e)
+{
+	struct chan **pp = &s->tab[e->hash & (s->tab_size - 1)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	*pp = e->hnext;
+	s->tab_count--;
+	free(e);
+}
+
+static void chan_dirty(struct sub *s, struct chan *e)
+{
+	if (e->dirty)
+		return;
+	e->dirty = 1;
+	e->dnext = s->dirty;
+	s->dirty = e;
+}
+
+static void set_desired(struct sub *s, struct chan *e, int desired)
+{
+	if (e->desired == desired)
+		return;
+	e->desired = (unsigned char)desired;
+	if (desired)
+		s->n_desired++;
+	else
+		s->n_desired--;
+}
+
+/* --- the request queue (any thread -> loop) ------------------------------ */
+
+static void queue_push(struct sub *s, struct op *o)
+{
+	pthread_mutex_lock(&s->q_lock);
+	*s->q_tail = o;
+	s->q_tail = &o->next;
+	pthread_mutex_unlock(&s->q_lock);
+	event_active(s->ev_ops, EV_READ, 0);
+}
+
+static struct op *op_new(int kind, const char *user)
+{
+	size_t ulen = strlen(user);
+	struct op *o;
+
+	if (ulen > AUTH_USER_MAX)
+		return NULL;
+	o = calloc(1, sizeof(*o));
+	if (o == NULL)
+		return NULL;
+	o->kind = kind;
+	memcpy(o->user, user, ulen + 1);
+	return o;
+}
+
+/* A (un)subscribe could not be queued: the loop rebuilds the set from the hub. */
+static void queue_resync(struct sub *s)
+{
+	pthread_mutex_lock(&s->q_lock);
+	s->q_resync = 1;
+	pthread_mutex_unlock(&s->q_lock);
+	event_active(s->ev_ops, EV_READ, 0);
+}
+
+static void be_subscribe(void *ud, const char *user)
+{
+	struct sub *s = ud;
+	struct op *o = op_new(OP_SUBSCRIBE, user);
+
+	if (o == NULL)
+		queue_resync(s);
+	else
+		queue_push(s, o);
+}
+
+static void be_unsubscribe(void *ud, const char *user)
+{
+	struct sub *s = ud;
+	struct op *o = op_new(OP_UNSUBSCRIBE, user);
+
+	if (o == NULL)
+		queue_resync(s);
+	else
+		queue_push(s, o);
+}
+
+static void be_history(void *ud, struct hub_req *req, const char *user, const struct cursor *since,
+		       unsigned limit)
+{
+	struct sub *s = ud;
+	struct op *o = op_new(OP_HISTORY, user);
+
+	if (o == NULL) {
+		/* Still answered exactly once, from the loop. */
+		pthread_mutex_lock(&s->q_lock);
+		if (s->q_lost_n < LOST_MAX)
+			s->q_lost[s->q_lost_n++] = req;
+		pthread_mutex_unlock(&s->q_lock);
+		event_active(s->ev_ops, EV_READ, 0);
+		return;
+	}
+	o->req = req;
+	o->limit = limit;
+	if (since != NULL) {
+		o->has_since = 1;
+		o->since = *since;
+	}
+	queue_push(s, o);
+}
+
+static const struct hub_backend_ops backend_ops = {
+    .subscribe = be_subscribe,
+    .unsubscribe = be_unsubscribe,
+    .history = be_history,
+};
+
+/* --- history reads ------------------------------------------------------- */
+
+static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+static int hist_send(struct sub *s, struct hist *h, redisAsyncContext *ac)
+{
+	struct history_argv ha;
+	int rc;
+
+	rc = history_argv(&ha, s->conf, h->user, h->has_since ? &h->since : NULL, h->limit);
+	if (rc < 0)
+		return rc;
+	if (redisAsyncCommandArgv(ac, hist_send_cb, h, ha.argc, ha.argv, ha.argvlen) != REDIS_OK)
+		return HERR_REDIS;
+	return 0;
+}
+
+static void hist_done(struct hist *h, const struct history_entry *e, size_t n, int truncated,
+		      int err)
+{
+	hub_history_done(h->s->hub, h->req, e, n, truncated, err);
+	free(h);
+}
+
+/*
+ * Called with the script's reply, or NULL when the context goes away (then
+ * hiredis calls it from its free, with ac->data possibly detached).
+ */
+static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct hist *h = privdata;
+	struct sub *s = h->s;
+	redisReply *reply = r;
+	struct history_result res;
+	char err[160];
+	int rc;
+
+	if (reply == NULL) {
+		hist_done(h, NULL, 0, 0, s->closing ? HERR_CLOSED : HERR_REDIS);
+		return;
+	}
+	if (redis_reply_is_noscript(reply) && !h->retried && ac->data != NULL) {
+		/* A restarted or flushed Redis: load, then retry once on the same
+		 * connection, which keeps the order. */
+		h->retried = 1;
+		if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s",
+				      redis_script_history.source) == REDIS_OK &&
+		    hist_send(s, h, ac) == 0)
+			return;
+		hist_done(h, NULL, 0, 0, HERR_REDIS);
+		return;
+	}
+	rc = history_parse_reply(reply, &res, err, sizeof err);
+	if (rc != 0) {
+		hist_done(h, NULL, 0, 0, rc);
+		return;
+	}
+	hist_done(h, res.entries, res.n, res.truncated, 0);
+	history_result_free(&res);
+}
+
+static void hist_start(struct sub *s, const struct op *o)
+{
+	struct hist *h;
+	int rc;
+
+	if (s->closing) {
+		hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_CLOSED);
+		return;
+	}
+	if (s->state != SUB_CONNECTED || s->cmd.ac == NULL) {
+		hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_REDIS);
+		return;
+	}
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_NOMEM);
+		return;
+	}
+	h->s = s;
+	h->req = o->req;
+	h->has_since = o->has_since;
+	h->since = o->since;
+	h->limit = o->limit;
+	memcpy(h->user, o->user, sizeof h->user);
+	rc = hist_send(s, h, s->cmd.ac);
+	if (rc != 0) {
+		hist_done(h, NULL, 0, 0, rc);
+		return;
+	}
+	status_add(s, &s->st.history_reads);
+}
+
+/* --- the loop side of the queue ------------------------------------------ */
+
+static void resync_one(void *arg, const char *user)
+{
+	struct sub *s = arg;
+	struct chan *e = chan_find(s, user);
+
+	if (e == NULL)
+		e = chan_add(s, user);
+	if (e == NULL)
+		return; /* the next request retries */
+	set_desired(s, e, 1);
+	e->confirm = 1;
+	chan_dirty(s, e);
+}
+
+static void resync(struct sub *s)
+{
+	for (size_t i = 0; i < s->tab_size; i++)
+		for (struct chan *e = s->tab[i]; e != NULL; e = e->hnext) {
+			set_desired(s, e, 0);
+			chan_dirty(s, e);
+		}
+	hub_foreach_user(s->hub, resync_one, s);
+}
+
+static void apply(struct sub *s, const struct op *o)
+{
+	struct chan *e;
+
+	switch (o->kind) {
+	case OP_SUBSCRIBE:
+		e = chan_find(s, o->user);
+		if (e == NULL)
+			e = chan_add(s, o->user);
+		if (e == NULL) {
+			queue_resync(s);
+			return;
+		}
+		set_desired(s, e, 1);
+		e->confirm = 1;
+		chan_dirty(s, e);
+		break;
+	case OP_UNSUBSCRIBE:
+		e = chan_find(s, o->user);
+		if (e == NULL)
+			return;
+		set_desired(s, e, 0);
+		e->confirm = 0;
+		chan_dirty(s, e);
+		break;
+	case OP_HISTORY:
+		hist_start(s, o);
+		break;
+	}
+}
+
+/* The user event: swap the queue out, then act on it without the lock. */
+static void ops_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sub *s = arg;
+	struct hub_req *lost[LOST_MAX];
+	struct op *list, *next;
+	size_t nlost;
+	int again;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&s->q_lock);
+	list = s->q_head;
+	s->q_head = NULL;
+	s->q_tail = &s->q_head;
+	again = s->q_resync;
+	s->q_resync = 0;
+	nlost = s->q_lost_n;
+	memcpy(lost, s->q_lost, nlost * sizeof(struct hub_req *));
+	s->q_lost_n = 0;
+	pthread_mutex_unlock(&s->q_lock);
+
+	for (size_t i = 0; i < nlost; i++)
+		hub_history_done(s->hub, lost[i], NULL, 0, 0, HERR_NOMEM);
+	for (; list != NULL; list = next) {
+		next = list->next;
+		apply(s, list);
+		free(list);
+	}
+	if (again)
+		resync(s);
+	reconcile(s);
+}
+
+/* --- subscriptions on the pub/sub link ----------------------------------- */
+
+static void ps_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+static void batch_flush(struct sub *s, struct batch *b, int unsub)
+{
+	int rc;
+
+	if (b->n == 0)
+		return;
+	b->argv[0] = unsub ? "UNSUBSCRIBE" : "SUBSCRIBE";
+	b->argvlen[0] = strlen(b->argv[0]);
+	/* hiredis keeps SUBSCRIBE's callback per channel and takes none for
+	 * UNSUBSCRIBE: every confirmation goes to the channel's callback. */
+	rc = redisAsyncCommandArgv(s->ps.ac, unsub ? NULL : ps_cb, s, (int)b->n + 1, b->argv,
+				   b->argvlen);
+	if (rc != REDIS_OK) {
+		/* The link is going down; the reconnect starts from scratch. */
+		for (size_t i = 0; i < b->n; i++)
+			b->ents[i]->state = unsub ? CH_SUBSCRIBED : CH_NONE;
+	}
+	b->n = 0;
+}
+
+static void batch_add(struct sub *s, struct batch *b, struct chan *e, int unsub)
+{
+	b->ents[b->n] = e;
+	b->argv[b->n + 1] = e->channel;
+	b->argvlen[b->n + 1] = e->chlen;
+	b->n++;
+	e->state = unsub ? CH_UNSUBSCRIBING : CH_SUBSCRIBING;
+	if (b->n == BATCH_MAX)
+		batch_flush(s, b, unsub);
+}
+
+/*
+ * Bring Redis in line with the desired set, for every dirty user, in as
+ * few commands as possible.  Users with a command in flight wait for its
+ * confirmation, which marks them dirty again.
+ */
+static void reconcile(struct sub *s)
+{
+	int live = s->state == SUB_CONNECTED && s->ps.ac != NULL;
+	struct chan *e;
+
+	while ((e = s->dirty) != NULL) {
+		s->dirty = e->dnext;
+		e->dnext = NULL;
+		e->dirty = 0;
+		if (e->desired) {
+			if (!live)
+				continue;
+			if (e->state == CH_NONE) {
+				batch_add(s, s->bsub, e, 0);
+			} else if (e->state == CH_SUBSCRIBED && e->confirm) {
+				e->confirm = 0;
+				hub_on_subscribed(s->hub, e->user);
+			}
+		} else if (e->state == CH_NONE) {
+			chan_remove(s, e);
+		} else if (e->state == CH_SUBSCRIBED && live) {
+			batch_add(s, s->bunsub, e, 1);
+		}
+	}
+	if (live) {
+		batch_flush(s, s->bsub, 0);
+		batch_flush(s, s->bunsub, 1);
+	}
+}
+
+/* After a loss Redis has no subscription of ours. */
+static void chans_reset(struct sub *s)
+{
+	struct chan *e;
+
+	while ((e = s->dirty) != NULL) {
+		s->dirty = e->dnext;
+		e->dnext = NULL;
+		e->dirty = 0;
+	}
+	for (size_t i = 0; i < s->tab_size; i++) {
+		struct chan *next;
+
+		for (e = s->tab[i]; e != NULL; e = next) {
+			next = e->hnext;
+			e->state = CH_NONE;
+			if (!e->desired)
+				chan_remove(s, e);
+		}
+	}
+	s->n_subscribed = 0;
+}
+
+static void on_canary(struct sub *s, const redisReply *payload)
+{
+	long long now = mono_us();
+	long long sent = strtoll(payload->str, NULL, 10);
+	long long rtt = now - sent;
+
+	if (sent <= 0 || rtt < 0)
+		return;
+	s->canary_rx_us = now;
+	if (!s->healthy) {
+		s->healthy = 1;
+		s->healthy_us = now;
+		status_sync(s, NULL);
+	}
+	pthread_mutex_lock(&s->st_lock);
+	s->st.canary_rtt_us = rtt > 0 ? (uint64_t)rtt : 1;
+	pthread_mutex_unlock(&s->st_lock);
+}
+
+static void maybe_ready(struct sub *s);
+
+static void on_user_reply(struct sub *s, const char *kind, const redisReply *chan,
+			  const redisReply *arg)
+{
+	char user[AUTH_USER_MAX + 1];
+	struct chan *e;
+
+	if (redis_channel_user(chan->str, chan->len, s->conf->channel_prefix, user) != 0)
+		return;
+	e = chan_find(s, user);
+	if (strcmp(kind, "message") == 0) {
+		char *env = NULL;
+		size_t len = 0;
+
+		if (e == NULL || !e->desired || arg->type != REDIS_REPLY_STRING)
+			return;
+		status_add(s, &s->st.messages);
+		if (envelope_from_channel(chan->str, arg->str, arg->len, wall_ms(), &env, &len) !=
+		    0)
+			return;
+		if (env != NULL)
+			hub_on_message(s->hub, user, env, len);
+		else
+			hub_on_message(s->hub, user, arg->str, arg->len);
+		free(env);
+	} else if (strcmp(kind, "subscribe") == 0) {
+		if (e == NULL || e->state != CH_SUBSCRIBING)
+			return;
+		e->state = CH_SUBSCRIBED;
+		s->n_subscribed++;
+		status_sync(s, NULL);
+		if (e->desired) {
+			e->confirm = 0;
+			hub_on_subscribed(s->hub, user);
+		} else {
+			chan_dirty(s, e);
+			event_active(s->ev_ops, EV_READ, 0);
+		}
+	} else if (strcmp(kind, "unsubscribe") == 0) {
+		if (e == NULL || e->state != CH_UNSUBSCRIBING)
+			return;
+		e->state = CH_NONE;
+		s->n_subscribed--;
+		status_sync(s, NULL);
+		/* Resubscribes when wanted again, else frees the entry. */
+		chan_dirty(s, e);
+		event_active(s->ev_ops, EV_READ, 0);
+	}
+}
+
+/*
+ * Every pub/sub reply: subscribe/unsubscribe confirmations and messages, for
+ * the canary and every user.  NULL when hiredis frees the context.
+ */
+static void ps_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct sub *s = ac->data;
+	redisReply *reply = r;
+	const redisReply *kind, *chan;
+
+	(void)privdata;
+	if (reply == NULL || s == NULL || ac != s->ps.ac)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		fail_all(s, reply->str);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+		return;
+	kind = reply->element[0];
+	chan = reply->element[1];
+	if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
+		return;
+	if (chan->len == s->canary_len && memcmp(chan->str, s->canary, chan->len) == 0) {
+		if (strcmp(kind->str, "subscribe") == 0) {
+			s->ps.state = LINK_READY;
+			maybe_ready(s);
+		} else if (strcmp(kind->str, "message") == 0 &&
+			   reply->element[2]->type == REDIS_REPLY_STRING) {
+			on_canary(s, reply->element[2]);
+		}
+		return;
+	}
+	on_user_reply(s, kind->str, chan, reply->element[2]);
+}
+
+/* --- connections ---------------------------------------------------------- */
+
+static struct link *link_of(struct sub *s, const redisAsyncContext *ac)
+{
+	if (ac == s->ps.ac)
+		return &s->ps;
+	if (ac == s->cmd.ac)
+		return &s->cmd;
+	return NULL;
+}
+
+/* Free our context; late callbacks see ac->data NULL and return. */
+static void link_close(struct link *l)
+{
+	redisAsyncContext *ac = l->ac;
+
+	l->ac = NULL;
+	l->state = LINK_CLOSED;
+	if (ac != NULL) {
+		ac->data = NULL;
+		redisAsyncFree(ac);
+	}
+}
+
+static void send_canary(struct sub *s)
+{
+	char ts[32];
+
+	if (s->cmd.ac == NULL)
+		return;
+	snprintf(ts, sizeof ts, "%lld", mono_us());
+	redisAsyncCommand(s->cmd.ac, NULL, NULL, "PUBLISH %b %s", s->canary, s->canary_len, ts);
+}
+
+static void maybe_ready(struct sub *s)
+{
+	long long now;
+
+	if (s->ps.state != LINK_READY || s->cmd.state != LINK_READY || s->state == SUB_CONNECTED)
+		return;
+	now = mono_us();
+	evtimer_del(s->ev_timeout);
+	s->state = SUB_CONNECTED;
+	s->connected_us = now;
+	s->canary_rx_us = now;
+	s->healthy_us = 0;
+	if (s->ever_connected)
+		status_add(s, &s->st.reconnects);
+	s->ever_connected = 1;
+	status_sync(s, NULL);
+	emit(s, LOG_LEVEL_INFO, "redis %s: connected, resubscribing %zu users", s->addrstr,
+	     s->n_desired);
+	for (size_t i = 0; i < s->tab_size; i++)
+		for (struct chan *e = s->tab[i]; e != NULL; e = e->hnext)
+			chan_dirty(s, e);
+	reconcile(s);
+	send_canary(s);
+}
+
+/* AUTH, SELECT and the command link's PING. */
+static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct sub *s = ac->data;
+	redisReply *reply = r;
+	const char *what = privdata;
+	char why[200];
+	struct link *l;
+
+	if (reply == NULL || s == NULL || (l = link_of(s, ac)) == NULL)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		snprintf(why, sizeof why, "%s failed: %s", what, reply->str);
+		fail_all(s, why);
+		return;
+	}
+	if (strcmp(what, "PING") == 0) {
+		l->state = LINK_READY;
+		maybe_ready(s);
+	}
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+	redisAsyncContext *ac = (redisAsyncContext *)cac;
+	struct sub *s = ac->data;
+	char why[200];
+	struct link *l;
+
+	if (s == NULL || (l = link_of(s, ac)) == NULL || status == REDIS_OK)
+		return;
+	/* hiredis frees this context when we return. */
+	snprintf(why, sizeof why, "%s", ac->errstr ? ac->errstr : "connect failed");
+	ac->data = NULL;
+	l->ac = NULL;
+	l->state = LINK_CLOSED;
+	fail_all(s, why);
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+	redisAsyncContext *ac = (redisAsyncContext *)cac;
+	struct sub *s = ac->data;
+	char why[200];
+	struct link *l;
+
+	if (s == NULL || (l = link_of(s, ac)) == NULL)
+		return;
+	/* hiredis frees this context when we return. */
+	if (status != REDIS_OK && ac->errstr != NULL && ac->errstr[0] != '\0')
+		snprintf(why, sizeof why, "%s", ac->errstr);
+	else
+		snprintf(why, sizeof why, "closed");
+	ac->data = NULL;
+	l->ac = NULL;
+	l->state = LINK_CLOSED;
+	fail_all(s, why);
+}
+
+static int link_open(struct sub *s, struct link *l, int pubsub, char *err, size_t errlen)
+{
+	redisAsyncContext *ac;
+
+	if (s->addr.path[0] != '\0')
+		ac = redisAsyncConnectUnix(s->addr.path);
+	else
+		ac = redisAsyncConnect(s->addr.host, s->addr.port);
+	if (ac == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return HERR_NOMEM;
+	}
+	if (ac->err) {
+		snprintf(err, errlen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return HERR_REDIS;
+	}
+	ac->data = s;
+	if (redisLibeventAttach(ac, s->base) != REDIS_OK) {
+		snprintf(err, errlen, "cannot attach to the event loop");
+		ac->data = NULL;
+		redisAsyncFree(ac);
+		return HERR_REDIS;
+	}
+	l->ac = ac;
+	l->state = LINK_CONNECTING;
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	/* Queued now, written once connected; replies come back in order. */
+	if (s->addr.password[0] != '\0')
+		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s", s->addr.password);
+	if (s->addr.db != 0)
+		redisAsyncCommand(ac, setup_cb, (void *)"SELECT", "SELECT %d", s->addr.db);
+	if (pubsub)
+		redisAsyncCommand(ac, ps_cb, s, "SUBSCRIBE %b", s->canary, s->canary_len);
+	else
+		redisAsyncCommand(ac, setup_cb, (void *)"PING", "PING");
+	return 0;
+}
+
+static void start_connect(struct sub *s)
+{
+	char err[160];
+	struct timeval tv = tv_ms(CONNECT_TIMEOUT_MS);
+
+	s->state = SUB_CONNECTING;
+	status_sync(s, NULL);
+	if (link_open(s, &s->ps, 1, err, sizeof err) != 0 ||
+	    link_open(s, &s->cmd, 0, err, sizeof err) != 0) {
+		fail_all(s, err);
+		return;
+	}
+	evtimer_add(s->ev_timeout, &tv);
+}
+
+/*
+ * Any loss or failed attempt: drop both links, tell the hub (once per loss
+ * of a working link), and try again after a full-jitter backoff.
+ */
+static void fail_all(struct sub *s, const char *why)
+{
+	int was_connected = s->state == SUB_CONNECTED;
+	long long now = mono_us(), cap_ms, delay_ms;
+	char reason[200];
+	struct timeval tv;
+
+	if (s->closing || s->state == SUB_DISCONNECTED)
+		return;
+	/* why may live in a context freed below. */
+	snprintf(reason, sizeof reason, "%s", why);
+	s->state = SUB_DISCONNECTED;
+	link_close(&s->ps);
+	link_close(&s->cmd);
+	evtimer_del(s->ev_timeout);
+	chans_reset(s);
+	if (was_connected && s->healthy && now - s->healthy_us >= STABLE_US)
+		s->attempt = 0;
+	s->healthy = 0;
+	cap_ms = BACKOFF_BASE_MS << (s->attempt < 7 ? s->attempt : 7);
+	if (cap_ms > BACKOFF_MAX_MS)
+		cap_ms = BACKOFF_MAX_MS;
+	delay_ms = (long long)(rng_next(s) % (uint64_t)(cap_ms + 1));
+	if (s->attempt < 32)
+		s->attempt++;
+	tv = tv_ms(delay_ms);
+	evtimer_add(s->ev_reconnect, &tv);
+	status_sync(s, reason);
+	if (was_connected) {
+		hub_on_link_lost(s->hub);
+		emit(s, LOG_LEVEL_WARN, "redis %s: connection lost: %s, reconnecting in %.2f s",
+		     s->addrstr, reason, (double)delay_ms / 1000.0);
+	} else {
+		emit(s, LOG_LEVEL_WARN, "redis %s: connect failed: %s, retrying in %.2f s",
+		     s->addrstr, reason, (double)delay_ms / 1000.0);
+	}
+}
+
+static void reconnect_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	start_connect(arg);
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sub *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state == SUB_CONNECTING)
+		fail_all(s, "connect timed out after 2 s");
+}
+
+static void canary_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sub *s = arg;
+	long long silent;
+	char why[100];
+
+	(void)fd;
+	(void)what;
+	if (s->state != SUB_CONNECTED)
+		return;
+	silent = mono_us() - s->canary_rx_us;
+	if (silent > CANARY_MISSES * s->canary_us) {
+		/* Connected yet deaf: the classic state after a failover. */
+		snprintf(why, sizeof why, "canary not received for %.1f s", (double)silent / 1e6);
+		fail_all(s, why);
+		return;
+	}
+	send_canary(s);
+}
+
+/* --- public --------------------------------------------------------------- */
+
+int sub_new(struct sub **out, struct event_base *base, const struct conf *c, struct hub *h,
+	    unsigned canary_interval_ms, char *err, size_t errlen)
+{
+	struct timeval tv;
+	char host[128];
+	struct sub *s;
+	int rc;
+
+	*out = NULL;
+	if (base == NULL || c == NULL || h == NULL || c->redis_url == NULL ||
+	    c->channel_prefix == NULL) {
+		snprintf(err, errlen, "sub_new: missing argument");
+		return HERR_INVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		goto nomem;
+	pthread_mutex_init(&s->q_lock, NULL);
+	pthread_mutex_init(&s->st_lock, NULL);
+	s->q_tail = &s->q_head;
+	s->base = base;
+	s->hub = h;
+	s->conf = c;
+	redis_scripts_init();
+	rc = redis_url_parse(c->redis_url, &s->addr, err, errlen);
+	if (rc != 0) {
+		sub_free(s);
+		return rc;
+	}
+	redis_addr_str(&s->addr, s->addrstr, sizeof s->addrstr);
+	if (gethostname(host, sizeof host) != 0)
+		snprintf(host, sizeof host, "localhost");
+	host[sizeof host - 1] = '\0';
+	rc = snprintf(s->canary, sizeof s->canary, "%s:__herald:canary:%s:%ld", c->channel_prefix,
+		      host, (long)getpid());
+	if (rc < 0 || (size_t)rc >= sizeof s->canary) {
+		snprintf(err, errlen, "channel_prefix too long");
+		sub_free(s);
+		return HERR_INVAL;
+	}
+	s->canary_len = (size_t)rc;
+	s->canary_us =
+	    (long long)(canary_interval_ms ? canary_interval_ms : CANARY_DEFAULT_MS) * 1000;
+	s->rng = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
+	if (s->rng == 0)
+		s->rng = 1;
+	s->tab_size = 64;
+	s->tab = calloc(s->tab_size, sizeof(struct chan *));
+	s->bsub = calloc(1, sizeof(*s->bsub));
+	s->bunsub = calloc(1, sizeof(*s->bunsub));
+	s->ev_ops = event_new(base, -1, 0, ops_cb, s);
+	s->ev_reconnect = evtimer_new(base, reconnect_cb, s);
+	s->ev_timeout = evtimer_new(base, timeout_cb, s);
+	s->ev_canary = event_new(base, -1, EV_PERSIST, canary_cb, s);
+	if (s->tab == NULL || s->bsub == NULL || s->bunsub == NULL || s->ev_ops == NULL ||
+	    s->ev_reconnect == NULL || s->ev_timeout == NULL || s->ev_canary == NULL) {
+		sub_free(s);
+		goto nomem;
+	}
+	tv = tv_ms(s->canary_us / 1000);
+	evtimer_add(s->ev_canary, &tv);
+	hub_set_backend(h, &backend_ops, s);
+	s->installed = 1;
+	/* The first attempt runs from the loop, so its outcome reaches the
+	 * event callback set after this returns. */
+	s->state = SUB_CONNECTING;
+	status_sync(s, NULL);
+	tv = tv_ms(0);
+	evtimer_add(s->ev_reconnect, &tv);
+	*out = s;
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return HERR_NOMEM;
+}
+
+void sub_free(struct sub *s)
+{
+	struct op *o, *next;
+
+	if (s == NULL)
+		return;
+	s->closing = 1;
+	if (s->installed)
+		hub_set_backend(s->hub, NULL, NULL);
+	/* Answers every history read in flight with HERR_CLOSED. */
+	link_close(&s->ps);
+	link_close(&s->cmd);
+	for (o = s->q_head; o != NULL; o = next) {
+		next = o->next;
+		if (o->kind == OP_HISTORY)
+			hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_CLOSED);
+		free(o);
+	}
+	for (size_t i = 0; i < s->q_lost_n; i++)
+		hub_history_done(s->hub, s->q_lost[i], NULL, 0, 0, HERR_CLOSED);
+	if (s->ev_ops != NULL)
+		event_free(s->ev_ops);
+	if (s->ev_reconnect != NULL)
+		event_free(s->ev_reconnect);
+	if (s->ev_timeout != NULL)
+		event_free(s->ev_timeout);
+	if (s->ev_canary != NULL)
+		event_free(s->ev_canary);
+	for (size_t i = 0; s->tab != NULL && i < s->tab_size; i++) {
+		struct chan *e, *n;
+
+		for (e = s->tab[i]; e != NULL; e = n) {
+			n = e->hnext;
+			free(e);
+		}
+	}
+	free(s->tab);
+	free(s->bsub);
+	free(s->bunsub);
+	pthread_mutex_destroy(&s->q_lock);
+	pthread_mutex_destroy(&s->st_lock);
+	free(s);
+}
+
+void sub_set_event_cb(struct sub *s, sub_event_fn fn, void *ud)
+{
+	s->ev_fn = fn;
+	s->ev_ud = ud;
+}
+
+void sub_get_status(struct sub *s, struct sub_status *st)
+{
+	pthread_mutex_lock(&s->st_lock);
+	*st = s->st;
+	pthread_mutex_unlock(&s->st_lock);
+}

@@ -58,14 +58,17 @@ typedef void (*sub_event_fn)(void *ud, int level, const char *msg);
 
 /*
  * Create on base (not yet running is fine) and install as h's backend.
- * Connects at once, asynchronously.  canary_interval_ms 0 = 2000.
+ * Connects at once, asynchronously (the first attempt runs from the loop).
+ * canary_interval_ms 0 = 2000.  c is borrowed: it must outlive s.
  * Returns 0, HERR_INVAL (bad redis_url, err says why), HERR_NOMEM.
  */
 int sub_new(struct sub **out, struct event_base *base, const struct conf *c,
 	    struct hub *h, unsigned canary_interval_ms, char *err, size_t errlen);
 
 /* Disconnect and free, on the loop thread; the hub must not be used after
- * this with connections still attached.  NULL is fine. */
+ * this with connections still attached.  Uninstalls itself as the hub's
+ * backend and answers every history read still pending with HERR_CLOSED.
+ * NULL is fine. */
 void sub_free(struct sub *s);
 
 void sub_set_event_cb(struct sub *s, sub_event_fn fn, void *ud);
