@@ -55,6 +55,8 @@ static void usage(FILE *f)
 	      "  -c, --config FILE      read the configuration FILE (default: $HERALD_CONFIG)\n"
 	      "  -u, --redis-url URL    redis://[:password@]host[:port][/db] or\n"
 	      "                         unix:///path[?db=N]; overrides redis_url\n"
+	      "      --check-config     check the configuration (file, environment, flags)\n"
+	      "                         and exit: 0 when it is valid, 2 when not\n"
 	      "  -h, --help             show this help and exit\n"
 	      "  -V, --version          show the version and exit\n"
 	      "\n"
@@ -208,6 +210,7 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"redis-url", required_argument, NULL, 'u'},
+	    {"check-config", no_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -218,7 +221,7 @@ int main(int argc, char **argv)
 	struct lines l = {NULL, NULL, 0, 0};
 	redisContext *rc = NULL;
 	char err[512], key[REDIS_KEY_MAX];
-	int opt, status;
+	int opt, status, check_only = 0;
 
 	/* A Redis that goes away mid-pipeline is an error message and exit 3,
 	 * not death by SIGPIPE. */
@@ -231,6 +234,9 @@ int main(int argc, char **argv)
 		case 'u':
 			url = optarg;
 			break;
+		case 'C':
+			check_only = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -242,12 +248,12 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (argc - optind < 1 || argc - optind > 2) {
+	if (!check_only && (argc - optind < 1 || argc - optind > 2)) {
 		fprintf(stderr, PROG ": expected USER [PAYLOAD | -]\nTry '" PROG " --help'.\n");
 		return EXIT_USAGE;
 	}
-	user = argv[optind];
-	if (argc - optind == 2)
+	user = check_only ? NULL : argv[optind];
+	if (!check_only && argc - optind == 2)
 		payload = argv[optind + 1];
 
 	if (conf_load(&c, config, err, sizeof err) != 0 ||
@@ -261,6 +267,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": %s\n", err);
 		conf_free(&c);
 		return EXIT_USAGE;
+	}
+	if (check_only) {
+		printf(PROG ": configuration OK (redis_url %s, channel_prefix %s)\n", c.redis_url,
+		       c.channel_prefix);
+		conf_free(&c);
+		return EXIT_OK;
 	}
 
 	/* Check everything before connecting: bad input never reaches Redis. */

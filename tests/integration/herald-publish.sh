@@ -10,7 +10,7 @@ PUB="$HERALD_BUILDDIR/herald-publish"
 unset HERALD_CONFIG HERALD_REDIS_URL HERALD_CHANNEL_PREFIX HERALD_HISTORY_MAX HERALD_HISTORY_TTL
 start_redis || skip_all "cannot start redis-server"
 
-plan 31
+plan 34
 
 # ids_increasing FILE: each line MS-SEQ, strictly increasing.
 ids_increasing() {
@@ -35,6 +35,12 @@ is $? 2 "unknown option: exit 2"
 is $? 2 "too many arguments: exit 2"
 "$PUB" -u http://127.0.0.1 42 '{}' >/dev/null 2>"$T/err"
 is $? 2 "bad redis URL: exit 2"
+"$PUB" -u "$REDIS_URL" --check-config >"$T/out" 2>&1
+is $? 0 "--check-config: valid configuration, exit 0"
+HERALD_HISTORY_MAX=abc "$PUB" --check-config >/dev/null 2>"$T/err"
+is $? 2 "--check-config: bad value, exit 2"
+grep -q 'history_max' "$T/err"
+ok $? "--check-config: names the key ($(cat "$T/err"))"
 
 # --- one payload --------------------------------------------------------------
 id=$("$PUB" -u "$REDIS_URL" 42 '{"title":"Meeting moved","at":"10:30"}')
