@@ -671,9 +671,7 @@ const char *auth_reason(int result)
 		return "missing_user";
 	case AUTH_BAD_USER:
 		return "bad_user";
-	case AUTH_INTERNAL:
-		return "internal";
-	default:
+	default: /* AUTH_INTERNAL, and any code this version does not know */
 		return "internal";
 	}
 }

@@ -97,7 +97,7 @@ static size_t json_string_body(char *dst, const char *s, size_t len)
 			i++;
 		} else if (c < 0x20) {
 			if (dst != NULL) {
-				memcpy(dst + o, "\\u00", 4);
+				memcpy(dst + o, "\\u00", 4); /* NOLINT(bugprone-not-null-terminated-result): part of a longer text */
 				dst[o + 4] = hex[c >> 4];
 				dst[o + 5] = hex[c & 0xf];
 			}
@@ -116,7 +116,7 @@ static size_t json_string_body(char *dst, const char *s, size_t len)
 				o += n;
 			} else {
 				if (dst != NULL)
-					memcpy(dst + o, "\xef\xbf\xbd", 3);
+					memcpy(dst + o, "\xef\xbf\xbd", 3); /* NOLINT(bugprone-not-null-terminated-result): U+FFFD */
 				o += 3;
 			}
 			i += n;

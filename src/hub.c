@@ -151,7 +151,7 @@ static struct hub_user *user_add(struct hub *h, const char *user)
 
 	if (u == NULL)
 		return NULL;
-	strcpy(u->user, user);
+	snprintf(u->user, sizeof u->user, "%s", user); /* length checked by hub_attach */
 	u->hash = user_hash(user);
 	if (h->st.users + 1 > h->tab_cap)
 		tab_grow(h);
