@@ -19,6 +19,10 @@ static const struct {
 	{"jsonv", jsonv_suite},       {"cursor", cursor_suite},
 	{"envelope", envelope_suite}, {"redis", redis_suite},
 	{"hub", hub_suite},
+	{"ws_frame", ws_frame_suite}, {"ws_handshake", ws_handshake_suite},
+	{"metrics", metrics_suite},
+	{"sse", sse_suite},
+	{"fcgi", fcgi_suite},
 };
 
 int main(int argc, char **argv)

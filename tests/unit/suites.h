@@ -13,5 +13,9 @@ Suite *cursor_suite(void);
 Suite *envelope_suite(void);
 Suite *redis_suite(void);
 Suite *hub_suite(void);
+Suite *ws_frame_suite(void); Suite *ws_handshake_suite(void);
+Suite *metrics_suite(void);
+Suite *sse_suite(void);
+Suite *fcgi_suite(void);
 
 #endif

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# herald-fcgi through real nginx (nginx/herald.conf and herald-legacy.conf)
+# and a real redis-server, driven with curl: SSE, resume, heartbeat,
+# lifetime, polling, isolation, bad input, 1,000 streams, Redis restart,
+# CGI by hand and under lighttpd.  TAP output.
+src=$(cd "$(dirname "$0")/../.." && pwd)
+. "$src/tests/integration/lib.sh"
+. "$src/tests/integration/nginx.sh"
+
+B=$HERALD_BUILDDIR
+FCGI=$B/herald-fcgi
+PUB=$B/herald-publish
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || skip_all "nginx not found"
+command -v curl >/dev/null || skip_all "curl not found"
+[ -x "$FCGI" ] || skip_all "herald-fcgi not built"
+PATH=$PATH:/usr/sbin
+lib_init
+chmod 755 "$T" # nginx's workers run as another user and must reach the socket
+
+SECRET=test-secret-$$
+export HERALD_JWT_SECRET=$SECRET HERALD_LOG_LEVEL=info HERALD_SOCKET_MODE=0666
+export HERALD_HEARTBEAT=1 HERALD_SSE_MAX_LIFETIME=30 HERALD_THREADS=16
+FCGI_PID=
+_fcgi_cleanup() {
+	[ -n "${FCGI_TEST_LOG:-}" ] && cp "$T/fcgi.log" "$FCGI_TEST_LOG"
+	[ -n "$FCGI_PID" ] && kill "$FCGI_PID" 2>/dev/null && wait "$FCGI_PID" 2>/dev/null
+	nginx_stop
+	_lib_cleanup
+}
+trap _fcgi_cleanup EXIT
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+# jwt HEADER_JSON PAYLOAD_JSON SECRET
+jwt() {
+	local h p s
+	h=$(printf '%s' "$1" | b64url)
+	p=$(printf '%s' "$2" | b64url)
+	s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$3" -binary | b64url)
+	printf '%s.%s.%s\n' "$h" "$p" "$s"
+}
+# mint_token USER TTL
+mint_token() {
+	local now
+	now=$(date +%s)
+	jwt '{"alg":"HS256","typ":"JWT"}' "{\"sub\":\"$1\",\"iat\":$now,\"exp\":$((now + $2))}" "$SECRET"
+}
+
+start_fcgi() {
+	# FCGI_TEST_WRAP: e.g. "valgrind --error-exitcode=99 --leak-check=full"
+	$FCGI_TEST_WRAP "$FCGI" --listen "unix:$T/fcgi.sock" "$@" >>"$T/fcgi.log" 2>&1 &
+	FCGI_PID=$!
+	for _i in $(seq 400); do [ -S "$T/fcgi.sock" ] && return 0; sleep 0.05; done
+	return 1
+}
+stop_fcgi() {
+	kill "$FCGI_PID" 2>/dev/null
+	wait "$FCGI_PID" 2>/dev/null
+	FCGI_PID=
+}
+pub() { HERALD_REDIS_URL=$REDIS_URL "$PUB" "$@"; }
+U="http://127.0.0.1"
+# http STATUS of a curl call
+code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
+ids_of() { sed -n 's/^id: //p' "$1" | tr -d '\r' | tr '\n' ' '; }
+# wait_for FILE PATTERN [TRIES]: until grep finds it
+wait_for() {
+	for _i in $(seq "${3:-100}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
+	return 1
+}
+
+plan 57
+
+# --- configs ------------------------------------------------------------------
+nginx_test "$src/nginx/herald.conf" "$T/ngt1" 1 127.0.0.1:1 "unix:$T/fcgi.sock"
+ok $? "nginx -t accepts nginx/herald.conf"
+nginx_test "$src/nginx/herald-legacy.conf" "$T/ngt2" 1 127.0.0.1:1 "unix:$T/fcgi.sock"
+ok $? "nginx -t accepts nginx/herald-legacy.conf"
+! grep -qi 'upgrade\|herald_ws' "$src/nginx/herald-legacy.conf"
+ok $? "herald-legacy.conf has no WebSocket proxying"
+
+start_redis || exit 1
+export HERALD_REDIS_URL=$REDIS_URL
+HTTP_PORT=$(free_port)
+start_fcgi
+ok $? "herald-fcgi listens on a unix socket"
+is "$(stat -c %a "$T/fcgi.sock")" 666 "socket_mode applied to the socket"
+nginx_start "$src/nginx/herald-legacy.conf" "$T/nginx" "$HTTP_PORT" 127.0.0.1:1 "unix:$T/fcgi.sock" || exit 1
+N="$U:$HTTP_PORT"
+for _i in $(seq 50); do
+	[ "$(code "$N/api/v1/notifications/health")" = 200 ] && break
+	sleep 0.1
+done
+is "$(code "$N/api/v1/notifications/health")" 200 "health 200 through nginx (legacy config)"
+
+TA=$(mint_token alice 3600)
+TB=$(mint_token bob 3600)
+
+# --- SSE -----------------------------------------------------------------------
+curl -s -N -H "Authorization: Bearer $TA" -D "$T/sse1.h" "$N/api/v1/sse/notifications" >"$T/sse1" &
+C1=$!
+wait_for "$T/sse1" "retry: 3000"
+ok $? "SSE stream opens with retry: 3000"
+id1=$(pub alice '{"n":1}')
+wait_for "$T/sse1" "^id: $id1"
+ok $? "a published event arrives on the stream"
+grep -q "^data: {\"id\":\"$id1\",\"channel\":\"notifications:alice\"" "$T/sse1"
+ok $? "its data is the envelope with the same id"
+grep -qi '^content-type: text/event-stream' "$T/sse1.h" && grep -qi '^cache-control: no-cache' "$T/sse1.h"
+ok $? "SSE headers: text/event-stream, no-cache"
+wait_for "$T/sse1" "^: heartbeat" 60
+ok $? "heartbeat comments arrive (heartbeat = 1 s)"
+kill $C1 2>/dev/null; wait $C1 2>/dev/null
+
+# Resume: publish while disconnected, reconnect with Last-Event-ID.
+id2=$(pub alice '{"n":2}')
+id3=$(pub alice '{"n":3}')
+curl -s -N -H "Authorization: Bearer $TA" -H "Last-Event-ID: $id1" "$N/api/v1/sse/notifications" >"$T/sse2" &
+C2=$!
+wait_for "$T/sse2" "^id: $id3"
+id4=$(pub alice '{"n":4}')
+wait_for "$T/sse2" "^id: $id4"
+is "$(ids_of "$T/sse2")" "$id2 $id3 $id4 " "Last-Event-ID: exactly the missed ones in order, then live"
+kill $C2 2>/dev/null; wait $C2 2>/dev/null
+curl -s -N "$N/api/v1/sse/notifications?token=$TA&last_event_id=$id2" >"$T/sse3" &
+C3=$!
+wait_for "$T/sse3" "^id: $id4"
+id5=$(pub alice '{"n":5}')
+wait_for "$T/sse3" "^id: $id5"
+is "$(ids_of "$T/sse3")" "$id3 $id4 $id5 " "?last_event_id= resumes the same way"
+kill $C3 2>/dev/null; wait $C3 2>/dev/null
+
+# Isolation: bob's stream never sees alice's messages.
+curl -s -N -H "Authorization: Bearer $TB" -H "Last-Event-ID: 0-1" "$N/api/v1/sse/notifications" >"$T/sseb" &
+CB=$!
+wait_for "$T/sseb" "retry:"
+idb=$(pub bob '{"for":"bob"}')
+pub alice '{"for":"alice"}' >/dev/null
+wait_for "$T/sseb" "^id: $idb"
+sleep 0.3
+is "$(ids_of "$T/sseb")" "$idb " "isolation: bob's stream carries only bob's message"
+kill $CB 2>/dev/null; wait $CB 2>/dev/null
+body=$(curl -s "$N/api/v1/notifications/poll?token=$TB")
+case $body in *alice*) r=1 ;; *"$idb"*) r=0 ;; *) r=1 ;; esac
+ok $r "isolation: bob's poll has only bob's message"
+
+# --- poll ----------------------------------------------------------------------
+body=$(curl -s -D "$T/poll.h" "$N/api/v1/notifications/poll?token=$TA&since=$id3")
+case $body in *"\"id\":\"$id2\""*|*"\"id\":\"$id3\""*) r=1 ;; *"\"id\":\"$id4\""*"\"id\":\"$id5\""*) r=0 ;; *) r=1 ;; esac
+ok $r "poll since=ID returns exactly what came after"
+grep -qi '^cache-control: no-store' "$T/poll.h"
+ok $? "poll answers Cache-Control: no-store"
+body=$(curl -s "$N/api/v1/notifications/poll?token=$TA&limit=2")
+last=$(rcli XREVRANGE notifications:alice:history + - COUNT 1 | head -1)
+case $body in *"\"cursor\":\"$last\""*'"poll_interval":60'*) r=0 ;; *) r=1 ;; esac
+ok $r "poll without since: the newest, cursor = the newest id"
+is "$(printf '%s' "$body" | grep -o '"channel"' | wc -l)" 2 "limit=2 returns two"
+for i in $(seq 30); do pub trunc "{\"i\":$i}" >/dev/null; done
+rcli XTRIM notifications:trunc:history MAXLEN 5 >/dev/null
+first=$(rcli XRANGE notifications:trunc:history - + COUNT 1 | head -1)
+body=$(curl -s "$N/api/v1/notifications/poll?token=$(mint_token trunc 600)&since=1-0")
+case $body in *'"truncated":true'*) r=0 ;; *) r=1 ;; esac
+ok $r "poll with a cursor older than the history: truncated true"
+curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token trunc 600)&last_event_id=1-0" >"$T/sset" &
+CT=$!
+wait_for "$T/sset" "^id: $first"
+grep -q '^event: reset' "$T/sset"
+ok $? "SSE with a cursor older than the history: event: reset, then the history"
+kill $CT 2>/dev/null; wait $CT 2>/dev/null
+
+t0=$(date +%s%N)
+(sleep 0.5; pub alice '{"wake":1}' >/dev/null) &
+body=$(curl -s "$N/api/v1/notifications/poll?token=$TA&since=$last&wait=10")
+ms=$((($(date +%s%N) - t0) / 1000000))
+case $body in *'"wake":1'*) r=0 ;; *) r=1 ;; esac
+ok $r "wait: returns the message published while waiting"
+[ $ms -lt 3000 ]
+ok $? "wait: returns at once when published (${ms} ms)"
+last=$(rcli XREVRANGE notifications:alice:history + - COUNT 1 | head -1)
+t0=$(date +%s%N)
+body=$(curl -s "$N/api/v1/notifications/poll?token=$TA&since=$last&wait=2")
+ms=$((($(date +%s%N) - t0) / 1000000))
+case $body in *'"notifications":[]'*) r=0 ;; *) r=1 ;; esac
+[ $r = 0 ] && [ $ms -ge 1900 ] && [ $ms -lt 4000 ]
+ok $? "wait: empty at the timeout (${ms} ms)"
+
+# --- bad input -------------------------------------------------------------------
+now=$(date +%s)
+EXPIRED=$(mint_token alice -100)
+FORGED=$(jwt '{"alg":"HS256","typ":"JWT"}' "{\"sub\":\"alice\",\"exp\":$((now + 600))}" wrong-secret)
+NONE="$(printf '{"alg":"none","typ":"JWT"}' | b64url).$(printf '{"sub":"alice","exp":%d}' $((now + 600)) | b64url)."
+CONF=$(printf '{"alg":"HS384","typ":"JWT"}' | b64url).$(printf '{"sub":"alice","exp":%d}' $((now + 600)) | b64url).$(printf 'x' | b64url)
+POLL="$N/api/v1/notifications/poll"
+is "$(code "$POLL")" 401 "no token: 401"
+is "$(curl -s "$POLL?token=$EXPIRED")" '{"error":"invalid_token","detail":"expired"}' "expired token: 401 body"
+is "$(code "$POLL?token=$FORGED")" 401 "forged signature: 401"
+is "$(code "$POLL?token=$NONE")" 401 "alg none: 401"
+is "$(code -H "Authorization: Bearer $CONF" "$POLL")" 401 "another algorithm: 401"
+curl -s -D - -o /dev/null "$POLL" | grep -qi '^www-authenticate: Bearer error="invalid_token"'
+ok $? "401 carries WWW-Authenticate: Bearer error=\"invalid_token\""
+is "$(code "$POLL?token=$TA&since=garbage")" 400 "garbage cursor: 400"
+is "$(code "$N/api/v1/sse/notifications?token=$TA&last_event_id=x-y")" 400 "garbage last_event_id: 400"
+is "$(code "$POLL?token=$TA&limit=-1")" 400 "negative limit: 400"
+is "$(code "$POLL?token=$TA&limit=100000000000")" 400 "huge limit: 400"
+is "$(code "$POLL?token=$TA&wait=56")" 400 "wait over the maximum: 400"
+is "$(code "$POLL?token=$TA&x=$(head -c 5000 /dev/zero | tr '\0' a)")" 414 "overlong query string: 414"
+is "$(code -X POST "$POLL?token=$TA")" 405 "POST on poll: 405"
+is "$(code -X DELETE "$N/api/v1/sse/notifications")" 405 "DELETE on sse: 405"
+is "$(code "$N/api/v1/notifications/nope")" 404 "unknown path: 404"
+# A client that never reads: a stream with a tiny receive window, flooded.
+# It must not hold up anything else (the poll below is answered at once).
+curl -s -N --limit-rate 1 "$N/api/v1/sse/notifications?token=$(mint_token slow 600)" >/dev/null &
+CS=$!
+sleep 0.3
+big=$(head -c 60000 /dev/zero | tr '\0' x)
+for i in $(seq 40); do pub slow "{\"big\":\"$big\"}" >/dev/null; done
+is "$(code --max-time 3 "$POLL?token=$TA")" 200 "a client that never reads disturbs nothing"
+kill $CS 2>/dev/null; wait $CS 2>/dev/null
+
+# --- Redis killed and restarted while streams are held ------------------------
+curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token rk 600)" >"$T/sserk" &
+CR=$!
+wait_for "$T/sserk" "retry:"
+a=$(pub rk '{"before":1}')
+wait_for "$T/sserk" "^id: $a"
+port=$REDIS_PORT
+stop_redis
+sleep 0.5
+is "$(code "$N/api/v1/notifications/health")" 503 "health 503 while Redis is down"
+curl -s -D - -o /dev/null "$POLL?token=$TA" >"$T/p503"
+grep -q '^HTTP/1.1 503' "$T/p503" && grep -qi '^retry-after:' "$T/p503"
+ok $? "poll 503 with Retry-After while Redis is down"
+"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
+	--loglevel warning >>"$T/redis/log" 2>&1 &
+REDIS_PID=$!
+REDIS_PORT=$port
+for _i in $(seq 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+for _i in $(seq 100); do [ "$(code "$N/api/v1/notifications/health")" = 200 ] && break; sleep 0.1; done
+b=$(pub rk '{"after":1}')
+wait_for "$T/sserk" "^id: $b"
+kill -0 $CR 2>/dev/null
+ok $? "the stream survived the Redis restart"
+is "$(ids_of "$T/sserk")" "$a $b " "messages before and after the restart arrive exactly once"
+kill $CR 2>/dev/null; wait $CR 2>/dev/null
+bad=0
+for i in $(seq 40); do [ "$(code "$POLL?token=$TA")" = 200 ] || bad=$((bad + 1)); done
+is "$bad" 0 "after the restart every poll is answered (acceptors reconnect)"
+
+# --- 1,000 streams held while polls are answered --------------------------------
+for i in $(seq 100); do mint_token "m$i" 3600; done >"$T/tokens"
+threads0=$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)
+"$B/tests/integration/fcgi_streams" "$HTTP_PORT" "$T/tokens" 1000 1 60 >"$T/streams.out" 2>&1 &
+CM=$!
+wait_for "$T/streams.out" ready 600
+ok $? "1,000 SSE streams held through nginx"
+streams=$(curl -s "$N/api/v1/notifications/health" | grep -o '"streams":[0-9]*')
+is "$streams" '"streams":1000' "health counts 1,000 streams"
+t0=$(date +%s%N)
+is "$(code "$POLL?token=$TA")" 200 "a poll is answered while they are held"
+ms=$((($(date +%s%N) - t0) / 1000000))
+diag "poll took $ms ms with 1,000 streams held; RSS $(awk '/^VmRSS:/{print $2, $3}' /proc/$FCGI_PID/status)"
+for i in $(seq 100); do pub "m$i" "{\"m\":$i}" >/dev/null; done
+wait $CM
+ok $? "all 1,000 streams received their message ($(tail -1 "$T/streams.out"))"
+for _i in $(seq 100); do
+	[ "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" = "$threads0" ] && break
+	sleep 0.1
+done
+is "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" "$threads0" "threads back to the start after the clients left"
+health=$(curl -s "$N/api/v1/notifications/health")
+case $health in *'"connections":0,"users":0,"streams":0'*) r=0 ;; *) r=1; diag "$health" ;; esac
+ok $r "hub entries back to zero"
+
+# --- lifetime and SIGTERM -----------------------------------------------------------
+stop_fcgi
+HERALD_SSE_MAX_LIFETIME=2 start_fcgi
+t0=$(date +%s%N)
+curl -s -N --max-time 10 "$N/api/v1/sse/notifications?token=$TA" >"$T/ssel"
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ $ms -ge 1800 ] && [ $ms -lt 5000 ] && grep -q 'retry:' "$T/ssel"
+ok $? "the stream ends cleanly at its maximum lifetime (${ms} ms)"
+curl -s -N --max-time 10 "$N/api/v1/sse/notifications?token=$TA" >/dev/null &
+CL=$!
+sleep 0.3
+t0=$(date +%s%N)
+kill -TERM "$FCGI_PID"
+wait "$FCGI_PID"
+rc=$?
+FCGI_PID=
+wait $CL
+ms=$((($(date +%s%N) - t0) / 1000000))
+[ $rc = 0 ] && [ $ms -lt 3000 ]
+ok $? "SIGTERM ends the streams and exits 0 (${ms} ms)"
+
+# --- CGI ------------------------------------------------------------------------------
+pub alice '{"cgi":1}' >/dev/null # Redis was restarted empty above
+out=$(env GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET SCRIPT_NAME=/api/v1/notifications/poll \
+	QUERY_STRING="token=$TA&limit=1" "$FCGI" </dev/null)
+case $out in "Status: 200 OK"*'"notifications":[{'*) r=0 ;; *) r=1 ;; esac
+ok $r "CGI by hand: poll answered on stdout"
+out=$(env GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET PATH_INFO=/api/v1/notifications/health \
+	SCRIPT_NAME=/cgi-bin/herald "$FCGI" </dev/null)
+case $out in "Status: 200 OK"*'"mode":"cgi"'*) r=0 ;; *) r=1 ;; esac
+ok $r "CGI by hand: health answered"
+
+if command -v spawn-fcgi >/dev/null; then
+	rm -f "$T/fcgi.sock"
+	spawn-fcgi -s "$T/fcgi.sock" -M 0666 -P "$T/spawn.pid" -- "$FCGI" >/dev/null 2>&1
+	for _i in $(seq 50); do [ "$(code "$N/api/v1/notifications/health")" = 200 ] && break; sleep 0.1; done
+	is "$(code "$N/api/v1/notifications/health")" 200 "under spawn-fcgi: serves the socket inherited on fd 0"
+	kill "$(cat "$T/spawn.pid")" 2>/dev/null
+else
+	ok 0 "# SKIP spawn-fcgi not installed"
+fi
+if command -v lighttpd >/dev/null; then
+	LP=$(free_port)
+	mkdir -p "$T/lighttpd"
+	printf 'redis_url = %s\njwt_secret = %s\n' "$REDIS_URL" "$SECRET" >"$T/herald.conf"
+	sed -e "s#server.port = 8081#server.port = $LP#" -e "s#/var/www/html#$T/lighttpd#" \
+		-e "s#/var/log/lighttpd/herald-error.log#$T/lighttpd/error.log#" \
+		-e "s#/usr/bin/herald-fcgi#$FCGI#g" -e "s#/etc/herald/herald.conf#$T/herald.conf#" \
+		"$src/nginx/lighttpd-herald.conf" >"$T/lighttpd.conf"
+	lighttpd -D -f "$T/lighttpd.conf" >"$T/lighttpd.log" 2>&1 &
+	LPID=$!
+	for _i in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$LP") 2>/dev/null && break; sleep 0.1; done
+	body=$(curl -s "$U:$LP/api/v1/notifications/poll?token=$TA&limit=1")
+	case $body in *'"notifications":[{'*) r=0 ;; *) r=1; diag "$body"; diag "$(cat "$T/lighttpd.log")" ;; esac
+	ok $r "lighttpd mod_cgi runs herald-fcgi as CGI: poll"
+	kill $LPID; wait $LPID 2>/dev/null
+else
+	ok 0 "# SKIP lighttpd not installed"
+fi
+done_testing

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# herald-ws through real nginx (the shipped nginx/herald.conf) and a real
+# redis-server: the checks of issue 4.  TAP on stdout.  Clients are
+# tests/integration/ws_client; publishing is herald-publish or redis-cli.
+#
+# Bounded on purpose: the half-open test holds HALF_OPEN connections
+# (default 10000, straight to herald-ws: the harness's nginx has 4096
+# worker connections) and the slow-consumer flood is 40 MB.
+
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/nginx.sh"
+
+lib_init
+WS="$HERALD_BUILDDIR/herald-ws"
+PUB="$HERALD_BUILDDIR/herald-publish"
+CLI="$HERALD_BUILDDIR/tests/integration/ws_client"
+CONF="$(cd "$(dirname "$0")/../.." && pwd)/nginx/herald.conf"
+HALF_OPEN=${HALF_OPEN:-10000}
+for f in "$WS" "$PUB" "$CLI"; do [ -x "$f" ] || skip_all "$f not built"; done
+command -v "$nginx_bin" >/dev/null 2>&1 || skip_all "nginx not installed"
+command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
+command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
+for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
+	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
+done
+start_redis || skip_all "cannot start redis-server"
+
+plan 52
+
+SECRET=test-secret-$$
+WS_PID=
+WS2_PID=
+cleanup_ws() {
+	nginx_stop
+	for p in $WS_PID $WS2_PID; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+	_lib_cleanup
+}
+trap cleanup_ws EXIT
+
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+# token SECRET USER EXP_OFFSET
+token() {
+	local now h p s
+	now=$(date +%s)
+	h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+	p=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$2" "$now" $((now + $3)) | b64url)
+	s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$1" -binary | b64url)
+	printf '%s.%s.%s\n' "$h" "$p" "$s"
+}
+path() { printf '/api/v1/ws/notifications?token=%s%s' "$(token "$SECRET" "$1" 3600)" "${2:-}"; }
+publish() { HERALD_REDIS_URL=$REDIS_URL "$PUB" "$@"; }
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Memory figures mean nothing under AddressSanitizer (its quarantine holds freed memory).
+if ldd "$WS" 2>/dev/null | grep -q libasan; then ASAN=1; else ASAN=0; fi
+ok_mem() { # STATUS DESCRIPTION
+	if [ "$ASAN" = 1 ]; then
+		_tap_n=$((_tap_n + 1))
+		echo "ok $_tap_n - $2 # SKIP AddressSanitizer build"
+	else
+		ok "$1" "$2"
+	fi
+}
+
+# wait_for FILE PATTERN [TENTHS]: until a line of FILE matches
+wait_for() {
+	local i=0
+	while [ $i -lt "${3:-50}" ]; do
+		grep -q "$2" "$1" 2>/dev/null && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}
+
+WS_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+start_ws() {
+	HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_JWT_LEEWAY=1 \
+	HERALD_ALLOWED_ORIGINS=https://app.example HERALD_MAX_CONNECTIONS_PER_USER=3 \
+		"$WS" --listen "127.0.0.1:$WS_PORT" --handshake-timeout 2 --log-level debug \
+		>>"$T/ws.log" 2>&1 &
+	WS_PID=$!
+	wait_for_port "$WS_PORT"
+}
+wait_for_port() {
+	local i
+	for i in $(seq 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	return 1
+}
+start_ws
+ok $? "herald-ws starts on 127.0.0.1:$WS_PORT"
+
+nginx_test "$CONF" "$T/nginx" "$HTTP_PORT" "127.0.0.1:$WS_PORT" "unix:$T/fcgi.sock" 2>"$T/nginx-t.log"
+ok $? "nginx -t accepts nginx/herald.conf"
+nginx_start "$CONF" "$T/nginx" "$HTTP_PORT" "127.0.0.1:$WS_PORT" "unix:$T/fcgi.sock"
+ok $? "nginx starts with nginx/herald.conf on 127.0.0.1:$HTTP_PORT"
+NG=127.0.0.1:$HTTP_PORT
+
+# --- the first user's own check --------------------------------------------
+curl -s -i -N --max-time 1 -H "Connection: Upgrade" -H "Upgrade: websocket" \
+	-H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" \
+	"http://$NG$(path 1)" >"$T/curl.out" 2>&1
+head -1 "$T/curl.out" | grep -q '^HTTP/1.1 101'
+ok $? "curl through nginx answers 101"
+grep -qi '^Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=' "$T/curl.out"
+ok $? "Sec-WebSocket-Accept is RFC 6455's"
+
+# --- delivery ------------------------------------------------------------------
+"$CLI" -n 1 -t 5 "$NG" "$(path 42)" >"$T/c1" &
+c=$!
+wait_for "$T/c1" "^status 101"
+id=$(publish 42 '{"title":"hi"}')
+wait $c
+is "$(sed -n 2p "$T/c1")" "text {\"id\":\"$id\",\"channel\":\"notifications:42\",\"ts\":${id%-*},\"data\":{\"title\":\"hi\"}}" \
+	"herald-publish -> the client gets the envelope through nginx"
+
+"$CLI" -n 2 -t 5 "$NG" "$(path alice)" >"$T/a" &
+a=$!
+"$CLI" -n 1 -t 5 "$NG" "$(path bob)" >"$T/b" &
+b=$!
+wait_for "$T/a" "^status 101" && wait_for "$T/b" "^status 101"
+publish alice '{"to":"alice","n":1}' >/dev/null
+publish bob '{"to":"bob"}' >/dev/null
+publish alice '{"to":"alice","n":2}' >/dev/null
+wait $a $b
+is "$(grep -c '"to":"alice"' "$T/a"),$(grep -c '"to":"bob"' "$T/a")" "2,0" "alice gets her two, none of bob's"
+is "$(grep -c '"to":"bob"' "$T/b"),$(grep -c '"to":"alice"' "$T/b")" "1,0" "bob gets his one, none of alice's"
+
+"$CLI" -n 1 -t 5 "$NG" "$(path carol)" >"$T/raw" &
+c=$!
+wait_for "$T/raw" "^status 101"
+rcli PUBLISH notifications:carol '{"plain":true}' >/dev/null
+wait $c
+grep -q '^text {"id":null,"channel":"notifications:carol","ts":[0-9]*,"data":{"plain":true}}$' "$T/raw"
+ok $? 'a raw PUBLISH arrives live with "id":null'
+
+# --- resume ----------------------------------------------------------------------
+last=$(publish dave '{"n":0}')
+for n in 1 2 3; do publish dave "{\"n\":$n}" >/dev/null; done
+"$CLI" -n 4 -t 5 "$NG" "$(path dave "&since=$last")" >"$T/resume" &
+c=$!
+wait_for "$T/resume" '"n":3'
+publish dave '{"n":4}' >/dev/null
+wait $c
+is "$(grep -o '"n":[0-9]*' "$T/resume" | tr '\n' ' ')" '"n":1 "n":2 "n":3 "n":4 ' \
+	"resume with since: exactly the missed ones, in order, then live"
+
+# --- bad input --------------------------------------------------------------------
+close_of() { grep -m1 '^close\|^status [^1]\|^eof' "$1"; }
+"$CLI" -t 3 "$NG" /api/v1/ws/notifications >"$T/o"
+is "$(close_of "$T/o")" "close 4401 missing" "no token: 101 then close 4401"
+"$CLI" -t 3 "$NG" "/api/v1/ws/notifications?token=$(token "$SECRET" 42 -100)" >"$T/o"
+is "$(close_of "$T/o")" "close 4401 expired" "expired token: 4401"
+"$CLI" -t 3 "$NG" "/api/v1/ws/notifications?token=$(token wrong-secret 42 3600)" >"$T/o"
+is "$(close_of "$T/o")" "close 4401 bad_signature" "forged token: 4401"
+"$CLI" -t 3 -H "Authorization: Bearer $(token "$SECRET" 42 3600)" "$NG" /api/v1/ws/notifications >"$T/o" -n 0
+grep -q '^status 101' "$T/o" && ! grep -q '^close 4401' "$T/o"
+ok $? "a token in Authorization: Bearer is accepted"
+"$CLI" -t 3 -H "Cookie: x=1; herald_token=$(token "$SECRET" 42 3600)" -S hello "$NG" \
+	/api/v1/ws/notifications >"$T/o" &
+c=$!
+sleep 0.5
+publish 42 '{"cookie":1}' >/dev/null
+wait $c
+grep -q '"cookie":1' "$T/o"
+ok $? "a token in the herald_token cookie is accepted (and a client text frame ignored)"
+"$CLI" -t 3 -H "Origin: https://evil.example" "$NG" "$(path 42)" >"$T/o"
+is "$(head -1 "$T/o")" "status 403" "bad Origin: 403 before the upgrade"
+"$CLI" -t 3 -H "Origin: https://app.example" -n 0 "$NG" "$(path 42)" >"$T/o"
+is "$(head -1 "$T/o")" "status 101" "allowed Origin: 101"
+"$CLI" -t 3 -v 8 -h "$NG" "$(path 42)" >"$T/o"
+grep -q '^status 426' "$T/o" && grep -qi '^header Sec-WebSocket-Version: 13' "$T/o"
+ok $? "Sec-WebSocket-Version 8: 426 with Sec-WebSocket-Version: 13"
+
+frame_case() { # DESCRIPTION HEX WANT
+	"$CLI" -t 3 -s "$2" "$NG" "$(path frames)" >"$T/o"
+	is "$(close_of "$T/o")" "$3" "$1"
+}
+frame_case "unmasked frame: 1002" 8105414243444546 "close 1002 protocol error"
+frame_case "reserved bit: 1002" c1850000000041424344 "close 1002 protocol error"
+frame_case "unknown opcode 3: 1002" 83800000000 "close 1002 protocol error"
+frame_case "fragmented ping: 1002" 0980000000000 "close 1002 protocol error"
+frame_case "ping over 125 bytes: 1002" 89fe007e00000000 "close 1002 protocol error"
+frame_case "text frame over 4 KiB: 1009" 81fe138800000000 "close 1009 message over 4 KiB"
+frame_case "invalid UTF-8: 1007" 818200000000c0af "close 1007 invalid UTF-8"
+frame_case "close with a bad code: 1002" 888200000000000a "close 1002 protocol error"
+frame_case "client close 1000 is echoed" 88820000000003e8 "close 1000 "
+"$CLI" -t 3 -s 898400000000706f6e67 "$NG" "$(path frames)" >"$T/o" &
+c=$!
+wait_for "$T/o" '^pong'
+ok $? "a ping is answered with a pong"
+kill $c 2>/dev/null; wait $c 2>/dev/null
+
+"$CLI" -t 3 -r 160301020001000001fc0303 "127.0.0.1:$WS_PORT" x >"$T/o"
+is "$(head -1 "$T/o")" "status 400" "garbage before the handshake: 400 (direct)"
+"$CLI" -t 3 -r 160301020001000001fc0303 "$NG" x >"$T/o"
+is "$(head -1 "$T/o")" "status 400" "garbage before the handshake: 400 (through nginx)"
+"$CLI" -t 3 -r 474554202f6170692f76312f77732f6e6f74696669636174696f6e7320485454502f312e310d0a "127.0.0.1:$WS_PORT" x >"$T/o"
+is "$(head -1 "$T/o")" "status 408" "a handshake that never finishes: 408 after the timeout"
+big=$(head -c 9000 /dev/zero | tr '\0' a)
+"$CLI" -t 3 -H "X-Big: $big" "127.0.0.1:$WS_PORT" "$(path 42)" >"$T/o"
+is "$(head -1 "$T/o")" "status 431" "headers over 8 KiB: 431"
+for n in 1 2 3 4; do
+	"$CLI" -t 4 -n 1 "$NG" "$(path limited)" >"$T/lim$n" &
+	eval "l$n=\$!"
+	wait_for "$T/lim$n" "^status 101"
+done
+wait_for "$T/lim4" "^close"
+is "$(close_of "$T/lim4")" "close 4429 too many connections" "4th connection of a user past max_connections_per_user: 4429"
+publish limited '{"n":1}' >/dev/null
+wait $l1 $l2 $l3 $l4
+is "$(cat "$T/lim1" "$T/lim2" "$T/lim3" | grep -c '^text')" 3 "the first three still get their message"
+
+"$CLI" -t 4 "$NG" "/api/v1/ws/notifications?token=$(token "$SECRET" 42 2)" >"$T/o"
+is "$(close_of "$T/o")" "close 4401 expired" "a live connection whose token expires: 4401"
+
+rss0=$(rss_kb "$WS_PID")
+"$CLI" -o "$HALF_OPEN" -t 6 "127.0.0.1:$WS_PORT" x >"$T/half" 2>&1
+is "$(tail -1 "$T/half")" "closed $HALF_OPEN of $HALF_OPEN" "$HALF_OPEN half-open connections are all closed by the handshake timeout"
+kill -0 "$WS_PID"
+ok $? "herald-ws is still running"
+"$CLI" -n 1 -t 5 "$NG" "$(path 42)" >"$T/after" &
+c=$!
+wait_for "$T/after" "^status 101"
+publish 42 '{"after":1}' >/dev/null
+wait $c
+grep -q '"after":1' "$T/after"
+ok $? "delivery works after the bad input"
+curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/health" >"$T/o"
+grep -q '"status":"ok"' "$T/o"
+ok $? "health answers ok on herald-ws's port"
+curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/metrics" >"$T/m"
+grep -q '^herald_ws_connections [0-9]' "$T/m" && grep -q '^herald_redis_up 1' "$T/m" &&
+	grep -q '^herald_ws_messages_delivered_total [1-9]' "$T/m" &&
+	grep -q '^herald_ws_publish_to_write_seconds_count [1-9]' "$T/m"
+ok $? "metrics: Prometheus text with connections, deliveries, Redis state, lag"
+sleep 2.5
+rss_half=$(rss_kb "$WS_PID")
+diag "RSS before the half-open test ${rss0} KiB, after ${rss_half} KiB"
+[ $(((rss_half - rss0) * 1024 / HALF_OPEN)) -lt 1024 ]
+ok_mem $? "memory after the half-open connections: under 1 KiB per connection of the peak (libevent keeps its fd table)"
+
+# --- a slow consumer ----------------------------------------------------------------
+"$CLI" -q -p 4 -t 30 "$NG" "$(path slow)" >"$T/slow" &
+s=$!
+"$CLI" -L -n 1 -t 20 "$NG" "$(path fast)" >"$T/fast" &
+f=$!
+wait_for "$T/slow" "^status 101" && wait_for "$T/fast" "^status 101"
+rss1=$(rss_kb "$WS_PID")
+pl=$(head -c 4000 /dev/zero | tr '\0' x)
+for i in $(seq 10000); do printf '{"p":"%s"}\n' "$pl"; done >"$T/flood"
+start=$(date +%s%N)
+publish slow - <"$T/flood" >/dev/null
+diag "published 10000 x 4 KiB in $((($(date +%s%N) - start) / 1000000)) ms"
+publish fast '{"fast":1}' >/dev/null
+wait $f
+lag=$(sed -n 's/^lag //p' "$T/fast")
+[ -n "$lag" ] && [ "$lag" -lt 200 ]
+ok $? "another client's message arrives at once during the flood (${lag} ms)"
+wait $s
+sleep 2.5
+is "$(close_of "$T/slow")" "close 4408 too slow, resume with since" "the client that stopped reading is closed with 4408"
+rss2=$(rss_kb "$WS_PID")
+diag "RSS with two clients ${rss1} KiB, after the slow one was closed ${rss2} KiB"
+[ $((rss2 - rss1)) -lt 4096 ]
+ok_mem $? "memory returns (within 4 MiB of before the flood)"
+grep -q '^herald_ws_queue_drops_total [1-9]' <(curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/metrics")
+ok $? "metrics count the queue drop"
+
+# --- Redis killed and restarted mid-stream -------------------------------------------
+"$CLI" -t 20 "$NG" "$(path erin)" >"$T/erin" &
+c=$!
+wait_for "$T/erin" "^status 101"
+for n in 1 2 3; do publish erin "{\"n\":$n}" >/dev/null; done
+wait_for "$T/erin" '"n":3'
+kill -9 "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null
+"$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
+	--daemonize no --loglevel warning >>"$T/redis/log" 2>&1 &
+REDIS_PID=$!
+for i in $(seq 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+for n in 4 5 6; do publish erin "{\"n\":$n}" >/dev/null; done
+wait_for "$T/erin" '"n":6' 100
+sleep 0.3
+kill $c; wait $c 2>/dev/null
+grep -q '^text {"reset":true}' "$T/erin" && diag "the client was told {\"reset\":true}: the restarted Redis lost the history"
+is "$(grep -o '"n":[0-9]*' "$T/erin" | tr '\n' ' ')" '"n":1 "n":2 "n":3 "n":4 "n":5 "n":6 ' \
+	"Redis killed and restarted: every message once, in order"
+for i in $(seq 50); do
+	curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/health" | grep -q '"status":"ok"' && break
+	sleep 0.2
+done
+curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/health" | grep -q '"status":"ok"'
+ok $? "health is ok again after Redis came back"
+
+# --- ping / pong timeout (a second instance with 1 s intervals) ----------------------
+WS2_PORT=$(free_port)
+HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_WS_PING_INTERVAL=1 \
+HERALD_WS_PONG_TIMEOUT=1 "$WS" --listen "127.0.0.1:$WS2_PORT" >>"$T/ws2.log" 2>&1 &
+WS2_PID=$!
+wait_for_port "$WS2_PORT"
+"$CLI" -t 6 -P "127.0.0.1:$WS2_PORT" "$(path 42)" >"$T/o"
+grep -q '^ping' "$T/o" && [ "$(close_of "$T/o")" = "close 1001 no pong" ]
+ok $? "a client that never answers pings is closed (1001 no pong)"
+"$CLI" -t 4 "127.0.0.1:$WS2_PORT" "$(path 42)" >"$T/o"
+[ "$(grep -c '^ping' "$T/o")" -ge 2 ] && grep -q '^timeout' "$T/o"
+ok $? "a client that answers pings stays connected"
+kill "$WS2_PID"; wait "$WS2_PID"; WS2_PID=
+
+# --- SIGTERM ---------------------------------------------------------------------------
+for n in 1 2 3; do
+	"$CLI" -t 10 "$NG" "$(path "term$n")" >"$T/term$n" &
+	eval "t$n=\$!"
+	wait_for "$T/term$n" "^status 101"
+done
+"$CLI" -t 10 "127.0.0.1:$WS_PORT" "$(path term4)" >"$T/term4" &
+t4=$!
+wait_for "$T/term4" "^status 101"
+kill -TERM "$WS_PID"
+wait "$WS_PID"
+st=$?
+WS_PID=
+wait $t1 $t2 $t3 $t4
+is "$(cat "$T/term1" "$T/term2" "$T/term3" "$T/term4" | grep -c '^close 1001 shutting down')" 4 \
+	"SIGTERM: every client gets 1001 (through nginx and direct)"
+is "$st" 0 "herald-ws exits 0 after SIGTERM"
+cat "$T/ws.log" "$T/ws2.log" | grep -q 'segfault\|Sanitizer\|runtime error'
+ok $((!$?)) "no sanitizer report in herald-ws's logs"
+
+done_testing

@@ -1,0 +1,58 @@
+/*
+ * server.h - herald-ws's connections on one libevent loop: accept, the
+ * HTTP upgrade (handshake.h), WebSocket sessions (frame.h) fed by the hub,
+ * health and metrics on the same port.
+ *
+ * Memory: an open, idle connection holds its struct (hub_conn, parser,
+ * two events, a timer) and nothing else.  The handshake buffer, control
+ * frame payloads and pending control frames come from pools only while in
+ * use; messages are written straight from the hub's shared copies.
+ *
+ * Single-threaded: every function runs on the loop's thread.
+ */
+#ifndef HERALD_WS_SERVER_H
+#define HERALD_WS_SERVER_H
+
+#include <stddef.h>
+
+#include <event2/event.h>
+
+#include "conf.h"
+
+struct wss;
+
+struct wss_opts {
+	unsigned handshake_timeout_ms; /* the whole request must arrive in this (10 s) */
+	unsigned close_timeout_ms;     /* a closing connection is dropped after (5 s) */
+	unsigned canary_interval_ms;   /* sub_new's; 0 = its default */
+};
+
+/*
+ * Open a listening socket on addr ("host:port", "[v6]:port", "unix:/path").
+ * reuseport sets SO_REUSEPORT (workers).  A unix path is unlinked first and
+ * given mode.  Returns the fd, or -1 with the reason in err.
+ */
+int wss_listen(const char *addr, int reuseport, long mode, char *err, size_t errlen);
+
+/*
+ * Serve lfd (non-blocking listening socket, owned from now on) on base with
+ * configuration c (borrowed; must outlive the server).  Connects to Redis.
+ * Returns 0 or HERR_INVAL / HERR_NOMEM with a message in err.
+ */
+int wss_new(struct wss **out, struct event_base *base, const struct conf *c,
+	    const struct wss_opts *o, int lfd, char *err, size_t errlen);
+
+/*
+ * SIGTERM: stop accepting, close every connection with 1001, and leave the
+ * loop once they are gone (or after close_timeout_ms).
+ */
+void wss_shutdown(struct wss *s);
+
+/* SIGHUP: rebuild the token verifier from c (reloads a key file).
+ * Returns 0 or an error with its reason in err; the old one stays then. */
+int wss_reload(struct wss *s, char *err, size_t errlen);
+
+/* Drop every connection at once and free.  NULL is fine. */
+void wss_free(struct wss *s);
+
+#endif
