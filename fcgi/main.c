@@ -26,19 +26,14 @@
 #include <errno.h>
 #include <fcgiapp.h>
 #include <getopt.h>
-#include <grp.h>
 #include <limits.h>
-#include <netdb.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +47,7 @@
 #include "history.h"
 #include "http.h"
 #include "hub.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "publish.h"
@@ -61,6 +57,7 @@
 #include "sse/stream.h"
 #include "sse/waiter.h"
 #include "sub.h"
+#include "clock.h"
 
 #define PROG "herald-fcgi"
 #define ACCEPTOR_STACK (256 * 1024)
@@ -94,14 +91,6 @@ static struct {
 	atomic_ulong n_polls, n_streams, n_publishes, n_errors, n_sse_events;
 	long threads;
 } app;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* --- request I/O: a FastCGI request, or CGI (environment and stdio) ------- */
 
@@ -245,7 +234,7 @@ static void do_health(const struct io *io)
 		 atomic_load(&app.streams), atomic_load(&app.waiting), app.threads,
 		 atomic_load(&app.busy), io->r ? "fastcgi" : "cgi");
 	metrics_buf_init(&b);
-	status = metrics_health_json(&b, PROG, &hs, &ss, app.start_ms, now_ms(), extra);
+	status = metrics_health_json(&b, PROG, &hs, &ss, app.start_ms, clock_wall_ms(), extra);
 	if (b.err)
 		respond_unavailable(io, "out of memory");
 	else
@@ -263,7 +252,7 @@ static void do_metrics(const struct io *io)
 
 	snapshot(&hs, &ss);
 	metrics_buf_init(&b);
-	metrics_prometheus(&b, PROG, &hs, &ss, app.start_ms, now_ms());
+	metrics_prometheus(&b, PROG, &hs, &ss, app.start_ms, clock_wall_ms());
 	metrics_gauge(&b, "herald_fcgi_streams", "SSE streams held now.",
 		      (double)atomic_load(&app.streams));
 	metrics_gauge(&b, "herald_fcgi_polls_waiting", "Long-polls waiting now.",
@@ -391,13 +380,12 @@ static void poll_send_result(const struct io *io, const struct route *rt,
  */
 static void poll_wait(const struct io *io, const struct route *rt, int client_fd)
 {
-	long long deadline = now_ms() + rt->wait * 1000;
+	long long deadline = clock_wall_ms() + rt->wait * 1000;
 	struct poll_out p;
 	struct waiter w;
-	int rc;
 
 	if (waiter_init(&w, app.hub) != 0 ||
-	    (rc = waiter_attach(&w, rt->id.user, rt->has_since ? &rt->since : NULL)) != 0) {
+	    waiter_attach(&w, rt->id.user, rt->has_since ? &rt->since : NULL) != 0) {
 		waiter_fini(&w);
 		respond_unavailable(io, "too many connections");
 		return;
@@ -405,7 +393,7 @@ static void poll_wait(const struct io *io, const struct route *rt, int client_fd
 	atomic_fetch_add(&app.waiting, 1);
 	poll_out_init(&p, rt);
 	while (!atomic_load(&app.stopping)) {
-		long long now = now_ms();
+		long long now = clock_wall_ms();
 		struct hub_msg *m;
 		int ev;
 
@@ -462,7 +450,7 @@ static void do_sse(const struct io *io, const struct route *rt)
 	setsockopt(io->r->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	o.heartbeat_ms = app.conf.heartbeat * 1000;
 	o.retry_ms = SSE_RETRY_MS;
-	o.deadline_ms = now_ms() + app.conf.sse_max_lifetime * 1000;
+	o.deadline_ms = clock_wall_ms() + app.conf.sse_max_lifetime * 1000;
 	/* a stream outliving its token would be a session nobody authorised */
 	if (rt->id.exp > 0 && rt->id.exp * 1000 < o.deadline_ms)
 		o.deadline_ms = rt->id.exp * 1000;
@@ -688,7 +676,7 @@ static int handle(const struct io *io, redisContext **rcp)
 	history_result_free(&res);
 	if (io->r == NULL) {
 		/* CGI: no hub; read again each second until the wait is over */
-		long long deadline = now_ms() + rt.wait * 1000;
+		long long deadline = clock_wall_ms() + rt.wait * 1000;
 
 		for (;;) {
 			struct timespec ts = {1, 0};
@@ -696,7 +684,7 @@ static int handle(const struct io *io, redisContext **rcp)
 			nanosleep(&ts, NULL);
 			if (poll_read(io, rcp, &rt, &res) != 0)
 				return 0;
-			if (res.n > 0 || res.truncated || now_ms() >= deadline)
+			if (res.n > 0 || res.truncated || clock_wall_ms() >= deadline)
 				break;
 			history_result_free(&res);
 		}
@@ -767,138 +755,17 @@ static void *acceptor_main(void *arg)
 
 /* --- listening ------------------------------------------------------------------- */
 
-static int owner_ids(const char *spec, uid_t *uid, gid_t *gid)
-{
-	char user[128];
-	const char *colon = strchr(spec, ':');
-	size_t ulen = colon ? (size_t)(colon - spec) : strlen(spec);
-
-	*uid = (uid_t)-1;
-	*gid = (gid_t)-1;
-	if (ulen >= sizeof user)
-		return HERR_INVAL;
-	memcpy(user, spec, ulen);
-	user[ulen] = '\0';
-	if (ulen > 0) {
-		const struct passwd *pw = getpwnam(user);
-
-		if (pw == NULL)
-			return HERR_NOTFOUND;
-		*uid = pw->pw_uid;
-		*gid = pw->pw_gid;
-	}
-	if (colon != NULL && colon[1] != '\0') {
-		const struct group *gr = getgrnam(colon + 1);
-
-		if (gr == NULL)
-			return HERR_NOTFOUND;
-		*gid = gr->gr_gid;
-	}
-	return 0;
-}
-
 /* Our own listener: FCGX_OpenSocket exits on failure and ignores modes. */
-static int listen_unix(const char *path, char *err, size_t errlen)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	struct stat stt;
-	int fd;
-
-	if (strlen(path) >= sizeof sa.sun_path) {
-		snprintf(err, errlen, "unix socket path too long: %s", path);
-		return -1;
-	}
-	strcpy(sa.sun_path, path);
-	if (lstat(path, &stt) == 0) {
-		if (!S_ISSOCK(stt.st_mode)) {
-			snprintf(err, errlen, "%s exists and is not a socket", path);
-			return -1;
-		}
-		unlink(path);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		snprintf(err, errlen, "bind(%s) failed: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (chmod(path, (mode_t)app.conf.socket_mode) != 0) {
-		snprintf(err, errlen, "chmod(%s, %lo) failed: %s", path, app.conf.socket_mode,
-			 strerror(errno));
-		goto fail;
-	}
-	if (app.conf.socket_owner != NULL) {
-		uid_t uid;
-		gid_t gid;
-
-		if (owner_ids(app.conf.socket_owner, &uid, &gid) != 0) {
-			snprintf(err, errlen, "socket_owner %s: no such user or group",
-				 app.conf.socket_owner);
-			goto fail;
-		}
-		if (chown(path, uid, gid) != 0) {
-			snprintf(err, errlen, "chown(%s, %s) failed: %s", path,
-				 app.conf.socket_owner, strerror(errno));
-			goto fail;
-		}
-	}
-	if (listen(fd, 1024) != 0) {
-		snprintf(err, errlen, "listen(%s) failed: %s", path, strerror(errno));
-		goto fail;
-	}
-	snprintf(app.unix_path, sizeof app.unix_path, "%s", path);
-	return fd;
-fail:
-	if (fd >= 0) {
-		close(fd);
-		unlink(path);
-	}
-	return -1;
-}
-
-static int listen_tcp(const char *addr, char *err, size_t errlen)
-{
-	char host[256];
-	const char *colon = strrchr(addr, ':');
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *ai = NULL;
-	size_t hl;
-	int fd = -1, one = 1, rc;
-
-	if (colon == NULL || (size_t)(colon - addr) >= sizeof host) {
-		snprintf(err, errlen, "listen %s: expected host:port or unix:/path", addr);
-		return -1;
-	}
-	hl = (size_t)(colon - addr);
-	memcpy(host, addr, hl);
-	host[hl] = '\0';
-	if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-		memmove(host, host + 1, hl - 2);
-		host[hl - 2] = '\0';
-	}
-	rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
-	if (rc != 0) {
-		snprintf(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
-		return -1;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-		snprintf(err, errlen, "bind/listen(%s) failed: %s", addr, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	return fd;
-}
-
 static int open_listener(const char *spec, char *err, size_t errlen)
 {
-	if (strncmp(spec, "unix:", 5) == 0)
-		return listen_unix(spec + 5, err, errlen);
-	return listen_tcp(spec, err, errlen);
+	const struct listen_opts lo = {.mode = app.conf.socket_mode,
+				       .owner = app.conf.socket_owner, .backlog = 1024};
+	const char *path = listen_unix_path(spec);
+	int fd = listen_open(spec, &lo, err, errlen);
+
+	if (fd >= 0 && path != NULL)
+		snprintf(app.unix_path, sizeof app.unix_path, "%s", path);
+	return fd;
 }
 
 /* --- the subscriber's loop thread ----------------------------------------------- */
@@ -1098,7 +965,7 @@ int main(int argc, char **argv)
 		rc = 0;
 		goto out;
 	}
-	app.start_ms = now_ms();
+	app.start_ms = clock_wall_ms();
 	app.threads = app.conf.threads > 0 ? app.conf.threads : 1;
 	pthread_rwlock_init(&app.auth_lock, NULL);
 	redis_scripts_init();

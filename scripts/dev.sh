@@ -10,6 +10,8 @@
 # uses your secret and `HERALD_REDIS_URL=redis://host:6379/0` your Redis
 # (then no Redis is started).  These belong to this script only:
 #   HERALD_HTTP_PORT     the port nginx listens on (127.0.0.1; default 8080)
+#   HERALD_NGINX_CONF    full (nginx/herald.conf, the default) or legacy
+#                        (nginx/herald-legacy.conf: no WebSocket proxying)
 #   HERALD_RUN_DIR       the scratch directory (default .run/ in the checkout)
 #   HERALD_BUILD_DIR     the build directory (default build/ in the checkout)
 #   HERALD_NO_INSTALL=1  do not call apt-get (report what is missing instead)
@@ -78,22 +80,13 @@ free_port() {
 	echo "$p"
 }
 
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-
-# mint_token SECRET USER TTL: an HS256 JWT for USER, valid TTL seconds.
-mint_token() {
-	local now h p s
-	now=$(date +%s)
-	h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-	p=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$2" "$now" $((now + $3)) | b64url)
-	s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$1" -binary | b64url)
-	printf '%s.%s.%s\n' "$h" "$p" "$s"
-}
+. "$top/scripts/stack.sh"
 
 pids=()
 cleanup() {
 	local pid
 	trap - EXIT INT TERM
+	stack_stop
 	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	say "stopped"
@@ -105,8 +98,14 @@ cmd_run() {
 
 	local run=${HERALD_RUN_DIR:-$top/.run}
 	local http_port=${HERALD_HTTP_PORT:-8080}
-	unset HERALD_RUN_DIR HERALD_BUILD_DIR HERALD_NO_INSTALL HERALD_TEST_QUICK HERALD_HTTP_PORT
+	local flavour=${HERALD_NGINX_CONF:-full}
+	case $flavour in full | legacy) ;; *) die "HERALD_NGINX_CONF: full or legacy, not '$flavour'" ;; esac
+	unset HERALD_RUN_DIR HERALD_BUILD_DIR HERALD_NO_INSTALL HERALD_TEST_QUICK HERALD_HTTP_PORT \
+		HERALD_NGINX_CONF
 	mkdir -p "$run"
+	if (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null; then
+		die "127.0.0.1:$http_port is in use: stop what listens there or set HERALD_HTTP_PORT"
+	fi
 
 	# A secret of this scratch directory, unless the user gave one.
 	if [ -z "${HERALD_JWT_SECRET:-}" ] && [ -z "${HERALD_JWT_KEY_FILE:-}" ]; then
@@ -132,21 +131,45 @@ cmd_run() {
 		say "redis-server on 127.0.0.1:$redis_port (log: $run/redis.log)"
 	fi
 
+	# The demo page publishes through herald-fcgi's publish endpoint, which
+	# the nginx config answers for 127.0.0.1 only.
+	if [ -z "${HERALD_PUBLISH_KEY:-}" ]; then
+		[ -s "$run/publish_key" ] || (umask 077 && openssl rand -hex 16 >"$run/publish_key")
+		HERALD_PUBLISH_KEY=$(cat "$run/publish_key")
+		export HERALD_PUBLISH_KEY
+	fi
+
 	local secret token user=42
 	if [ -n "${HERALD_JWT_SECRET:-}" ]; then secret=$HERALD_JWT_SECRET; else secret=$(cat "$HERALD_JWT_KEY_FILE"); fi
-	token=$(mint_token "$secret" "$user" 86400)
+	token=$(herald_token "$secret" "$user" 86400)
 	"$build/herald-publish" --check-config >/dev/null 2>&1 ||
 		"$build/herald-publish" --check-config
+
+	stack_start "$run" "$build" "$http_port" "$flavour" ||
+		die "the stack did not start (logs in $run)"
+	say "herald-ws on unix:$run/ws.sock (log: $run/ws.log)"
+	say "herald-fcgi on unix:$run/fcgi.sock (log: $run/fcgi.log)"
+	say "nginx with nginx/herald$([ "$flavour" = legacy ] && echo -legacy).conf on 127.0.0.1:$http_port (logs: $run/nginx/logs)"
 
 	cat <<EOF
 
 Herald is running (Ctrl-C stops everything it started).
   Redis:        $HERALD_REDIS_URL
-  HTTP:         http://127.0.0.1:$http_port/ (nginx and the herald servers come with herald-fcgi and herald-ws)
+  Demo page:    http://127.0.0.1:$http_port/#token=$token&publish_key=$HERALD_PUBLISH_KEY
   Token for user $user (24 h): $token
+
+Check the transports through nginx:
+  curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\
+    -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' 'http://127.0.0.1:$http_port/api/v1/ws/notifications?token=$token'
+  curl -N 'http://127.0.0.1:$http_port/api/v1/sse/notifications?token=$token'
+  curl 'http://127.0.0.1:$http_port/api/v1/notifications/poll?token=$token'
+  curl http://127.0.0.1:$http_port/api/v1/notifications/health
 
 Publish a notification to user $user:
   HERALD_REDIS_URL=$HERALD_REDIS_URL $build/herald-publish $user '{"title":"hi"}'
+or over HTTP (publish key; 127.0.0.1 only):
+  curl -H 'Authorization: Bearer $HERALD_PUBLISH_KEY' --data-binary '{"title":"hi"}' \\
+    'http://127.0.0.1:$http_port/api/v1/notifications/publish?user=$user'
 See it in the history:
   redis-cli -u $HERALD_REDIS_URL XRANGE notifications:$user:history - +
 Watch live delivery:

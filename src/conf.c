@@ -113,22 +113,9 @@ static const char *const reserved_env[] = {
     "HERALD_VALGRIND",	   "HERALD_BUILD_DIR",
     "HERALD_RUN_DIR",	   "HERALD_HTTP_PORT",
     "HERALD_NO_INSTALL",   "HERALD_TEST_QUICK",
-    "HERALD_TEST_VERBOSE", NULL,
+    "HERALD_TEST_VERBOSE", "HERALD_NGINX_CONF",
+    NULL,
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static char **str_field(struct conf *c, const struct key *k)
 {
@@ -358,13 +345,13 @@ static int set_number(struct conf *c, const struct key *k, const char *v, const 
 		break;
 	}
 	if (rc != 0) {
-		seterr(err, errlen, "%s: %s: expected %s, got '%s'", src, k->name, number_expect(k),
+		herr_set(HERR_INVAL, err, errlen, "%s: %s: expected %s, got '%s'", src, k->name, number_expect(k),
 		       v);
 		return HERR_INVAL;
 	}
 	if (n < k->min || n > k->max) {
 		range_text(k, range, sizeof range);
-		seterr(err, errlen, "%s: %s: %s is out of range %s", src, k->name, v, range);
+		herr_set(HERR_INVAL, err, errlen, "%s: %s: %s is out of range %s", src, k->name, v, range);
 		return HERR_INVAL;
 	}
 	*long_field(c, k) = n;
@@ -405,14 +392,14 @@ static int set_string(struct conf *c, const struct key *k, const char *v, const 
 	char *copy = NULL;
 
 	if (why != NULL) {
-		seterr(err, errlen, "%s: %s: %s, got '%s'", src, k->name, why, v);
+		herr_set(HERR_INVAL, err, errlen, "%s: %s: %s, got '%s'", src, k->name, why, v);
 		return HERR_INVAL;
 	}
 	/* Optional keys: an empty value unsets, so HERALD_PUBLISH_KEY= turns it off. */
 	if (*v != '\0') {
 		copy = strdup(v);
 		if (copy == NULL) {
-			seterr(err, errlen, "%s: %s: out of memory", src, k->name);
+			herr_set(HERR_INVAL, err, errlen, "%s: %s: out of memory", src, k->name);
 			return HERR_NOMEM;
 		}
 	}
@@ -436,7 +423,7 @@ static int set_value(struct conf *c, const struct key *k, const char *v, const c
 	case K_LIST:
 		rc = parse_list(v, &list);
 		if (rc != 0) {
-			seterr(err, errlen, "%s: %s: out of memory", src, k->name);
+			herr_set(HERR_INVAL, err, errlen, "%s: %s: out of memory", src, k->name);
 			return rc;
 		}
 		free_list(c->allowed_origins);
@@ -449,14 +436,14 @@ static int set_value(struct conf *c, const struct key *k, const char *v, const c
 				return 0;
 			}
 		}
-		seterr(err, errlen,
+		herr_set(HERR_INVAL, err, errlen,
 		       "%s: %s: expected one of HS256, HS384, HS512, RS256, ES256, got '%s'", src,
 		       k->name, v);
 		return HERR_INVAL;
 	case K_LEVEL:
 		i = log_level_parse(v);
 		if (i < 0) {
-			seterr(err, errlen,
+			herr_set(HERR_INVAL, err, errlen,
 			       "%s: %s: expected one of error, warn, info, debug, got '%s'", src,
 			       k->name, v);
 			return HERR_INVAL;
@@ -469,7 +456,7 @@ static int set_value(struct conf *c, const struct key *k, const char *v, const c
 		} else if (strcmp(v, "json") == 0) {
 			c->log_format = CONF_LOG_JSON;
 		} else {
-			seterr(err, errlen, "%s: %s: expected text or json, got '%s'", src, k->name,
+			herr_set(HERR_INVAL, err, errlen, "%s: %s: expected text or json, got '%s'", src, k->name,
 			       v);
 			return HERR_INVAL;
 		}
@@ -497,12 +484,12 @@ int conf_set(struct conf *c, const char *key, const char *value, const char *sou
 	if (source == NULL)
 		source = "command line";
 	if (c == NULL || key == NULL || value == NULL) {
-		seterr(err, errlen, "%s: missing key or value", source);
+		herr_set(HERR_INVAL, err, errlen, "%s: missing key or value", source);
 		return HERR_INVAL;
 	}
 	k = find_key(key);
 	if (k == NULL) {
-		seterr(err, errlen, "%s: unknown key '%s'", source, key);
+		herr_set(HERR_INVAL, err, errlen, "%s: unknown key '%s'", source, key);
 		return HERR_NOTFOUND;
 	}
 	b = value;
@@ -517,7 +504,7 @@ int conf_set(struct conf *c, const char *key, const char *value, const char *sou
 	}
 	v = strndup(b, (size_t)(e - b));
 	if (v == NULL) {
-		seterr(err, errlen, "%s: %s: out of memory", source, k->name);
+		herr_set(HERR_INVAL, err, errlen, "%s: %s: out of memory", source, k->name);
 		return HERR_NOMEM;
 	}
 	rc = set_value(c, k, v, source, err, errlen);
@@ -682,7 +669,7 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 		err[0] = '\0';
 	f = fopen(path, "re");
 	if (f == NULL) {
-		seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		herr_set(HERR_INVAL, err, errlen, "%s: cannot open: %s", path, strerror(errno));
 		return HERR_IO;
 	}
 	while ((n = read_line(f, line)) != -1) {
@@ -692,12 +679,12 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 		lineno++;
 		snprintf(src, sizeof src, "%s:%d", path, lineno);
 		if (n == -2) {
-			seterr(err, errlen, "%s: line longer than %d bytes", src, CONF_LINE_MAX);
+			herr_set(HERR_INVAL, err, errlen, "%s: line longer than %d bytes", src, CONF_LINE_MAX);
 			rc = HERR_INVAL;
 			break;
 		}
 		if (n == -3) {
-			seterr(err, errlen, "%s: NUL byte in line", src);
+			herr_set(HERR_INVAL, err, errlen, "%s: NUL byte in line", src);
 			rc = HERR_INVAL;
 			break;
 		}
@@ -709,7 +696,7 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 			continue;
 		why = split_line(p, &key, &value);
 		if (why != NULL) {
-			seterr(err, errlen, "%s: %s", src, why);
+			herr_set(HERR_INVAL, err, errlen, "%s: %s", src, why);
 			rc = HERR_INVAL;
 			break;
 		}
@@ -718,7 +705,7 @@ int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen)
 			break;
 	}
 	if (rc == 0 && ferror(f)) {
-		seterr(err, errlen, "%s: read error: %s", path, strerror(errno));
+		herr_set(HERR_INVAL, err, errlen, "%s: read error: %s", path, strerror(errno));
 		rc = HERR_IO;
 	}
 	fclose(f);
@@ -776,7 +763,7 @@ int conf_load_env(struct conf *c, char *const *envp, const char *const *ignore, 
 			return rc;
 		continue;
 	unknown:
-		seterr(err, errlen, "environment: unknown key %.*s", (int)nlen, var);
+		herr_set(HERR_INVAL, err, errlen, "environment: unknown key %.*s", (int)nlen, var);
 		return HERR_NOTFOUND;
 	}
 	return 0;
@@ -793,14 +780,14 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
 	case CONF_ALG_HS384:
 	case CONF_ALG_HS512:
 		if (c->jwt_secret == NULL && c->jwt_key_file == NULL) {
-			seterr(err, errlen,
+			herr_set(HERR_INVAL, err, errlen,
 			       "jwt_alg %s needs a shared secret: set jwt_secret, or jwt_key_file "
 			       "to a file holding it",
 			       alg);
 			return HERR_INVAL;
 		}
 		if (c->jwt_secret != NULL && c->jwt_key_file != NULL) {
-			seterr(err, errlen,
+			herr_set(HERR_INVAL, err, errlen,
 			       "jwt_secret and jwt_key_file are both set: set only one of them");
 			return HERR_INVAL;
 		}
@@ -808,14 +795,14 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
 	case CONF_ALG_RS256:
 	case CONF_ALG_ES256:
 		if (c->jwt_key_file == NULL) {
-			seterr(err, errlen,
+			herr_set(HERR_INVAL, err, errlen,
 			       "jwt_alg %s needs a public key: set jwt_key_file to its PEM file",
 			       alg);
 			return HERR_INVAL;
 		}
 		break;
 	default:
-		seterr(err, errlen, "jwt_alg: unknown algorithm %d", (int)c->jwt_alg);
+		herr_set(HERR_INVAL, err, errlen, "jwt_alg: unknown algorithm %d", (int)c->jwt_alg);
 		return HERR_INVAL;
 	}
 	return 0;
@@ -827,7 +814,7 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 
 	rc = conf_init(c);
 	if (rc != 0) {
-		seterr(err, errlen, "configuration: out of memory");
+		herr_set(HERR_INVAL, err, errlen, "configuration: out of memory");
 		return rc;
 	}
 	if (path == NULL)

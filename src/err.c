@@ -2,6 +2,9 @@
 
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *herr_str(int code)
 {
 	switch (code) {
@@ -21,4 +24,16 @@ const char *herr_str(int code)
 int herr_fatal(int code)
 {
 	return code == HERR_NOMEM || code == HERR_INVAL || code == HERR_TOOBIG;
+}
+
+int herr_set(int code, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err != NULL && errlen > 0) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
 }

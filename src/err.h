@@ -8,6 +8,8 @@
 #ifndef HERALD_ERR_H
 #define HERALD_ERR_H
 
+#include <stddef.h>
+
 enum herr {
 	HERR_OK = 0,
 	HERR_NOMEM = -1,    /* allocation failed: fatal */
@@ -25,5 +27,13 @@ const char *herr_str(int code);
 
 /* Non-zero when retrying the same call cannot succeed. */
 int herr_fatal(int code);
+
+/*
+ * Formats a message into err (errlen bytes, always terminated; err may be
+ * NULL) and returns code, so a failing path is one line:
+ *	return herr_set(HERR_INVAL, err, errlen, "limit: %ld is over %d", n, max);
+ */
+int herr_set(int code, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 #endif

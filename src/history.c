@@ -2,26 +2,12 @@
 
 #include "history.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "envelope.h"
 #include "err.h"
-
-__attribute__((format(printf, 4, 5))) static int fail(int code, char *err, size_t errlen,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 int history_argv(struct history_argv *h, const struct conf *c, const char *user,
 		 const struct cursor *since, unsigned limit)
@@ -60,24 +46,24 @@ int history_parse_reply(redisReply *reply, struct history_result *out, char *err
 
 	memset(out, 0, sizeof *out);
 	if (reply == NULL)
-		return fail(HERR_REDIS, err, errlen, "redis: no reply");
+		return herr_set(HERR_REDIS, err, errlen, "redis: no reply");
 	if (reply->type == REDIS_REPLY_ERROR)
-		return fail(HERR_REDIS, err, errlen, "redis: %s",
+		return herr_set(HERR_REDIS, err, errlen, "redis: %s",
 			    reply->str != NULL ? reply->str : "error");
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
-		return fail(HERR_INVAL, err, errlen, "history: expected {truncated, last_id, ...}");
+		return herr_set(HERR_INVAL, err, errlen, "history: expected {truncated, last_id, ...}");
 	t = reply->element[0];
 	last = reply->element[1];
 	if (t->type != REDIS_REPLY_INTEGER || (t->integer != 0 && t->integer != 1))
-		return fail(HERR_INVAL, err, errlen, "history: truncated is not 0 or 1");
+		return herr_set(HERR_INVAL, err, errlen, "history: truncated is not 0 or 1");
 	if (last->type != REDIS_REPLY_STRING ||
 	    (last->len != 0 && cursor_parse(last->str, last->len, &out->last) != 0))
-		return fail(HERR_INVAL, err, errlen, "history: last_id is not an id");
+		return herr_set(HERR_INVAL, err, errlen, "history: last_id is not an id");
 	n = reply->elements - 2;
 	if (n > 0) {
 		out->entries = calloc(n, sizeof *out->entries);
 		if (out->entries == NULL)
-			return fail(HERR_NOMEM, err, errlen, "out of memory");
+			return herr_set(HERR_NOMEM, err, errlen, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
 		const redisReply *e = reply->element[i + 2];
@@ -86,7 +72,7 @@ int history_parse_reply(redisReply *reply, struct history_result *out, char *err
 		if (e->type != REDIS_REPLY_STRING || envelope_id(e->str, e->len, &h->id) != 0) {
 			free(out->entries);
 			memset(out, 0, sizeof *out);
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "history: entry %zu is not an envelope with an id", i);
 		}
 		h->env = e->str;
@@ -117,7 +103,7 @@ int history_read(redisContext *rc, const struct conf *c, const char *user,
 
 	memset(out, 0, sizeof *out);
 	if (history_argv(&h, c, user, since, limit) != 0)
-		return fail(HERR_INVAL, err, errlen,
+		return herr_set(HERR_INVAL, err, errlen,
 			    "history: bad user, channel_prefix or limit (1..%d)",
 			    HISTORY_LIMIT_MAX);
 	reply = redis_eval_sync(rc, &redis_script_history, 1, 2, h.argv + 3, h.argvlen + 3, err,

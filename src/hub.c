@@ -9,6 +9,7 @@
 
 #include "envelope.h"
 #include "err.h"
+#include "clock.h"
 
 enum conn_state {
 	ST_WAIT_SUB = 0, /* the user's subscription is not confirmed yet */
@@ -46,14 +47,6 @@ struct hub {
 };
 
 #define HUB_TAB_INIT 64
-
-static long long wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint32_t user_hash(const char *s)
 {
@@ -366,7 +359,7 @@ int hub_new(struct hub **out, const struct hub_limits *lim, long long (*now_ms)(
 	}
 	h->tab_cap = HUB_TAB_INIT;
 	h->lim = *lim;
-	h->now_ms = now_ms != NULL ? now_ms : wall_ms;
+	h->now_ms = now_ms != NULL ? now_ms : clock_wall_ms;
 	*out = h;
 	return 0;
 }

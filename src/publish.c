@@ -2,7 +2,6 @@
 
 #include "publish.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,31 +13,18 @@
 
 #define USER_RULE "user: must match [A-Za-z0-9_.-]{1,64}"
 
-__attribute__((format(printf, 4, 5))) static int fail(int code, char *err, size_t errlen,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 /* The payload checks, with a message that does not name the payload. */
 static int check_payload(const char *payload, size_t len, char *err, size_t errlen)
 {
 	struct jsonv_error je = {0, NULL};
 
 	if (payload == NULL || len == 0)
-		return fail(HERR_INVAL, err, errlen, "empty");
+		return herr_set(HERR_INVAL, err, errlen, "empty");
 	if (len > PUBLISH_PAYLOAD_MAX)
-		return fail(HERR_TOOBIG, err, errlen, "%zu bytes, over the limit of %d", len,
+		return herr_set(HERR_TOOBIG, err, errlen, "%zu bytes, over the limit of %d", len,
 			    PUBLISH_PAYLOAD_MAX);
 	if (jsonv_validate(payload, len, 0, &je) != 0)
-		return fail(HERR_INVAL, err, errlen, "%s at byte %zu",
+		return herr_set(HERR_INVAL, err, errlen, "%s at byte %zu",
 			    je.what != NULL ? je.what : "not JSON", je.offset);
 	return 0;
 }
@@ -49,24 +35,24 @@ int publish_check(const char *user, const char *payload, size_t len, char *err, 
 	int rv;
 
 	if (user == NULL || !auth_user_valid(user, strlen(user)))
-		return fail(HERR_INVAL, err, errlen, USER_RULE);
+		return herr_set(HERR_INVAL, err, errlen, USER_RULE);
 	rv = check_payload(payload, len, why, sizeof why);
 	if (rv != 0)
-		return fail(rv, err, errlen, "payload: %s", why);
+		return herr_set(rv, err, errlen, "payload: %s", why);
 	return 0;
 }
 
 int publish_parse_reply(const redisReply *r, struct cursor *id, char *err, size_t errlen)
 {
 	if (r == NULL)
-		return fail(HERR_REDIS, err, errlen, "redis: no reply");
+		return herr_set(HERR_REDIS, err, errlen, "redis: no reply");
 	if (r->type == REDIS_REPLY_ERROR)
-		return fail(HERR_REDIS, err, errlen, "redis: %s",
+		return herr_set(HERR_REDIS, err, errlen, "redis: %s",
 			    r->str != NULL ? r->str : "error");
 	if ((r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) && r->str != NULL &&
 	    cursor_parse(r->str, r->len, id) == 0)
 		return 0;
-	return fail(HERR_INVAL, err, errlen, "redis: the publish script answered no id");
+	return herr_set(HERR_INVAL, err, errlen, "redis: the publish script answered no id");
 }
 
 int publish_one(redisContext *rc, const struct conf *c, const char *user, const char *payload,
@@ -93,14 +79,14 @@ int publish_batch(redisContext *rc, const struct conf *c, const char *user,
 	int rv = 0, argc;
 
 	if (user == NULL || !auth_user_valid(user, strlen(user)))
-		return fail(HERR_INVAL, err, errlen, USER_RULE);
+		return herr_set(HERR_INVAL, err, errlen, USER_RULE);
 	for (size_t i = 0; i < n; i++) {
 		rv = check_payload(payloads[i], lens[i], why, sizeof why);
 		if (rv != 0)
-			return fail(rv, err, errlen, "payloads[%zu]: %s", i, why);
+			return herr_set(rv, err, errlen, "payloads[%zu]: %s", i, why);
 	}
 	if (redis_history_key(key, sizeof key, prefix, user) < 0)
-		return fail(HERR_INVAL, err, errlen,
+		return herr_set(HERR_INVAL, err, errlen,
 			    "channel_prefix: empty, too long, or holds '\"', '\\' or a control "
 			    "character");
 	if (n == 0)
@@ -115,10 +101,10 @@ int publish_batch(redisContext *rc, const struct conf *c, const char *user,
 		kvlen[k] = strlen(kv[k]);
 	argc = redis_evalsha_argv(&redis_script_publish, 1, 3, kv, kvlen, argv, argvlen);
 	if (argc < 0)
-		return fail(HERR_NOMEM, err, errlen, "SHA1 of the publish script failed");
+		return herr_set(HERR_NOMEM, err, errlen, "SHA1 of the publish script failed");
 	todo = malloc(n * sizeof *todo);
 	if (todo == NULL)
-		return fail(HERR_NOMEM, err, errlen, "out of memory");
+		return herr_set(HERR_NOMEM, err, errlen, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		todo[i] = i;
 		ids[i].ms = 0;
@@ -132,7 +118,7 @@ int publish_batch(redisContext *rc, const struct conf *c, const char *user,
 			argv[4] = payloads[todo[k]];
 			argvlen[4] = lens[todo[k]];
 			if (redisAppendCommandArgv(rc, argc, argv, argvlen) != REDIS_OK) {
-				rv = fail(HERR_NOMEM, err, errlen, "redis: %s", rc->errstr);
+				rv = herr_set(HERR_NOMEM, err, errlen, "redis: %s", rc->errstr);
 				goto out;
 			}
 		}
@@ -141,7 +127,7 @@ int publish_batch(redisContext *rc, const struct conf *c, const char *user,
 			int prv;
 
 			if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
-				rv = fail(HERR_REDIS, err, errlen, "redis: %s",
+				rv = herr_set(HERR_REDIS, err, errlen, "redis: %s",
 					  rc->errstr[0] != '\0' ? rc->errstr : "no reply");
 				goto out;
 			}
@@ -151,7 +137,7 @@ int publish_batch(redisContext *rc, const struct conf *c, const char *user,
 			} else {
 				prv = publish_parse_reply(r, &ids[todo[k]], why, sizeof why);
 				if (prv != 0 && rv == 0)
-					rv = fail(prv, err, errlen, "payloads[%zu]: %s", todo[k],
+					rv = herr_set(prv, err, errlen, "payloads[%zu]: %s", todo[k],
 						  why);
 			}
 			freeReplyObject(r);

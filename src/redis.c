@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,19 +280,6 @@ static const char *const numkeys_str[] = {"0", "1", "2", "3", "4", "5", "6", "7"
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 static int scripts_rc;
 
-__attribute__((format(printf, 4, 5))) static int fail(int code, char *err, size_t errlen,
-						      const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
-
 /* Decimal digits only (no sign, no blanks), at most max. */
 static int parse_uint(const char *s, size_t len, long max, long *out)
 {
@@ -369,33 +355,33 @@ static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errl
 		if (*p == '@')
 			at = p;
 	if (memchr(s, '?', (size_t)(end - s)) != NULL || (slash && strchr(slash, '?')))
-		return fail(HERR_INVAL, err, errlen,
+		return herr_set(HERR_INVAL, err, errlen,
 			    "redis_url: query parameters are for unix:// only");
 	host = s;
 	if (at != NULL) {
 		const char *colon = memchr(s, ':', (size_t)(at - s));
 
 		if (colon == NULL)
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: expected :password@ before the host");
 		if (colon != s && !((size_t)(colon - s) == 7 && memcmp(s, "default", 7) == 0))
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: ACL user names other than \"default\" are not "
 				    "supported; write redis://:password@host");
 		if (pct_decode(colon + 1, (size_t)(at - colon - 1), a->password,
 			       sizeof a->password) != 0)
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: bad password (too long, NUL or bad %%-escape)");
 		host = at + 1;
 	}
 	if (*host == '[') {
 		hend = memchr(host, ']', (size_t)(end - host));
 		if (hend == NULL)
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: missing ']' after IPv6 host");
 		if (hend + 1 < end) {
 			if (hend[1] != ':')
-				return fail(HERR_INVAL, err, errlen,
+				return herr_set(HERR_INVAL, err, errlen,
 					    "redis_url: expected ':port' after ']'");
 			port = hend + 2;
 		}
@@ -408,19 +394,19 @@ static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errl
 			port = colon + 1;
 	}
 	if (hend == host)
-		return fail(HERR_INVAL, err, errlen, "redis_url: no host (expected %s)", URL_FORMS);
+		return herr_set(HERR_INVAL, err, errlen, "redis_url: no host (expected %s)", URL_FORMS);
 	if (copy_str(a->host, sizeof a->host, host, (size_t)(hend - host)) != 0)
-		return fail(HERR_INVAL, err, errlen, "redis_url: host name too long");
+		return herr_set(HERR_INVAL, err, errlen, "redis_url: host name too long");
 	if (port != NULL) {
 		if (parse_uint(port, (size_t)(end - port), 65535, &v) != 0 || v == 0)
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: bad port \"%.*s\" (1..65535)", (int)(end - port),
 				    port);
 		a->port = (int)v;
 	}
 	if (slash != NULL && slash[1] != '\0') {
 		if (parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &v) != 0)
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: bad database \"%s\" (a number after '/')",
 				    slash + 1);
 		a->db = (int)v;
@@ -436,11 +422,11 @@ static int parse_unix(const char *s, struct redis_addr *a, char *err, size_t err
 	long v;
 
 	if (*s != '/' || plen < 2)
-		return fail(
+		return herr_set(
 		    HERR_INVAL, err, errlen,
 		    "redis_url: unix:// needs an absolute socket path (unix:///run/redis.sock)");
 	if (copy_str(a->path, sizeof a->path, s, plen) != 0)
-		return fail(HERR_INVAL, err, errlen, "redis_url: socket path too long");
+		return herr_set(HERR_INVAL, err, errlen, "redis_url: socket path too long");
 	a->host[0] = '\0';
 	a->port = 0;
 	while (q != NULL) {
@@ -450,19 +436,19 @@ static int parse_unix(const char *s, struct redis_addr *a, char *err, size_t err
 
 		if (len > 3 && memcmp(p, "db=", 3) == 0) {
 			if (parse_uint(p + 3, len - 3, INT_MAX, &v) != 0)
-				return fail(HERR_INVAL, err, errlen,
+				return herr_set(HERR_INVAL, err, errlen,
 					    "redis_url: bad database \"%.*s\"", (int)(len - 3),
 					    p + 3);
 			a->db = (int)v;
 		} else if (len > 9 && memcmp(p, "password=", 9) == 0) {
 			if (pct_decode(p + 9, len - 9, a->password, sizeof a->password) != 0)
-				return fail(HERR_INVAL, err, errlen,
+				return herr_set(HERR_INVAL, err, errlen,
 					    "redis_url: bad password (too long, NUL or bad "
 					    "%%-escape)");
 		} else {
 			const char *eq = memchr(p, '=', len);
 
-			return fail(HERR_INVAL, err, errlen,
+			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: unknown parameter \"%.*s\" (db=N, password=P)",
 				    (int)(eq != NULL ? (size_t)(eq - p) : len), p);
 		}
@@ -479,13 +465,13 @@ int redis_url_parse(const char *url, struct redis_addr *out, char *err, size_t e
 	memset(&a, 0, sizeof a);
 	a.port = 6379;
 	if (url == NULL || *url == '\0')
-		return fail(HERR_INVAL, err, errlen, "redis_url: empty (expected %s)", URL_FORMS);
+		return herr_set(HERR_INVAL, err, errlen, "redis_url: empty (expected %s)", URL_FORMS);
 	if (strncmp(url, "redis://", 8) == 0)
 		rv = parse_tcp(url + 8, &a, err, errlen);
 	else if (strncmp(url, "unix://", 7) == 0)
 		rv = parse_unix(url + 7, &a, err, errlen);
 	else
-		rv = fail(HERR_INVAL, err, errlen, "redis_url: expected %s", URL_FORMS);
+		rv = herr_set(HERR_INVAL, err, errlen, "redis_url: expected %s", URL_FORMS);
 	if (rv == 0)
 		*out = a;
 	return rv;
@@ -510,9 +496,9 @@ static int setup_command(redisContext *rc, const char *name, int argc, const cha
 	int rv = 0;
 
 	if (r == NULL)
-		rv = fail(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, rc->errstr);
+		rv = herr_set(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
-		rv = fail(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, r->str);
+		rv = herr_set(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, r->str);
 	freeReplyObject(r);
 	return rv;
 }
@@ -533,15 +519,15 @@ int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out
 		rc = timeout_ms > 0 ? redisConnectWithTimeout(a->host, a->port, tv)
 				    : redisConnect(a->host, a->port);
 	if (rc == NULL)
-		return fail(HERR_NOMEM, err, errlen, "connect(%s) failed: out of memory", addr);
+		return herr_set(HERR_NOMEM, err, errlen, "connect(%s) failed: out of memory", addr);
 	if (rc->err) {
-		fail(HERR_REDIS, err, errlen, "connect(%s) failed: %s", addr, rc->errstr);
+		herr_set(HERR_REDIS, err, errlen, "connect(%s) failed: %s", addr, rc->errstr);
 		redisFree(rc);
 		return HERR_REDIS;
 	}
 	/* hiredis 0.14 uses the connect timeout for connect() only. */
 	if (timeout_ms > 0 && redisSetTimeout(rc, tv) != REDIS_OK) {
-		fail(HERR_REDIS, err, errlen, "connect(%s) failed: setting the timeout: %s", addr,
+		herr_set(HERR_REDIS, err, errlen, "connect(%s) failed: setting the timeout: %s", addr,
 		     rc->errstr);
 		redisFree(rc);
 		return HERR_REDIS;
@@ -679,15 +665,15 @@ int redis_script_load(redisContext *rc, const struct redis_script *s, char *err,
 	int rv = 0;
 
 	if (redis_scripts_init() != 0)
-		return fail(HERR_NOMEM, err, errlen, "SHA1 of the %s script failed", s->name);
+		return herr_set(HERR_NOMEM, err, errlen, "SHA1 of the %s script failed", s->name);
 	r = redisCommandArgv(rc, 3, argv, NULL);
 	if (r == NULL)
-		rv = fail(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name,
+		rv = herr_set(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name,
 			  rc->errstr[0] != '\0' ? rc->errstr : "no reply");
 	else if (r->type == REDIS_REPLY_ERROR)
-		rv = fail(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name, r->str);
+		rv = herr_set(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name, r->str);
 	else if (r->type != REDIS_REPLY_STRING || r->len != 40 || memcmp(r->str, s->sha, 40) != 0)
-		rv = fail(HERR_REDIS, err, errlen,
+		rv = herr_set(HERR_REDIS, err, errlen,
 			  "redis: SCRIPT LOAD %s: the server's SHA1 differs from ours", s->name);
 	freeReplyObject(r);
 	return rv;
@@ -701,20 +687,20 @@ redisReply *redis_eval_sync(redisContext *rc, const struct redis_script *s, int 
 	int argc;
 
 	if (nkeys < 0 || nargs < 0 || nkeys + nargs > EVAL_KV_MAX) {
-		fail(HERR_INVAL, err, errlen, "redis: %d keys and %d arguments: too many", nkeys,
+		herr_set(HERR_INVAL, err, errlen, "redis: %d keys and %d arguments: too many", nkeys,
 		     nargs);
 		return NULL;
 	}
 	argc = redis_evalsha_argv(s, nkeys, nargs, kv, kvlen, argv, argvlen);
 	if (argc < 0) {
-		fail(HERR_INVAL, err, errlen, "redis: cannot build EVALSHA %s", s->name);
+		herr_set(HERR_INVAL, err, errlen, "redis: cannot build EVALSHA %s", s->name);
 		return NULL;
 	}
 	for (int attempt = 0;; attempt++) {
 		redisReply *r = redisCommandArgv(rc, argc, argv, argvlen);
 
 		if (r == NULL) {
-			fail(HERR_REDIS, err, errlen, "redis: %s",
+			herr_set(HERR_REDIS, err, errlen, "redis: %s",
 			     rc->errstr[0] != '\0' ? rc->errstr : "no reply");
 			return NULL;
 		}

@@ -19,6 +19,7 @@
 #include "history.h"
 #include "log.h"
 #include "redis.h"
+#include "clock.h"
 
 #define CONNECT_TIMEOUT_MS 2000
 #define BACKOFF_BASE_MS	   100
@@ -155,22 +156,6 @@ static void reconcile(struct sub *s);
 static void fail_all(struct sub *s, const char *why);
 
 /* --- small helpers ------------------------------------------------------- */
-
-static long long mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static long long wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static uint64_t rng_next(struct sub *s)
 {
@@ -698,7 +683,7 @@ static void chans_reset(struct sub *s)
 
 static void on_canary(struct sub *s, const redisReply *payload)
 {
-	long long now = mono_us();
+	long long now = clock_mono_us();
 	long long sent = strtoll(payload->str, NULL, 10);
 	long long rtt = now - sent;
 
@@ -733,7 +718,7 @@ static void on_user_reply(struct sub *s, const char *kind, const redisReply *cha
 		if (e == NULL || !e->desired || arg->type != REDIS_REPLY_STRING)
 			return;
 		status_add(s, &s->st.messages);
-		if (envelope_from_channel(chan->str, arg->str, arg->len, wall_ms(), &env, &len) !=
+		if (envelope_from_channel(chan->str, arg->str, arg->len, clock_wall_ms(), &env, &len) !=
 		    0)
 			return;
 		if (env != NULL)
@@ -832,7 +817,7 @@ static void send_canary(struct sub *s)
 
 	if (s->cmd.ac == NULL)
 		return;
-	snprintf(ts, sizeof ts, "%lld", mono_us());
+	snprintf(ts, sizeof ts, "%lld", clock_mono_us());
 	redisAsyncCommand(s->cmd.ac, NULL, NULL, "PUBLISH %b %s", s->canary, s->canary_len, ts);
 }
 
@@ -842,7 +827,7 @@ static void maybe_ready(struct sub *s)
 
 	if (s->ps.state != LINK_READY || s->cmd.state != LINK_READY || s->state == SUB_CONNECTED)
 		return;
-	now = mono_us();
+	now = clock_mono_us();
 	evtimer_del(s->ev_timeout);
 	s->state = SUB_CONNECTED;
 	s->connected_us = now;
@@ -982,7 +967,7 @@ static void start_connect(struct sub *s)
 static void fail_all(struct sub *s, const char *why)
 {
 	int was_connected = s->state == SUB_CONNECTED;
-	long long now = mono_us(), cap_ms, delay_ms;
+	long long now = clock_mono_us(), cap_ms, delay_ms;
 	char reason[200];
 	struct timeval tv;
 
@@ -1044,7 +1029,7 @@ static void canary_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (s->state != SUB_CONNECTED)
 		return;
-	silent = mono_us() - s->canary_rx_us;
+	silent = clock_mono_us() - s->canary_rx_us;
 	if (silent > CANARY_MISSES * s->canary_us) {
 		/* Connected yet deaf: the classic state after a failover. */
 		snprintf(why, sizeof why, "canary not received for %.1f s", (double)silent / 1e6);
@@ -1099,7 +1084,7 @@ int sub_new(struct sub **out, struct event_base *base, const struct conf *c, str
 	s->canary_len = (size_t)rc;
 	s->canary_us =
 	    (long long)(canary_interval_ms ? canary_interval_ms : CANARY_DEFAULT_MS) * 1000;
-	s->rng = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
+	s->rng = (uint64_t)clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
 	if (s->rng == 0)
 		s->rng = 1;
 	s->tab_size = 64;

@@ -9,17 +9,10 @@
 #include "err.h"
 #include "sse.h"
 #include "waiter.h"
+#include "clock.h"
 
 /* Frames are batched into one write up to this size. */
 #define BATCH_MAX (64 * 1024)
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct batch {
 	char *buf;
@@ -106,7 +99,7 @@ int sse_stream_run(struct hub *h, const char *user, const struct cursor *since,
 	sse_retry(head, sizeof head, o->retry_ms);
 	if (io->begin(io->ud) < 0 || io->write(io->ud, head, strlen(head)) < 0)
 		goto out;
-	next_hb = o->heartbeat_ms > 0 ? now_ms() + o->heartbeat_ms : -1;
+	next_hb = o->heartbeat_ms > 0 ? clock_wall_ms() + o->heartbeat_ms : -1;
 	for (;;) {
 		long long now, until;
 		int ev;
@@ -116,7 +109,7 @@ int sse_stream_run(struct hub *h, const char *user, const struct cursor *since,
 			end = SSE_END_CLIENT;
 			break;
 		}
-		now = now_ms();
+		now = clock_wall_ms();
 		if (now >= o->deadline_ms) {
 			end = SSE_END_LIFETIME;
 			break;

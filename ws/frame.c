@@ -413,7 +413,7 @@ size_t wsf_close_payload(uint8_t out[WSF_CTRL_MAX], int code, const char *reason
 		n = WSF_CTRL_MAX - 2;
 	out[0] = (uint8_t)(code >> 8);
 	out[1] = (uint8_t)code;
-	if (n > 0)
-		memcpy(out + 2, reason, n);
+	if (n > 0) /* a close payload has a length, not a terminator */
+		memcpy(out + 2, reason, n); // NOLINT(bugprone-not-null-terminated-result)
 	return n + 2;
 }

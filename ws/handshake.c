@@ -242,7 +242,8 @@ int wsh_accept(const char *key, char out[WSH_ACCEPT_LEN + 1])
 
 	if (kl > 64)
 		return -1;
-	memcpy(in, key, kl);
+	/* key || GUID, hashed by length: no terminator wanted */
+	memcpy(in, key, kl); // NOLINT(bugprone-not-null-terminated-result)
 	memcpy(in + kl, ws_guid, sizeof ws_guid - 1);
 	if (EVP_Digest(in, kl + sizeof ws_guid - 1, md, &mdlen, EVP_sha1(), NULL) != 1 ||
 	    mdlen != 20)

@@ -13,6 +13,7 @@
 
 #include "conf.h"
 #include "err.h"
+#include "listen.h"
 #include "log.h"
 #include "server.h"
 
@@ -142,7 +143,9 @@ static int run_workers(const struct conf *c, const char *addr, int n, unsigned h
 {
 	int fds[WORKERS_MAX];
 	pid_t pids[WORKERS_MAX];
-	int unix_sock = strncmp(addr, "unix:", 5) == 0, i, alive = n;
+	int unix_sock = listen_unix_path(addr) != NULL, i, alive = n;
+	const struct listen_opts lo = {.nonblock = 1, .reuseport = 1, .mode = c->socket_mode,
+				       .owner = c->socket_owner};
 	struct sigaction sa;
 	sigset_t block, old;
 	char err[512];
@@ -152,7 +155,7 @@ static int run_workers(const struct conf *c, const char *addr, int n, unsigned h
 			fds[i] = fds[0];
 			continue;
 		}
-		fds[i] = wss_listen(addr, 1, c->socket_mode, err, sizeof err);
+		fds[i] = listen_open(addr, &lo, err, sizeof err);
 		if (fds[i] < 0) {
 			log_error("%s, exiting", err);
 			return EXIT_FAILURE;
@@ -311,7 +314,10 @@ int main(int argc, char **argv)
 	if (c.workers > 1) {
 		rc = run_workers(&c, addr, (int)c.workers, (unsigned)hs * 1000);
 	} else {
-		lfd = wss_listen(addr, 0, c.socket_mode, err, sizeof err);
+		const struct listen_opts lo = {.nonblock = 1, .mode = c.socket_mode,
+					       .owner = c.socket_owner};
+
+		lfd = listen_open(addr, &lo, err, sizeof err);
 		if (lfd < 0) {
 			log_error("%s, exiting", err);
 			rc = EXIT_FAILURE;

@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -14,9 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,6 +28,7 @@
 #include "hub.h"
 #include "log.h"
 #include "sub.h"
+#include "clock.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
@@ -106,22 +104,6 @@ struct wss {
 	uint64_t lag_count, lag_bucket[LAG_BUCKETS];
 	double lag_sum;
 };
-
-static long long mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const int close_codes[] = {1000, 1001, 1002, 1007, 1009, 4401, 4408, 4429};
 
@@ -234,12 +216,12 @@ static void conn_close(struct conn *c, int code, const char *reason)
 	if (ctl_push(c, WSF_OP_CLOSE, pl, n) != 0) {
 		c->state = CS_CLOSING;
 		c->wr_shut = 1;
-		c->due_close = mono_ms();
+		c->due_close = clock_mono_ms();
 		conn_arm(c);
 		return;
 	}
 	c->state = CS_CLOSING;
-	c->due_close = mono_ms() + c->srv->o.close_timeout_ms;
+	c->due_close = clock_mono_ms() + c->srv->o.close_timeout_ms;
 	conn_arm(c);
 	want_write(c);
 }
@@ -266,7 +248,7 @@ static void conn_http(struct conn *c, int status, const char *extra, const char 
 	c->close_queued = 1;
 	c->state = CS_CLOSING;
 	c->due_hs = 0;
-	c->due_close = mono_ms() + c->srv->o.close_timeout_ms;
+	c->due_close = clock_mono_ms() + c->srv->o.close_timeout_ms;
 	if (status >= 400)
 		c->srv->http_errors++;
 	conn_arm(c);
@@ -315,7 +297,7 @@ static void conn_arm(struct conn *c)
 		event_del(&c->tev);
 		return;
 	}
-	now = mono_ms();
+	now = clock_mono_ms();
 	if (d < now)
 		d = now;
 	tv.tv_sec = (d - now) / 1000;
@@ -327,7 +309,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 	struct wss *s = c->srv;
-	long long now = mono_ms();
+	long long now = clock_mono_ms();
 
 	c->armed = 0;
 	if (c->state == CS_CLOSING) {
@@ -390,7 +372,7 @@ static void note_lag(struct wss *s, const struct hub_msg *m)
 	ts = strtoll(p + 5, NULL, 10);
 	if (ts <= 0)
 		return;
-	lag = wall_ms() - ts;
+	lag = clock_wall_ms() - ts;
 	if (lag < 0)
 		lag = 0;
 	sec = (double)lag / 1000.0;
@@ -431,10 +413,10 @@ static int write_some(struct conn *c)
 			if (c->ooff < c->ohlen) {
 				iov[k].iov_base = c->ohdr + c->ooff;
 				iov[k++].iov_len = c->ohlen - c->ooff;
-				iov[k].iov_base = (void *)(uintptr_t)c->odata;
+				iov[k].iov_base = (void *)c->odata;
 				iov[k++].iov_len = c->olen;
 			} else {
-				iov[k].iov_base = (void *)(uintptr_t)(c->odata + c->ooff - c->ohlen);
+				iov[k].iov_base = (void *)(c->odata + c->ooff - c->ohlen);
 				iov[k++].iov_len = c->olen - (c->ooff - c->ohlen);
 			}
 			n = writev(c->fd, iov, k);
@@ -495,7 +477,7 @@ wouldblock:
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
 		want_write(c);
 		if (c->state == CS_OPEN) {
-			c->due_stall = mono_ms() + s->conf->ws_pong_timeout * 1000;
+			c->due_stall = clock_mono_ms() + s->conf->ws_pong_timeout * 1000;
 			conn_arm(c);
 		}
 		return 1;
@@ -743,7 +725,7 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 	} else {
 		memcpy(c->user, id.user, sizeof c->user);
 		rc = http_query_get(r->query, "since", since_s, sizeof since_s);
-		if (rc >= 0 && rc > 0) {
+		if (rc > 0) {
 			if (cursor_parse(since_s, (size_t)rc, &since) != 0) {
 				code = WSF_CLOSE_POLICY;
 				errstr = "bad since";
@@ -795,8 +777,8 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 		return;
 	}
 	{
-		long long now = mono_ms();
-		long long left = ((long long)id.exp + cf->jwt_leeway) * 1000 - wall_ms();
+		long long now = clock_mono_ms();
+		long long left = ((long long)id.exp + cf->jwt_leeway) * 1000 - clock_wall_ms();
 
 		c->due_exp = now + (left > 0 ? left : 0);
 		c->due_ping = now + cf->ws_ping_interval * 1000;
@@ -839,7 +821,7 @@ static void frames_in(struct conn *c, const uint8_t *buf, size_t len)
 		case WSF_EV_PONG:
 			if (c->ping_out) {
 				c->ping_out = 0;
-				c->due_ping = mono_ms() + s->conf->ws_ping_interval * 1000;
+				c->due_ping = clock_mono_ms() + s->conf->ws_ping_interval * 1000;
 				conn_arm(c);
 			}
 			break;
@@ -970,7 +952,7 @@ static void conn_new(struct wss *s, int fd)
 	s->conns = c;
 	s->n_conns++;
 	s->accepted++;
-	c->due_hs = mono_ms() + s->o.handshake_timeout_ms;
+	c->due_hs = clock_mono_ms() + s->o.handshake_timeout_ms;
 	event_add(&c->rev, NULL);
 	conn_arm(c);
 }
@@ -1027,81 +1009,6 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 }
 
 /* --- setup and teardown ---------------------------------------------------- */
-
-int wss_listen(const char *addr, int reuseport, long mode, char *err, size_t errlen)
-{
-	int fd = -1, one = 1;
-
-	if (strncmp(addr, "unix:", 5) == 0) {
-		struct sockaddr_un sun;
-		const char *path = addr + 5;
-
-		if (strlen(path) == 0 || strlen(path) >= sizeof sun.sun_path) {
-			snprintf(err, errlen, "listen %s: bad unix socket path", addr);
-			return -1;
-		}
-		memset(&sun, 0, sizeof sun);
-		sun.sun_family = AF_UNIX;
-		memcpy(sun.sun_path, path, strlen(path));
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			goto syserr;
-		unlink(path);
-		if (bind(fd, (struct sockaddr *)&sun, sizeof sun) != 0)
-			goto syserr;
-		if (mode > 0 && chmod(path, (mode_t)mode) != 0)
-			goto syserr;
-	} else {
-		char host[256];
-		const char *colon = strrchr(addr, ':');
-		struct addrinfo hints, *res = NULL;
-		size_t hl;
-		int rc;
-
-		if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof host) {
-			snprintf(err, errlen, "listen %s: expected host:port or unix:/path", addr);
-			return -1;
-		}
-		hl = (size_t)(colon - addr);
-		memcpy(host, addr, hl);
-		host[hl] = '\0';
-		if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-			memmove(host, host + 1, hl - 2);
-			host[hl - 2] = '\0';
-		}
-		memset(&hints, 0, sizeof hints);
-		hints.ai_family = AF_UNSPEC;
-		hints.ai_socktype = SOCK_STREAM;
-		hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-		rc = getaddrinfo(host, colon + 1, &hints, &res);
-		if (rc != 0) {
-			snprintf(err, errlen, "listen %s: %s", addr, gai_strerror(rc));
-			return -1;
-		}
-		fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			freeaddrinfo(res);
-			goto syserr;
-		}
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-		if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-			freeaddrinfo(res);
-			goto syserr;
-		}
-		rc = bind(fd, res->ai_addr, res->ai_addrlen);
-		freeaddrinfo(res);
-		if (rc != 0)
-			goto syserr;
-	}
-	if (listen(fd, 4096) != 0)
-		goto syserr;
-	return fd;
-syserr:
-	snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
 
 static void on_sub_event(void *ud, int level, const char *msg)
 {

@@ -28,13 +28,6 @@ struct wss_opts {
 };
 
 /*
- * Open a listening socket on addr ("host:port", "[v6]:port", "unix:/path").
- * reuseport sets SO_REUSEPORT (workers).  A unix path is unlinked first and
- * given mode.  Returns the fd, or -1 with the reason in err.
- */
-int wss_listen(const char *addr, int reuseport, long mode, char *err, size_t errlen);
-
-/*
  * Serve lfd (non-blocking listening socket, owned from now on) on base with
  * configuration c (borrowed; must outlive the server).  Connects to Redis.
  * Returns 0 or HERR_INVAL / HERR_NOMEM with a message in err.

@@ -5,7 +5,7 @@
 # CGI by hand and under lighttpd.  TAP output.
 src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/integration/lib.sh"
-. "$src/tests/integration/nginx.sh"
+. "$src/scripts/stack.sh"
 
 B=$HERALD_BUILDDIR
 FCGI=$B/herald-fcgi
@@ -29,21 +29,9 @@ _fcgi_cleanup() {
 }
 trap _fcgi_cleanup EXIT
 
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-# jwt HEADER_JSON PAYLOAD_JSON SECRET
-jwt() {
-	local h p s
-	h=$(printf '%s' "$1" | b64url)
-	p=$(printf '%s' "$2" | b64url)
-	s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$3" -binary | b64url)
-	printf '%s.%s.%s\n' "$h" "$p" "$s"
-}
 # mint_token USER TTL
-mint_token() {
-	local now
-	now=$(date +%s)
-	jwt '{"alg":"HS256","typ":"JWT"}' "{\"sub\":\"$1\",\"iat\":$now,\"exp\":$((now + $2))}" "$SECRET"
-}
+mint_token() { herald_token "$SECRET" "$@"; }
+b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 
 start_fcgi() {
 	# FCGI_TEST_WRAP: e.g. "valgrind --error-exitcode=99 --leak-check=full"
@@ -68,7 +56,6 @@ wait_for() {
 	return 1
 }
 
-plan 57
 
 # --- configs ------------------------------------------------------------------
 nginx_test "$src/nginx/herald.conf" "$T/ngt1" 1 127.0.0.1:1 "unix:$T/fcgi.sock"
@@ -186,9 +173,10 @@ ok $? "wait: empty at the timeout (${ms} ms)"
 # --- bad input -------------------------------------------------------------------
 now=$(date +%s)
 EXPIRED=$(mint_token alice -100)
-FORGED=$(jwt '{"alg":"HS256","typ":"JWT"}' "{\"sub\":\"alice\",\"exp\":$((now + 600))}" wrong-secret)
+FORGED=$(herald_jwt '{"alg":"HS256","typ":"JWT"}' "{\"sub\":\"alice\",\"exp\":$((now + 600))}" wrong-secret)
 NONE="$(printf '{"alg":"none","typ":"JWT"}' | b64url).$(printf '{"sub":"alice","exp":%d}' $((now + 600)) | b64url)."
-CONF=$(printf '{"alg":"HS384","typ":"JWT"}' | b64url).$(printf '{"sub":"alice","exp":%d}' $((now + 600)) | b64url).$(printf 'x' | b64url)
+# Signed with the right secret, but HS384 where HS256 is configured.
+CONF=$(herald_jwt '{"alg":"HS384","typ":"JWT"}' "{\"sub\":\"alice\",\"exp\":$((now + 600))}" "$SECRET")
 POLL="$N/api/v1/notifications/poll"
 is "$(code "$POLL")" 401 "no token: 401"
 is "$(curl -s "$POLL?token=$EXPIRED")" '{"error":"invalid_token","detail":"expired"}' "expired token: 401 body"
@@ -269,6 +257,46 @@ is "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" "$threads0" "threads 
 health=$(curl -s "$N/api/v1/notifications/health")
 case $health in *'"connections":0,"users":0,"streams":0'*) r=0 ;; *) r=1; diag "$health" ;; esac
 ok $r "hub entries back to zero"
+
+# --- POST publish (publishers without Redis access) ---------------------------------
+stop_fcgi
+HERALD_PUBLISH_KEY=pubkey-$$ start_fcgi
+PUBURL="$N/api/v1/notifications/publish"
+body=$(curl -s -H "Authorization: Bearer pubkey-$$" --data-binary '{"via":"http"}' "$PUBURL?user=carol")
+pid_=$(printf '%s' "$body" | sed -n 's/^{"id":"\([0-9]*-[0-9]*\)"}$/\1/p')
+ok $((${#pid_} == 0)) "POST publish with the key: answers the id ($body)"
+body=$(curl -s "$POLL?token=$(mint_token carol 600)")
+case $body in *"{\"id\":\"$pid_\",\"channel\":\"notifications:carol\""*'"data":{"via":"http"}'*) r=0 ;; *) r=1; diag "$body" ;; esac
+ok $r "the published message is in carol's history, as an envelope"
+is "$(code -H 'Authorization: Bearer wrong' --data-binary '{}' "$PUBURL?user=carol")" 401 "publish with a wrong key: 401"
+is "$(code --data-binary '{}' "$PUBURL?user=carol")" 401 "publish without a key: 401"
+is "$(code -H "Authorization: Bearer pubkey-$$" --data-binary '{"a":' "$PUBURL?user=carol")" 400 "publish of invalid JSON: 400"
+is "$(code -H "Authorization: Bearer pubkey-$$" --data-binary '{}' "$PUBURL?user=a:b")" 400 "publish for a bad user id: 400"
+is "$(code -H "Authorization: Bearer pubkey-$$" "$PUBURL?user=carol")" 405 "GET on publish: 405"
+head -c 70000 /dev/zero | tr '\0' 'a' | sed 's/^/"/; s/$/"/' >"$T/big.json"
+is "$(code -H "Authorization: Bearer pubkey-$$" --data-binary "@$T/big.json" "$PUBURL?user=carol")" 413 "publish over 64 KiB: 413"
+is "$(curl -s "$POLL?token=$(mint_token carol 600)" | grep -o '"channel"' | wc -l)" 1 "the refused publishes stored nothing"
+
+# --- SIGHUP: the JWT key and the log file are reloaded ------------------------------
+stop_fcgi
+printf 'first-key\n' >"$T/jwt.key"
+HERALD_JWT_SECRET= HERALD_JWT_KEY_FILE=$T/jwt.key HERALD_LOG_FILE=$T/fcgi-file.log start_fcgi
+K1=$(herald_token first-key dave 600)
+K2=$(herald_token second-key dave 600)
+is "$(code "$POLL?token=$K1"),$(code "$POLL?token=$K2")" "200,401" "before SIGHUP: the first key is the key"
+printf 'second-key\n' >"$T/jwt.key"
+mv "$T/fcgi-file.log" "$T/fcgi-file.log.1"
+kill -HUP "$FCGI_PID"
+for _i in $(seq 50); do [ "$(code "$POLL?token=$K2")" = 200 ] && break; sleep 0.1; done
+is "$(code "$POLL?token=$K1"),$(code "$POLL?token=$K2")" "401,200" "after SIGHUP: the key file is read again"
+grep -q 'SIGHUP' "$T/fcgi-file.log" 2>/dev/null
+ok $? "after SIGHUP: the log file is opened anew (logrotate's move-and-signal)"
+rm -f "$T/jwt.key"
+kill -HUP "$FCGI_PID"
+sleep 0.3
+is "$(code "$POLL?token=$K2")" 200 "a SIGHUP with the key file gone keeps the previous key"
+kill -0 "$FCGI_PID"
+ok $? "and herald-fcgi keeps running"
 
 # --- lifetime and SIGTERM -----------------------------------------------------------
 stop_fcgi

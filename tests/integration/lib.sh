@@ -7,7 +7,7 @@
 #   stop_redis               SIGKILL it (Redis going away) and wait
 #   rcli ARGS...             redis-cli against it
 #   free_port                print a port nothing listens on
-#   plan N / ok COND DESC / is GOT WANT DESC / skip_all WHY / done_testing
+#   [plan N] / ok COND DESC / is GOT WANT DESC / skip_all WHY / done_testing
 #
 # Only processes started here are stopped, by their pid.  $HERALD_BUILDDIR
 # names the build tree (make check sets it; default: the current directory).
@@ -25,8 +25,12 @@ skip_all() {
 	exit 0
 }
 
+# plan N: up front; without it done_testing prints the plan at the end
+# (TAP allows both), so adding a test needs no count to be kept right.
+_tap_planned=
 plan() {
 	echo "1..$1"
+	_tap_planned=1
 }
 
 # ok STATUS DESCRIPTION: STATUS 0 passes.
@@ -55,6 +59,7 @@ diag() {
 }
 
 done_testing() {
+	[ -n "$_tap_planned" ] || echo "1..$_tap_n"
 	[ "$_tap_failed" -eq 0 ]
 	exit $?
 }

@@ -8,7 +8,7 @@
 # worker connections) and the slow-consumer flood is 40 MB.
 
 . "$(dirname "$0")/lib.sh"
-. "$(dirname "$0")/nginx.sh"
+. "$(dirname "$0")/../../scripts/stack.sh"
 
 lib_init
 WS="$HERALD_BUILDDIR/herald-ws"
@@ -25,7 +25,6 @@ for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
 done
 start_redis || skip_all "cannot start redis-server"
 
-plan 52
 
 SECRET=test-secret-$$
 WS_PID=
@@ -37,17 +36,7 @@ cleanup_ws() {
 }
 trap cleanup_ws EXIT
 
-b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
-# token SECRET USER EXP_OFFSET
-token() {
-	local now h p s
-	now=$(date +%s)
-	h=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-	p=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$2" "$now" $((now + $3)) | b64url)
-	s=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -hmac "$1" -binary | b64url)
-	printf '%s.%s.%s\n' "$h" "$p" "$s"
-}
-path() { printf '/api/v1/ws/notifications?token=%s%s' "$(token "$SECRET" "$1" 3600)" "${2:-}"; }
+path() { printf '/api/v1/ws/notifications?token=%s%s' "$(herald_token "$SECRET" "$1" 3600)" "${2:-}"; }
 publish() { HERALD_REDIS_URL=$REDIS_URL "$PUB" "$@"; }
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # Memory figures mean nothing under AddressSanitizer (its quarantine holds freed memory).
@@ -152,14 +141,14 @@ is "$(grep -o '"n":[0-9]*' "$T/resume" | tr '\n' ' ')" '"n":1 "n":2 "n":3 "n":4 
 close_of() { grep -m1 '^close\|^status [^1]\|^eof' "$1"; }
 "$CLI" -t 3 "$NG" /api/v1/ws/notifications >"$T/o"
 is "$(close_of "$T/o")" "close 4401 missing" "no token: 101 then close 4401"
-"$CLI" -t 3 "$NG" "/api/v1/ws/notifications?token=$(token "$SECRET" 42 -100)" >"$T/o"
+"$CLI" -t 3 "$NG" "/api/v1/ws/notifications?token=$(herald_token "$SECRET" 42 -100)" >"$T/o"
 is "$(close_of "$T/o")" "close 4401 expired" "expired token: 4401"
-"$CLI" -t 3 "$NG" "/api/v1/ws/notifications?token=$(token wrong-secret 42 3600)" >"$T/o"
+"$CLI" -t 3 "$NG" "/api/v1/ws/notifications?token=$(herald_token wrong-secret 42 3600)" >"$T/o"
 is "$(close_of "$T/o")" "close 4401 bad_signature" "forged token: 4401"
-"$CLI" -t 3 -H "Authorization: Bearer $(token "$SECRET" 42 3600)" "$NG" /api/v1/ws/notifications >"$T/o" -n 0
+"$CLI" -t 3 -H "Authorization: Bearer $(herald_token "$SECRET" 42 3600)" "$NG" /api/v1/ws/notifications >"$T/o" -n 0
 grep -q '^status 101' "$T/o" && ! grep -q '^close 4401' "$T/o"
 ok $? "a token in Authorization: Bearer is accepted"
-"$CLI" -t 3 -H "Cookie: x=1; herald_token=$(token "$SECRET" 42 3600)" -S hello "$NG" \
+"$CLI" -t 3 -H "Cookie: x=1; herald_token=$(herald_token "$SECRET" 42 3600)" -S hello "$NG" \
 	/api/v1/ws/notifications >"$T/o" &
 c=$!
 sleep 0.5
@@ -214,7 +203,7 @@ publish limited '{"n":1}' >/dev/null
 wait $l1 $l2 $l3 $l4
 is "$(cat "$T/lim1" "$T/lim2" "$T/lim3" | grep -c '^text')" 3 "the first three still get their message"
 
-"$CLI" -t 4 "$NG" "/api/v1/ws/notifications?token=$(token "$SECRET" 42 2)" >"$T/o"
+"$CLI" -t 4 "$NG" "/api/v1/ws/notifications?token=$(herald_token "$SECRET" 42 2)" >"$T/o"
 is "$(close_of "$T/o")" "close 4401 expired" "a live connection whose token expires: 4401"
 
 rss0=$(rss_kb "$WS_PID")
@@ -308,6 +297,53 @@ ok $? "a client that never answers pings is closed (1001 no pong)"
 [ "$(grep -c '^ping' "$T/o")" -ge 2 ] && grep -q '^timeout' "$T/o"
 ok $? "a client that answers pings stays connected"
 kill "$WS2_PID"; wait "$WS2_PID"; WS2_PID=
+
+# --- a unix socket, a key file, SIGHUP, and running out of descriptors ---------------
+# A third instance: unix socket (the nginx upstream of scripts/dev.sh), the
+# secret in a file, a log file, and an open-files limit of 64.
+printf 'first-key\n' >"$T/jwt.key"
+(ulimit -n 64 && HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_KEY_FILE=$T/jwt.key \
+	HERALD_LOG_FILE=$T/ws3-file.log exec "$WS" --listen "unix:$T/ws3.sock" --handshake-timeout 30) \
+	>>"$T/ws3.log" 2>&1 &
+WS3_PID=$!
+WS2_PID=$WS3_PID # stopped by cleanup_ws if a check below fails
+for _i in $(seq 100); do [ -S "$T/ws3.sock" ] && break; sleep 0.05; done
+"$CLI" -t 1 "unix:$T/ws3.sock" "/api/v1/ws/notifications?token=$(herald_token first-key 42 600)" >"$T/o"
+is "$(head -1 "$T/o")" "status 101" "herald-ws on a unix socket: 101"
+"$CLI" -t 1 "unix:$T/ws3.sock" "/api/v1/ws/notifications?token=$(herald_token second-key 42 600)" >"$T/o"
+is "$(close_of "$T/o")" "close 4401 bad_signature" "before SIGHUP: a token of the next key is refused"
+printf 'second-key\n' >"$T/jwt.key"
+mv "$T/ws3-file.log" "$T/ws3-file.log.1"
+kill -HUP "$WS3_PID"
+wait_for "$T/ws3-file.log" "SIGHUP" 50
+ok $? "SIGHUP opens the log file anew (logrotate's move-and-signal)"
+"$CLI" -t 1 "unix:$T/ws3.sock" "/api/v1/ws/notifications?token=$(herald_token second-key 42 600)" >"$T/o"
+grep -q '^close 4401' "$T/o"
+ok $((!$?)) "after SIGHUP: the new key is the key"
+"$CLI" -t 1 "unix:$T/ws3.sock" "/api/v1/ws/notifications?token=$(herald_token first-key 42 600)" >"$T/o"
+is "$(close_of "$T/o")" "close 4401 bad_signature" "after SIGHUP: the old key is refused"
+
+# Hold more connections than the 64 descriptors allow: accept() fails with
+# EMFILE, and the listener must pause rather than spin on the pending ones.
+"$CLI" -o 80 -t 4 "unix:$T/ws3.sock" / >"$T/emfile.out" 2>&1 &
+hold=$!
+sleep 1.5
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$WS3_PID/stat")
+sleep 2
+cpu1=$(awk '{ print $14 + $15 }' "/proc/$WS3_PID/stat")
+diag "herald-ws used $((cpu1 - cpu0)) ticks in 2 s while out of descriptors"
+[ $((cpu1 - cpu0)) -lt 50 ]
+ok $? "out of descriptors: the listener pauses instead of spinning"
+wait $hold
+for _i in $(seq 40); do
+	curl -s --max-time 1 --unix-socket "$T/ws3.sock" http://x/api/v1/notifications/health >"$T/o" && break
+	sleep 0.1
+done
+grep -q '"status"' "$T/o"
+ok $? "when descriptors are free again, connections are accepted again"
+curl -s --unix-socket "$T/ws3.sock" http://x/api/v1/notifications/metrics | grep -q '^herald_ws_emfile_pauses_total [1-9]'
+ok $? "metrics count the pause"
+kill "$WS3_PID"; wait "$WS3_PID"; WS2_PID=
 
 # --- SIGTERM ---------------------------------------------------------------------------
 for n in 1 2 3; do

@@ -23,6 +23,7 @@ static const struct {
 	{"metrics", metrics_suite},
 	{"sse", sse_suite},
 	{"fcgi", fcgi_suite},
+	{"listen", listen_suite},
 };
 
 int main(int argc, char **argv)

@@ -17,5 +17,6 @@ Suite *ws_frame_suite(void); Suite *ws_handshake_suite(void);
 Suite *metrics_suite(void);
 Suite *sse_suite(void);
 Suite *fcgi_suite(void);
+Suite *listen_suite(void);
 
 #endif

@@ -1,0 +1,114 @@
+# stack.sh - start Herald's processes behind the project's nginx config, and
+# mint tokens.  Sourced (bash) by scripts/dev.sh run, the browser tests and
+# bench/compare, so the whole stack is started one way everywhere.
+#
+#   herald_jwt HEADER_JSON PAYLOAD_JSON SECRET    print an HS* JWT (HS256 by
+#                                                 the header's alg; HS256 default)
+#   herald_token SECRET USER TTL [EXTRA_CLAIMS]   an HS256 token for USER valid
+#                                                 TTL s (negative: expired);
+#                                                 EXTRA_CLAIMS: ',"iss":"x"'
+#
+#   stack_start RUN BUILD HTTP_PORT [full|legacy]
+#       Starts herald-ws on unix:RUN/ws.sock, herald-fcgi on
+#       unix:RUN/fcgi.sock, and nginx (nginx/herald.conf, or herald-legacy.conf)
+#       on 127.0.0.1:HTTP_PORT with its scratch dir RUN/nginx.  Logs:
+#       RUN/ws.log, RUN/fcgi.log, RUN/nginx/logs/.  Redis and the JWT secret
+#       come from the environment (HERALD_REDIS_URL, HERALD_JWT_SECRET or
+#       HERALD_JWT_KEY_FILE), as for the programs themselves.
+#       Sets STACK_WS_PID, STACK_FCGI_PID, NGINX_PID.  Returns non-zero, with
+#       the failing log on stderr, when something does not come up.
+#   stack_start_ws / stack_start_fcgi   (re)start one server alone, after
+#   stack_stop_ws / stack_stop_fcgi     stack_start set RUN and BUILD
+#   stack_stop                          stops everything stack_start started
+#
+# STACK_WS_ARGS / STACK_FCGI_ARGS (arrays or strings) add flags.  Only the
+# processes started here are stopped, by pid.
+
+_stack_top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=../tests/integration/nginx.sh
+. "$_stack_top/tests/integration/nginx.sh"
+
+_b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
+
+herald_jwt() {
+	local h p s bits
+	bits=$(printf '%s' "$1" | sed -n 's/.*"alg":"HS\(256\|384\|512\)".*/\1/p')
+	h=$(printf '%s' "$1" | _b64url)
+	p=$(printf '%s' "$2" | _b64url)
+	s=$(printf '%s.%s' "$h" "$p" | openssl dgst "-sha${bits:-256}" -hmac "$3" -binary | _b64url)
+	printf '%s.%s.%s\n' "$h" "$p" "$s"
+}
+
+herald_token() {
+	local now
+	now=$(date +%s)
+	herald_jwt '{"alg":"HS256","typ":"JWT"}' \
+		"{\"sub\":\"$2\",\"iat\":$now,\"exp\":$((now + $3))${4:-}}" "$1"
+}
+
+STACK_RUN=
+STACK_BUILD=
+STACK_WS_PID=
+STACK_FCGI_PID=
+
+# _stack_wait_sock PATH PID LOG: until PATH is a socket, or PID died.
+_stack_wait_sock() {
+	local i
+	for i in $(seq 200); do
+		[ -S "$1" ] && return 0
+		kill -0 "$2" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "stack: $(basename "$1") did not appear; last lines of $3:" >&2
+	tail -5 "$3" >&2
+	return 1
+}
+
+stack_start_ws() {
+	rm -f "$STACK_RUN/ws.sock"
+	# nginx's workers may run as another user (nobody, www-data).
+	# shellcheck disable=SC2068,SC2086
+	HERALD_SOCKET_MODE=0666 "$STACK_BUILD/herald-ws" --listen "unix:$STACK_RUN/ws.sock" ${STACK_WS_ARGS[@]:-} \
+		>>"$STACK_RUN/ws.log" 2>&1 &
+	STACK_WS_PID=$!
+	_stack_wait_sock "$STACK_RUN/ws.sock" "$STACK_WS_PID" "$STACK_RUN/ws.log"
+}
+
+stack_start_fcgi() {
+	rm -f "$STACK_RUN/fcgi.sock"
+	# nginx's workers may run as another user (nobody, www-data).
+	# shellcheck disable=SC2068,SC2086
+	HERALD_SOCKET_MODE=0666 "$STACK_BUILD/herald-fcgi" --listen "unix:$STACK_RUN/fcgi.sock" \
+		${STACK_FCGI_ARGS[@]:-} >>"$STACK_RUN/fcgi.log" 2>&1 &
+	STACK_FCGI_PID=$!
+	_stack_wait_sock "$STACK_RUN/fcgi.sock" "$STACK_FCGI_PID" "$STACK_RUN/fcgi.log"
+}
+
+_stack_kill() {
+	[ -n "$1" ] || return 0
+	kill "$1" 2>/dev/null
+	wait "$1" 2>/dev/null
+	return 0
+}
+
+stack_stop_ws() { _stack_kill "$STACK_WS_PID"; STACK_WS_PID=; }
+stack_stop_fcgi() { _stack_kill "$STACK_FCGI_PID"; STACK_FCGI_PID=; }
+
+stack_start() {
+	local conf=$_stack_top/nginx/herald.conf
+	STACK_RUN=$1 STACK_BUILD=$2
+	[ "${4:-full}" = legacy ] && conf=$_stack_top/nginx/herald-legacy.conf
+	mkdir -p "$STACK_RUN"
+	# nginx workers (nobody when the master is root) must reach the sockets.
+	chmod 755 "$STACK_RUN"
+	stack_start_ws || return 1
+	stack_start_fcgi || return 1
+	nginx_start "$conf" "$STACK_RUN/nginx" "$3" "unix:$STACK_RUN/ws.sock" \
+		"unix:$STACK_RUN/fcgi.sock"
+}
+
+stack_stop() {
+	nginx_stop
+	stack_stop_ws
+	stack_stop_fcgi
+}
