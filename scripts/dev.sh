@@ -24,13 +24,15 @@ build=${HERALD_BUILD_DIR:-$top/build}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian 12 packages, by name: build tools, libraries, the servers the
-# tests and the run command start, and the checkers `test` runs.
+# tests and the run command start (nchan: the benchmark's peer), the
+# checkers `test` runs, and the browser the client's tests drive.
 APT_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libfcgi-dev libhiredis-dev libjson-c-dev libjwt-dev check
 	libevent-dev libwslay-dev libssl-dev openssl
-	redis-server redis-tools nginx spawn-fcgi lighttpd
+	redis-server redis-tools nginx spawn-fcgi lighttpd libnginx-mod-nchan
 	curl valgrind cppcheck clang clang-tidy
+	chromium nodejs
 )
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
@@ -42,6 +44,9 @@ install_deps() {
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
 			missing+=("$p")
 	done
+	# npm: Debian's package, unless a node from elsewhere (NodeSource) brings
+	# its own, which Debian's npm would conflict with.
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
 	[ ${#missing[@]} -eq 0 ] && return 0
 	if [ "${HERALD_NO_INSTALL:-0}" = 1 ]; then
 		die "missing Debian packages: ${missing[*]} (apt-get install ${missing[*]})"

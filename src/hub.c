@@ -588,9 +588,14 @@ void hub_history_done(struct hub *h, struct hub_req *req, const struct history_e
 	if (c == NULL)
 		goto out;
 	c->req = NULL;
-	if (err != 0) {
+	if (err == HERR_REDIS || err == HERR_CLOSED) {
 		/* Keep the cursor and pend: the next confirmation retries. */
 		c->state = ST_WAIT_SUB;
+		goto out;
+	}
+	if (err != 0) {
+		/* Waiting would strand c while the link stays up. */
+		conn_close(h, c, HUB_CLOSE_ERROR);
 		goto out;
 	}
 	if (truncated) {

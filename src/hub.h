@@ -63,6 +63,9 @@ enum hub_close_reason {
 	HUB_CLOSE_SLOW = 1,     /* queue passed send_queue_max (or out of memory
 				 * while queuing): WS 4408, SSE ends, client resumes */
 	HUB_CLOSE_SHUTDOWN = 2, /* hub_close_all(): WS 1001, SSE ends */
+	HUB_CLOSE_ERROR = 3,    /* the backend gave up on the connection's history
+				 * read (hub_history_done): WS 1011, SSE ends;
+				 * the client resumes from its cursor */
 };
 
 struct hub_conn;
@@ -184,8 +187,13 @@ void hub_on_link_lost(struct hub *h);
 
 /*
  * Answer of a backend history() call.  err 0: entries (oldest first) and
- * truncated; else the read failed and the connection retries at the next
- * hub_on_subscribed() of its user.  Entries are copied.
+ * truncated.  err HERR_REDIS or HERR_CLOSED: the link went away (or the
+ * backend is closing) before an answer; the connection keeps its cursor and
+ * held messages and retries at the next hub_on_subscribed() of its user.
+ * Any other err (HERR_AGAIN: the backend retried and gave up; HERR_NOMEM,
+ * HERR_INVAL...): no confirmation is coming to retry it, so the hub closes
+ * the connection with HUB_CLOSE_ERROR and the client resumes from its
+ * cursor.  Entries are copied.
  */
 void hub_history_done(struct hub *h, struct hub_req *req, const struct history_entry *e,
 		      size_t n, int truncated, int err);

@@ -214,6 +214,12 @@ void metrics_prometheus(struct metrics_buf *b, const char *program, const struct
 				"Pub/sub messages received from Redis.", sub->messages);
 		metrics_counter(b, "herald_redis_history_reads_total",
 				"History reads sent by the subscriber.", sub->history_reads);
+		metrics_counter(b, "herald_redis_history_retries_total",
+				"History reads retried after a Redis error reply.",
+				sub->history_retries);
+		metrics_counter(b, "herald_redis_history_failures_total",
+				"History reads given up (connection closed to resume).",
+				sub->history_failures);
 		metrics_gauge(b, "herald_redis_canary_rtt_seconds",
 			      "Round trip of the last canary message.",
 			      (double)sub->canary_rtt_us / 1e6);

@@ -23,6 +23,8 @@
  *   herald_redis_subscribed_channels            gauge
  *   herald_redis_reconnects_total, herald_redis_messages_total,
  *   herald_redis_history_reads_total            counters
+ *   herald_redis_history_retries_total,
+ *   herald_redis_history_failures_total         counters
  *   herald_redis_canary_rtt_seconds             gauge
  *   herald_process_resident_memory_bytes, herald_process_open_fds,
  *   herald_process_threads, herald_process_uptime_seconds   gauges (/proc)

@@ -32,6 +32,9 @@
 #define BATCH_MAX 1000
 /* History requests remembered when their queue entry could not be allocated. */
 #define LOST_MAX 64
+/* A history read Redis answered with an error: retries after 250 ms doubling. */
+#define HIST_RETRY_BASE_MS 250
+#define HIST_RETRY_MAX	   5
 
 enum link_state {
 	LINK_CLOSED = 0,
@@ -90,12 +93,18 @@ struct op {
 	char user[AUTH_USER_MAX + 1];
 };
 
-/* A history read in flight on the command link (the hiredis privdata). */
+/*
+ * A history read in flight on the command link (the hiredis privdata), or
+ * waiting on its retry timer (then on the sub's retrying list).
+ */
 struct hist {
 	struct sub *s;
 	struct hub_req *req;
+	struct hist *prev, *next; /* s->retrying */
+	struct event *ev_retry;	  /* made at the first error reply */
+	unsigned tries;		  /* retries sent */
 	int has_since;
-	int retried; /* NOSCRIPT seen once: SCRIPT LOAD sent */
+	int retried; /* NOSCRIPT seen once in this try: SCRIPT LOAD sent */
 	struct cursor since;
 	unsigned limit;
 	char user[AUTH_USER_MAX + 1];
@@ -137,6 +146,7 @@ struct sub {
 	struct chan *dirty;
 	size_t n_desired, n_subscribed;
 	struct batch *bsub, *bunsub;
+	struct hist *retrying; /* reads waiting for their retry timer */
 	/* ... to here. */
 
 	pthread_mutex_t q_lock; /* guards the queue below */
@@ -421,11 +431,101 @@ static int hist_send(struct sub *s, struct hist *h, redisAsyncContext *ac)
 	return 0;
 }
 
+/* h must not be on the retrying list. */
 static void hist_done(struct hist *h, const struct history_entry *e, size_t n, int truncated,
 		      int err)
 {
 	hub_history_done(h->s->hub, h->req, e, n, truncated, err);
+	if (h->ev_retry != NULL)
+		event_free(h->ev_retry);
 	free(h);
+}
+
+static void hist_unlink(struct sub *s, struct hist *h)
+{
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		s->retrying = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	h->prev = h->next = NULL;
+}
+
+/* Answer every read waiting for a retry with err. */
+static void hist_cancel_retries(struct sub *s, int err)
+{
+	struct hist *h;
+
+	while ((h = s->retrying) != NULL) {
+		hist_unlink(s, h);
+		hist_done(h, NULL, 0, 0, err);
+	}
+}
+
+static void hist_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct hist *h = arg;
+	struct sub *s = h->s;
+	int rc;
+
+	(void)fd;
+	(void)what;
+	hist_unlink(s, h);
+	/* A lost link cancels the timers; this is only a safety net. */
+	if (s->state != SUB_CONNECTED || s->cmd.ac == NULL) {
+		hist_done(h, NULL, 0, 0, HERR_REDIS);
+		return;
+	}
+	h->tries++;
+	h->retried = 0;
+	status_add(s, &s->st.history_retries);
+	rc = hist_send(s, h, s->cmd.ac);
+	if (rc != 0)
+		hist_done(h, NULL, 0, 0, rc);
+}
+
+/*
+ * Redis answered h with an error while the link is up.  Nothing else would
+ * ask again (the subscription stays confirmed), so retry on a timer and in
+ * the end give up: the hub then closes the connection, which resumes.
+ */
+static void hist_retry_later(struct sub *s, struct hist *h, const char *why)
+{
+	long long delay_ms;
+	struct timeval tv;
+
+	if (h->tries >= HIST_RETRY_MAX) {
+		emit(s, LOG_LEVEL_WARN,
+		     "history read for user %s failed: %s; giving up after %u retries, "
+		     "closing its connection so the client resumes",
+		     h->user, why, h->tries);
+		goto fail;
+	}
+	/* Equal jitter: reads failing together (-BUSY) spread their retries. */
+	delay_ms = (long long)HIST_RETRY_BASE_MS << h->tries;
+	delay_ms = delay_ms / 2 + (long long)(rng_next(s) % (uint64_t)(delay_ms / 2 + 1));
+	tv = tv_ms(delay_ms);
+	if (h->ev_retry == NULL)
+		h->ev_retry = evtimer_new(s->base, hist_retry_cb, h);
+	if (h->ev_retry == NULL || evtimer_add(h->ev_retry, &tv) != 0) {
+		emit(s, LOG_LEVEL_WARN,
+		     "history read for user %s failed: %s; cannot arm a retry timer, "
+		     "closing its connection so the client resumes",
+		     h->user, why);
+		goto fail;
+	}
+	h->prev = NULL;
+	h->next = s->retrying;
+	if (s->retrying != NULL)
+		s->retrying->prev = h;
+	s->retrying = h;
+	emit(s, LOG_LEVEL_WARN, "history read for user %s failed: %s; retry %u of %u in %.2f s",
+	     h->user, why, h->tries + 1, HIST_RETRY_MAX, (double)delay_ms / 1000.0);
+	return;
+fail:
+	status_add(s, &s->st.history_failures);
+	hist_done(h, NULL, 0, 0, HERR_AGAIN);
 }
 
 /*
@@ -457,7 +557,19 @@ static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	}
 	rc = history_parse_reply(reply, &res, err, sizeof err);
+	if (rc != 0 && reply->type == REDIS_REPLY_ERROR && ac->data != NULL &&
+	    s->state == SUB_CONNECTED) {
+		hist_retry_later(s, h, reply->str != NULL ? reply->str : "error");
+		return;
+	}
 	if (rc != 0) {
+		/* A reply of the wrong shape would come back the same: the hub
+		 * closes the connection rather than wait. */
+		if (rc != HERR_REDIS) {
+			emit(s, LOG_LEVEL_WARN,
+			     "history read for user %s: %s; closing its connection", h->user, err);
+			status_add(s, &s->st.history_failures);
+		}
 		hist_done(h, NULL, 0, 0, rc);
 		return;
 	}
@@ -978,6 +1090,8 @@ static void fail_all(struct sub *s, const char *why)
 	s->state = SUB_DISCONNECTED;
 	link_close(&s->ps);
 	link_close(&s->cmd);
+	/* The hub drops these answers and asks again after the resubscribe. */
+	hist_cancel_retries(s, HERR_REDIS);
 	evtimer_del(s->ev_timeout);
 	chans_reset(s);
 	if (was_connected && s->healthy && now - s->healthy_us >= STABLE_US)
@@ -1137,6 +1251,7 @@ void sub_free(struct sub *s)
 	}
 	for (size_t i = 0; i < s->q_lost_n; i++)
 		hub_history_done(s->hub, s->q_lost[i], NULL, 0, 0, HERR_CLOSED);
+	hist_cancel_retries(s, HERR_CLOSED);
 	if (s->ev_ops != NULL)
 		event_free(s->ev_ops);
 	if (s->ev_reconnect != NULL)

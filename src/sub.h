@@ -17,6 +17,14 @@
  * still has, and calls hub_on_subscribed() for each as Redis confirms, which
  * makes the hub catch them up from history.
  *
+ * A history read Redis answers with an error while the link is up (a key of
+ * the wrong type, -BUSY, -LOADING, -OOM) is sent again after 250 ms, 500 ms,
+ * 1 s, 2 s and 4 s (each delay cut at random by up to half, so that reads
+ * failing together do not retry together), with a warning per failure; after the
+ * fifth retry fails the hub is answered HERR_AGAIN and closes the connection
+ * (HUB_CLOSE_ERROR), so the client resumes from its cursor.  A lost link
+ * cancels the retries: the hub asks again once the user is resubscribed.
+ *
  * Health proves delivery (DESIGN 8): every canary interval the command
  * connection PUBLISHes to a private channel P:__herald:canary:HOST:PID the
  * pub/sub connection is subscribed to; when it does not come back within
@@ -47,7 +55,9 @@ struct sub_status {
 	uint64_t subscribed;        /* user channels subscribed (confirmed) */
 	uint64_t reconnects;        /* successful reconnects after a loss */
 	uint64_t messages;          /* live messages received */
-	uint64_t history_reads;
+	uint64_t history_reads;     /* history reads the hub asked for */
+	uint64_t history_retries;   /* reads sent again after Redis answered an error */
+	uint64_t history_failures;  /* reads given up: their connection is closed */
 	uint64_t canary_rtt_us;     /* last canary round trip */
 	char last_error[160];       /* "" or the last connection error */
 };

@@ -132,6 +132,8 @@ int sse_stream_run(struct hub *h, const char *user, const struct cursor *since,
 			until = now + 60000;
 		ev = waiter_wait(&w, io->fd, (int)(until > now ? until - now : 0));
 		if (ev == WAITER_CLOSED) {
+			/* HUB_CLOSE_ERROR ends the stream as a shutdown does: the
+			 * client reconnects with Last-Event-ID and resumes. */
 			end = atomic_load(&w.closed) == HUB_CLOSE_SLOW ? SSE_END_SLOW
 								       : SSE_END_SHUTDOWN;
 			break;

@@ -139,10 +139,10 @@ static void conn_free(struct conn *c)
 	free(c->hbuf);
 	free(c->ctl);
 	hub_msg_unref(c->out);
-	if (c->prev != NULL)
-		c->prev->next = c->next;
-	else
+	if (s->conns == c)
 		s->conns = c->next;
+	else
+		c->prev->next = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	if (c->upgraded) {
@@ -508,6 +508,8 @@ static void conn_flush(struct conn *c)
 		c->hub_closed = 0;
 		if (why == HUB_CLOSE_SLOW)
 			conn_close(c, 4408, "too slow, resume with since");
+		else if (why == HUB_CLOSE_ERROR)
+			conn_close(c, 1011, "internal error, resume");
 		else
 			conn_close(c, 1001, "shutting down");
 	}
@@ -1150,8 +1152,10 @@ void wss_free(struct wss *s)
 		return;
 	s->stopping = 0;
 	s->paused = 0;
-	while (s->conns != NULL)
-		conn_free(s->conns);
+	for (struct conn *c = s->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		conn_free(c);
+	}
 	evtimer_del(&s->stop_timer);
 	event_del(&s->lev);
 	evtimer_del(&s->lresume);

@@ -40,6 +40,7 @@ struct fconn {
 	struct hub_conn hc; /* first: the hub hands us this pointer back */
 	int attached;
 	int closed;
+	int reason; /* enum hub_close_reason, once closed */
 	size_t n;
 	char *msg[MAX_MSGS];
 	size_t len[MAX_MSGS];
@@ -66,8 +67,8 @@ static void fc_wake(struct hub_conn *c)
 
 static void fc_close(struct hub_conn *c, int reason)
 {
-	(void)reason;
 	((struct fconn *)c)->closed = 1;
+	((struct fconn *)c)->reason = reason;
 }
 
 static const struct hub_conn_ops fc_ops = {fc_wake, fc_close};
@@ -105,6 +106,16 @@ static int has_event(const struct ctx *x, const char *needle)
 		if (strstr(x->events[i], needle) != NULL)
 			return 1;
 	return 0;
+}
+
+static int count_events(const struct ctx *x, const char *needle)
+{
+	int n = 0;
+
+	for (int i = 0; i < x->nevents; i++)
+		if (strstr(x->events[i], needle) != NULL)
+			n++;
+	return n;
 }
 
 /* One loop step, then take what the hub queued for every connection. */
@@ -740,6 +751,151 @@ START_TEST(test_auth)
 }
 END_TEST
 
+/*
+ * A history key of the wrong type makes the history script answer
+ * -WRONGTYPE while the link stays up: the read is retried on a timer, and
+ * once the key is fixed the connection gets its replay and goes live, with
+ * no reconnect.
+ */
+START_TEST(test_history_retry)
+{
+	struct ctx x;
+	struct fconn *a;
+	struct sub_status st;
+	char id1[CURSOR_STR_MAX], id2[CURSOR_STR_MAX];
+
+	ctx_init(&x, 0, 1);
+	ck_assert_int_eq(sync_int(&x, "SET notifications:u:history %s", "x"), -1);
+	a = attach(&x, "u", "1-0");
+	/* The first retry failed too: the second waits at least 250 ms. */
+	ck_assert(WAIT_FOR(&x, has_event(&x, "retry 2 of 5"), WAIT_MS));
+	ck_assert(has_event(&x, "history read for user u failed: WRONGTYPE"));
+	ck_assert_int_eq(count_events(&x, "history read for user u failed"), 2);
+	ck_assert_uint_eq(status(&x).history_retries, 1);
+	ck_assert_int_eq(a->closed, 0);
+	ck_assert_uint_eq(a->n, 0);
+
+	ck_assert_int_eq(sync_int(&x, "DEL %s", "notifications:u:history"), 1);
+	/* Live, held until the replay is done; the replay has it too. */
+	ck_assert_int_eq(publish(&x, "u", "{\"n\":1}", id1), 0);
+	ck_assert(WAIT_FOR(&x, a->n == 1, WAIT_MS));
+	ck_assert_int_eq(a->kind[0], HUB_MSG_NOTIFY);
+	ck_assert_ptr_nonnull(strstr(a->msg[0], id1));
+	ck_assert_int_eq(publish(&x, "u", "{\"n\":2}", id2), 0);
+	ck_assert(WAIT_FOR(&x, a->n == 2, WAIT_MS));
+	ck_assert_ptr_nonnull(strstr(a->msg[1], id2));
+	run_for(&x, 50);
+	ck_assert_uint_eq(a->n, 2);
+	ck_assert_int_eq(a->closed, 0);
+	st = status(&x);
+	ck_assert_uint_eq(st.reconnects, 0);
+	ck_assert_uint_eq(st.history_reads, 1);
+	ck_assert_uint_eq(st.history_retries, 2);
+	ck_assert_uint_eq(st.history_failures, 0);
+	ctx_done(&x);
+}
+END_TEST
+
+/* A key that stays wrong: after the last retry the connection is closed
+ * (HUB_CLOSE_ERROR) and the client's resume works once the key is fixed. */
+START_TEST(test_history_give_up)
+{
+	struct ctx x;
+	struct fconn *a, *b;
+	struct sub_status st;
+	char id1[CURSOR_STR_MAX];
+
+	ctx_init(&x, 0, 1);
+	ck_assert_int_eq(sync_int(&x, "SET notifications:u:history %s", "x"), -1);
+	a = attach(&x, "u", "1-0");
+	/* 250 ms + 500 ms + 1 s + 2 s + 4 s at most. */
+	ck_assert(WAIT_FOR(&x, a->closed, 20000));
+	ck_assert_int_eq(a->reason, HUB_CLOSE_ERROR);
+	ck_assert_uint_eq(a->n, 0);
+	st = status(&x);
+	ck_assert_uint_eq(st.history_reads, 1);
+	ck_assert_uint_eq(st.history_retries, 5);
+	ck_assert_uint_eq(st.history_failures, 1);
+	ck_assert_uint_eq(st.reconnects, 0);
+	ck_assert_int_eq(count_events(&x, "history read for user u failed: WRONGTYPE"), 6);
+	ck_assert(has_event(&x, "retry 5 of 5"));
+	ck_assert(has_event(&x, "giving up after 5 retries"));
+	detach(&x, a);
+
+	/* The client comes back with its cursor. */
+	ck_assert_int_eq(sync_int(&x, "DEL %s", "notifications:u:history"), 1);
+	ck_assert_int_eq(publish(&x, "u", "{\"n\":1}", id1), 0);
+	b = attach(&x, "u", "1-0");
+	ck_assert(WAIT_FOR(&x, b->n == 1, WAIT_MS));
+	ck_assert_ptr_nonnull(strstr(b->msg[0], id1));
+	ck_assert_uint_eq(status(&x).history_reads, 2);
+	ctx_done(&x);
+}
+END_TEST
+
+/* sub_free() with a read waiting for its retry timer, then with a retry
+ * sent: every read is answered, nothing leaks. */
+START_TEST(test_history_retry_free)
+{
+	struct ctx x;
+	struct fconn *a;
+
+	ctx_init(&x, 0, 1);
+	ck_assert_int_eq(sync_int(&x, "SET notifications:u:history %s", "x"), -1);
+	a = attach(&x, "u", "1-0");
+	ck_assert(WAIT_FOR(&x, has_event(&x, "retry 1 of 5"), WAIT_MS));
+	sub_free(x.sub);
+	x.sub = NULL;
+	ck_assert_int_eq(a->closed, 0);
+	ck_assert_uint_eq(a->n, 0);
+	ctx_done(&x);
+
+	ctx_init(&x, 0, 1);
+	ck_assert_int_eq(sync_int(&x, "SET notifications:u:history %s", "x"), -1);
+	a = attach(&x, "u", "1-0");
+	ck_assert(WAIT_FOR(&x, status(&x).history_retries == 1, WAIT_MS));
+	sub_free(x.sub);
+	x.sub = NULL;
+	ck_assert_int_eq(a->closed, 0);
+	ctx_done(&x);
+}
+END_TEST
+
+/* A lost link cancels the retry timers; the resubscribe asks again. */
+START_TEST(test_history_retry_reconnect)
+{
+	struct ctx x;
+	struct fconn *a;
+	struct sub_status st;
+	char id1[CURSOR_STR_MAX];
+
+	ctx_init(&x, 0, 1);
+	ck_assert_int_eq(sync_int(&x, "SET notifications:u:history %s", "x"), -1);
+	a = attach(&x, "u", "1-0");
+	ck_assert(WAIT_FOR(&x, has_event(&x, "retry 1 of 5"), WAIT_MS));
+	/* The command link only (the pub/sub one is TYPE pubsub). */
+	ck_assert_int_eq(sync_int(&x, "CLIENT KILL TYPE normal%s", ""), 1);
+	ck_assert(WAIT_FOR(&x,
+			   status(&x).reconnects == 1 && status(&x).history_reads == 2 &&
+			       count_events(&x, "retry 1 of 5") == 2,
+			   WAIT_MS));
+	ck_assert_uint_eq(status(&x).history_retries, 0);
+
+	ck_assert_int_eq(sync_int(&x, "DEL %s", "notifications:u:history"), 1);
+	ck_assert_int_eq(publish(&x, "u", "{\"n\":1}", id1), 0);
+	ck_assert(WAIT_FOR(&x, a->n == 1, WAIT_MS));
+	ck_assert_ptr_nonnull(strstr(a->msg[0], id1));
+	run_for(&x, 600);
+	st = status(&x);
+	ck_assert_uint_eq(a->n, 1);
+	ck_assert_int_eq(a->closed, 0);
+	ck_assert_uint_eq(st.history_reads, 2);
+	ck_assert_uint_eq(st.history_retries, 1);
+	ck_assert_uint_eq(st.history_failures, 0);
+	ctx_done(&x);
+}
+END_TEST
+
 static Suite *sub_suite(void)
 {
 	Suite *s = suite_create("sub");
@@ -757,6 +913,10 @@ static Suite *sub_suite(void)
 	tcase_add_test(tc, test_threads);
 	tcase_add_test(tc, test_timeout);
 	tcase_add_test(tc, test_auth);
+	tcase_add_test(tc, test_history_retry);
+	tcase_add_test(tc, test_history_give_up);
+	tcase_add_test(tc, test_history_retry_free);
+	tcase_add_test(tc, test_history_retry_reconnect);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -463,6 +463,66 @@ START_TEST(history_error_retries)
 }
 END_TEST
 
+/*
+ * A backend that gave up on a read (HERR_AGAIN after its retries, or an error
+ * no confirmation would fix) makes the hub close the connection with
+ * HUB_CLOSE_ERROR, so it is not left waiting while the link stays up.
+ */
+START_TEST(history_give_up_closes)
+{
+	static const int errs[] = {HERR_AGAIN, HERR_NOMEM, HERR_INVAL};
+	struct tconn a, b;
+	struct cursor since = {10, 0};
+
+	for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+		memset(&fb, 0, sizeof(fb));
+		attach_live(&b, "u1");
+		tconn_init(&a);
+		ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+		ck_assert_int_eq(fb.nhist, 1);
+		pub("u1", 12); /* held for a, queued for b */
+		answer(fb.hist[0].req, "u1", NULL, 0, 0, errs[i]);
+		ck_assert_int_eq(a.closes, 1);
+		ck_assert_int_eq(a.reason, HUB_CLOSE_ERROR);
+		ck_assert_int_eq(b.closes, 0);
+		ck_assert_str_eq(drain(&a), "");
+		ck_assert_str_eq(drain(&b), "12-0");
+		/* Closed: nothing more is queued nor read for it. */
+		pub("u1", 13);
+		hub_on_subscribed(hub, "u1");
+		ck_assert_int_eq(fb.nhist, 1);
+		ck_assert_str_eq(drain(&a), "");
+		ck_assert_str_eq(drain(&b), "13-0");
+		ck_assert_int_eq(a.closes, 1);
+		ck_assert_uint_eq(stats().slow_closed, 0);
+		hub_detach(hub, &a.hc);
+		hub_detach(hub, &b.hc);
+		ck_assert_uint_eq(stats().conns, 0);
+		ck_assert_uint_eq(stats().queued_bytes, 0);
+	}
+}
+END_TEST
+
+/* HERR_CLOSED (the backend is going away) waits like HERR_REDIS. */
+START_TEST(history_closed_waits)
+{
+	struct tconn a;
+	struct cursor since = {10, 0};
+	uint64_t hist[] = {11};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	answer(fb.hist[0].req, "u1", NULL, 0, 0, HERR_CLOSED);
+	ck_assert_int_eq(a.closes, 0);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 2);
+	answer(fb.hist[1].req, "u1", hist, 1, 0, 0);
+	ck_assert_str_eq(drain(&a), "11-0");
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
 START_TEST(detach_during_replay)
 {
 	struct tconn a;
@@ -809,6 +869,8 @@ Suite *hub_suite(void)
 	tcase_add_test(tc, resume_skips_up_to_cursor);
 	tcase_add_test(tc, resume_truncated_reset);
 	tcase_add_test(tc, history_error_retries);
+	tcase_add_test(tc, history_give_up_closes);
+	tcase_add_test(tc, history_closed_waits);
 	tcase_add_test(tc, detach_during_replay);
 	tcase_add_test(tc, link_lost_catch_up);
 	tcase_add_test(tc, link_lost_keeps_waiting_conns);

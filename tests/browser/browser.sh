@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# herald.js in real headless Chromium (Debian's chromium, driven by
+# playwright-core from npm) against the whole stack: redis-server, herald-ws,
+# herald-fcgi and nginx with the shipped configs.  The seven checks of issue 5
+# run in tests/browser/run.mjs; this script owns every process and answers
+# the node script's requests ("CTL ..." lines on its stdout, one reply line
+# on its stdin): restart the stack with another nginx config, stop or start
+# herald-ws, publish with herald-publish, mint tokens, read herald-ws metrics.
+# TAP on stdout.  Artifacts (the demo page's screenshot, the consoles, the
+# server logs) go to BUILD/tests/browser/artifacts.
+#
+# playwright-core is installed once into BUILD/tests/browser/node (never into
+# the source tree); HERALD_BROWSER_NODE_DIR names another place to keep it.
+src=$(cd "$(dirname "$0")/../.." && pwd)
+# shellcheck source=../integration/lib.sh
+. "$src/tests/integration/lib.sh"
+# shellcheck source=../../scripts/stack.sh
+. "$src/scripts/stack.sh"
+
+# The version whose protocol drives Debian 12's chromium 156.
+PW_VERSION=1.64.1
+B=$HERALD_BUILDDIR
+CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+PATH=$PATH:/usr/sbin
+ART=$B/tests/browser/artifacts
+NODE_DIR=${HERALD_BROWSER_NODE_DIR:-$B/tests/browser/node}
+
+[ -x "$CHROMIUM" ] || skip_all "no $CHROMIUM (apt-get install chromium)"
+command -v node >/dev/null 2>&1 || skip_all "node not installed (apt-get install nodejs)"
+command -v npm >/dev/null 2>&1 || skip_all "npm not installed (apt-get install npm)"
+command -v "${NGINX:-nginx}" >/dev/null 2>&1 || skip_all "nginx not installed"
+command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
+command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
+for f in herald-ws herald-fcgi herald-publish; do
+	[ -x "$B/$f" ] || skip_all "$B/$f not built"
+done
+lib_init
+mkdir -p "$ART"
+rm -f "$ART"/*
+
+if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
+	mkdir -p "$NODE_DIR"
+	if ! npm install --no-save --no-audit --no-fund --no-package-lock --loglevel=error \
+		--prefix "$NODE_DIR" "playwright-core@$PW_VERSION" >"$ART/npm.log" 2>&1; then
+		skip_all "npm could not install playwright-core@$PW_VERSION (see $ART/npm.log)"
+	fi
+fi
+
+for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
+	case $v in HERALD_BUILDDIR | HERALD_TESTDATA | HERALD_BROWSER_NODE_DIR) ;; *) unset "$v" ;; esac
+done
+start_redis || skip_all "cannot start redis-server"
+chmod 755 "$T" # nginx's workers run as another user and must reach the sockets
+
+SECRET=browser-secret-$$
+export HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET
+HERALD_PUBLISH_KEY=$(openssl rand -hex 16)
+export HERALD_PUBLISH_KEY HERALD_LOG_LEVEL=info
+RUN=$T/run
+PORT=$(free_port)
+STACK_UP=0
+SERIES_PID=
+NODE_PID=
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+_browser_cleanup() {
+	local rc=$?
+	[ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
+	[ -n "$SERIES_PID" ] && kill "$SERIES_PID" 2>/dev/null && wait "$SERIES_PID" 2>/dev/null
+	if [ "$STACK_UP" = 1 ]; then
+		stack_stop
+	fi
+	if [ -d "$RUN" ]; then
+		cp "$RUN"/*.log "$ART"/ 2>/dev/null
+		cp "$RUN"/nginx/logs/error.log "$ART"/nginx-error.log 2>/dev/null
+	fi
+	_lib_cleanup
+}
+trap _browser_cleanup EXIT
+
+# The legacy config with its SSE location refused too: polling only.  A test
+# fixture only; the web root is set here since it is copied away from web/.
+nosse_conf() {
+	awk '
+		/location = \/api\/v1\/sse\/notifications \{/ { print; print "\t\treturn 404;"; skip = 1; next }
+		skip && /^\t\}/ { skip = 0 }
+		!skip { print }
+	' "$src/nginx/herald-legacy.conf" | sed "s#/usr/share/herald/web#$src/web#" >"$T/herald-nosse.conf"
+}
+
+# stack FLAVOUR: (re)start the whole stack, nginx with full, legacy or nosse.
+stack() {
+	if [ "$STACK_UP" = 1 ]; then
+		stack_stop
+		STACK_UP=0
+	fi
+	STACK_UP=1
+	case $1 in
+	full | legacy) stack_start "$RUN" "$B" "$PORT" "$1" ;;
+	nosse)
+		nosse_conf
+		STACK_RUN=$RUN STACK_BUILD=$B
+		mkdir -p "$RUN"
+		chmod 755 "$RUN"
+		stack_start_ws && stack_start_fcgi &&
+			nginx_start "$T/herald-nosse.conf" "$RUN/nginx" "$PORT" "unix:$RUN/ws.sock" "unix:$RUN/fcgi.sock"
+		;;
+	*) return 1 ;;
+	esac
+}
+
+ws_connections() {
+	curl -s --max-time 5 --unix-socket "$RUN/ws.sock" http://herald/api/v1/notifications/metrics |
+		awk '$1 == "herald_ws_connections" { print $2 }'
+}
+
+# ctl REQUEST: sets REPLY to the answer (one line); runs in this shell, so
+# the processes it starts stay ours.
+ctl() {
+	local cmd=$1 a b c
+	set -f
+	# shellcheck disable=SC2086
+	set -- $cmd
+	set +f
+	case $1 in
+	stack) if stack "$2" 2>"$T/stack.err"; then REPLY="ok http://127.0.0.1:$PORT"; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
+	ws-stop) stack_stop_ws && REPLY=ok ;;
+	ws-start) if stack_start_ws 2>"$T/stack.err"; then REPLY=ok; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
+	token) REPLY=$(herald_token "$SECRET" "$2" "$3") ;;
+	badtoken) REPLY=$(herald_token "not-$SECRET" "$2" 3600) ;;
+	publish)
+		a=${cmd#publish "$2" }
+		REPLY=$("$B/herald-publish" "$2" "$a" 2>&1 | tr '\n' ' ' | sed 's/ $//')
+		;;
+	series)
+		# series USER N SLEEP: publish N payloads {"n":i} in the background
+		a=$2 b=$3 c=$4
+		: >"$T/series.ids"
+		(for i in $(seq "$b"); do
+			"$B/herald-publish" "$a" "{\"title\":\"series $i\",\"n\":$i}" >>"$T/series.ids"
+			sleep "$c"
+		done) &
+		SERIES_PID=$!
+		REPLY=ok
+		;;
+	series-wait)
+		wait "$SERIES_PID"
+		SERIES_PID=
+		REPLY=$(tr '\n' ' ' <"$T/series.ids" | sed 's/ $//')
+		;;
+	ws-conns) REPLY=$(ws_connections) ;;
+	*) REPLY="error unknown request: $cmd" ;;
+	esac
+}
+
+# Bounded: the node script gives up after its own limit; timeout is the
+# backstop.  Two FIFOs carry its lines here and the replies back.
+mkfifo "$T/to-node" "$T/from-node"
+HERALD_PW_DIR=$NODE_DIR CHROMIUM=$CHROMIUM HERALD_ART=$ART \
+	timeout -k 5 170 node "$src/tests/browser/run.mjs" <"$T/to-node" >"$T/from-node" \
+	2>"$ART/node-stderr.log" &
+NODE_PID=$!
+exec 7>"$T/to-node" 8<"$T/from-node"
+while IFS= read -r line <&8; do
+	case $line in
+	"CTL "*)
+		REPLY=
+		ctl "${line#CTL }"
+		printf '%s\n' "$REPLY" >&7
+		;;
+	*) printf '%s\n' "$line" ;;
+	esac
+done
+wait "$NODE_PID"
+rc=$?
+NODE_PID=
+exec 7>&- 8<&-
+if [ "$rc" != 0 ]; then
+	diag "run.mjs exited with $rc; last lines of its stderr:"
+	tail -20 "$ART/node-stderr.log" | sed 's/^/# /'
+fi
+exit "$rc"

@@ -1,0 +1,901 @@
+/*
+ * herald.js - the browser client of Herald.  How to use it: docs/client.md.
+ *
+ *   import Herald from '/herald.js';
+ *   const h = Herald.connect({ token, onNotification(env) { ... } });
+ *   ...
+ *   h.close();
+ *
+ * One dependency-free ES module.  It keeps one server connection per browser
+ * (the tabs of one origin elect a leader with the Web Locks API and share its
+ * notifications over a BroadcastChannel), and climbs down the ladder
+ * WebSocket -> Server-Sent Events -> polling when a transport cannot work
+ * through the proxies in between, and back up when it can again.  The cursor
+ * (the id of the last notification handed to the app) follows the client
+ * from one transport to the next and is kept in localStorage, so a reload,
+ * a fallback or a leader hand-off resumes where it stopped: nothing lost,
+ * nothing handed over twice.
+ */
+
+const VERSION = '1.0.0';
+
+const DEFAULTS = {
+	base: '', /* where Herald is: '' for this page's origin, or 'https://push.example' */
+	token: null, /* a JWT, or */
+	getToken: null, /* async () => JWT: called at start without token, and once on 4401/401 */
+	cookie: false, /* true: the herald_token cookie authenticates; no token in URLs */
+	transports: ['ws', 'sse', 'poll'], /* the ladder, best first */
+	paths: {
+		ws: '/api/v1/ws/notifications',
+		sse: '/api/v1/sse/notifications',
+		poll: '/api/v1/notifications/poll',
+	},
+	onNotification: null, /* (envelope) => void */
+	onState: null, /* ({state, transport, role, ...}) => void */
+	onReset: null, /* () => void: history was cut, refetch what the app shows */
+	share: true, /* one connection for all tabs (Web Locks + BroadcastChannel) */
+	storage: true, /* keep the cursor in localStorage */
+	storageKey: null, /* default: 'herald:' + base + ':' + the token's sub */
+	pollInterval: 0, /* ms between polls; 0: what the server says (60 s) */
+	longPoll: 25, /* seconds a poll may wait at the server; 0: plain polling */
+	backoffBase: 1000, /* ms: first retry within [0, base) */
+	backoffMax: 30000, /* ms: retries within [0, max) at most */
+	fallAfter: 2, /* failed attempts in a row before falling one rung */
+	probeInterval: 60000, /* ms between tries of a better transport */
+	stableAfter: 5000, /* ms open before a connection counts as good */
+	connectTimeout: 15000, /* ms a WebSocket or SSE attempt may take to open */
+	debug: false, /* log the ladder on the console */
+	logger: null, /* {log, warn} to use instead of console */
+};
+
+const NAMES = { ws: 'WebSocket', sse: 'SSE', poll: 'Polling' };
+const FALL_NAMES = { ws: 'WebSocket', sse: 'SSE', poll: 'polling' };
+
+/* --- ids ----------------------------------------------------------------- */
+
+const ID_RE = /^\d{1,20}-\d{1,20}$/;
+
+function cmpDec(a, b) {
+	a = a.replace(/^0+(?=\d)/, '');
+	b = b.replace(/^0+(?=\d)/, '');
+	if (a.length !== b.length)
+		return a.length - b.length;
+	return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/* Stream ids "MS-SEQ" compared as the two 64-bit numbers they are. */
+function cmpId(a, b) {
+	const [am, as] = a.split('-');
+	const [bm, bs] = b.split('-');
+	return cmpDec(am, bm) || cmpDec(as, bs);
+}
+
+function newer(a, b) {
+	if (!a || !ID_RE.test(a))
+		return b || null;
+	if (!b || !ID_RE.test(b))
+		return a;
+	return cmpId(a, b) >= 0 ? a : b;
+}
+
+/* The token's subject, read without checking it: only to name storage. */
+function tokenSubject(token) {
+	try {
+		const p = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+		const sub = JSON.parse(atob(p + '==='.slice((p.length + 3) % 4))).sub;
+		return sub == null ? '' : String(sub);
+	} catch (e) {
+		return '';
+	}
+}
+
+function hideToken(url) {
+	return String(url).replace(/([?&]token=)[^&]*/, '$1***');
+}
+
+/* Full jitter: a uniform pick in [0, min(max, base * 2^attempt)). */
+function backoff(base, max, attempt) {
+	return Math.floor(Math.random() * Math.min(max, base * Math.pow(2, Math.min(attempt, 20))));
+}
+
+function storageGet(key) {
+	try {
+		return globalThis.localStorage ? localStorage.getItem(key) : null;
+	} catch (e) {
+		return null;
+	}
+}
+
+function storageSet(key, value) {
+	try {
+		if (globalThis.localStorage)
+			localStorage.setItem(key, value);
+	} catch (e) {
+		/* full or forbidden: the cursor then lives in memory only */
+	}
+}
+
+/* --- transports ------------------------------------------------------------
+ * Each opener starts one attempt and reports through h: open() once it
+ * works, message(envelope), reset(), and close(info) once, where info.kind is
+ *   'auth'    the token was refused (4401, 401): get a new one
+ *   'slow'    the server dropped us for reading too slowly (4408): resume now
+ *   'limit'   too many connections (4429 / 429): back off, do not fall
+ *   'refused' this transport is not served here (404, 1008): fall at once
+ *   'normal'  an orderly end (1000, 1001, end of an SSE stream): resume
+ *   'fail'    anything else (1006, network, 5xx)
+ * and returns {close()} that ends it without reporting.
+ */
+
+function wsClose(code, opened) {
+	switch (code) {
+	case 4401:
+		return 'auth';
+	case 4408:
+		return 'slow';
+	case 4429:
+		return 'limit';
+	case 1008:
+		return 'refused';
+	case 1000:
+	case 1001:
+		return opened ? 'normal' : 'fail';
+	default:
+		return 'fail';
+	}
+}
+
+function openWs(c, h) {
+	const url = c._url('ws', { since: c._cursor });
+	url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+	c._log(`[WebSocket] Connecting to: ${hideToken(url)}`);
+	let opened = false;
+	let ws;
+	try {
+		ws = new WebSocket(url.href);
+	} catch (e) {
+		setTimeout(() => h.close({ kind: 'refused', detail: String(e) }), 0);
+		return { close() {} };
+	}
+	const timer = setTimeout(() => {
+		ws.onclose = null;
+		ws.close();
+		h.close({ kind: 'fail', detail: 'no answer' });
+	}, c.o.connectTimeout);
+	ws.onopen = () => {
+		clearTimeout(timer);
+		opened = true;
+		h.open();
+	};
+	ws.onmessage = (e) => {
+		if (typeof e.data !== 'string')
+			return;
+		let m;
+		try {
+			m = JSON.parse(e.data);
+		} catch (err) {
+			c._warn('[WebSocket] not JSON, ignored:', e.data.slice(0, 100));
+			return;
+		}
+		if (m && m.reset === true && !('id' in m))
+			h.reset();
+		else if (m && typeof m === 'object')
+			h.message(m);
+	};
+	ws.onclose = (e) => {
+		clearTimeout(timer);
+		h.close({ kind: wsClose(e.code, opened), code: e.code });
+	};
+	return {
+		close() {
+			clearTimeout(timer);
+			ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+			try {
+				ws.close(1000);
+			} catch (e) {
+				/* already closing */
+			}
+		},
+	};
+}
+
+function statusKind(status) {
+	if (status === 401 || status === 403)
+		return 'auth';
+	if (status === 429)
+		return 'limit';
+	if (status === 404 || status === 405 || status === 501)
+		return 'refused';
+	return 'fail';
+}
+
+function openSse(c, h) {
+	const url = c._url('sse', { last_event_id: c._cursor });
+	c._log(`[SSE] Connecting to: ${hideToken(url)}`);
+	let opened = false;
+	let closed = false;
+	let ctrl = null;
+	const es = new EventSource(url.href, { withCredentials: c._crossOrigin && c.o.cookie });
+	const onEvent = (e) => {
+		let m;
+		try {
+			m = JSON.parse(e.data);
+		} catch (err) {
+			c._warn('[SSE] not JSON, ignored:', String(e.data).slice(0, 100));
+			return;
+		}
+		if (m && typeof m === 'object')
+			h.message(m);
+	};
+	const timer = setTimeout(() => {
+		es.close();
+		closed = true;
+		h.close({ kind: 'fail', detail: 'no answer' });
+	}, c.o.connectTimeout);
+	es.onopen = () => {
+		clearTimeout(timer);
+		opened = true;
+		h.open();
+	};
+	es.addEventListener('notification', onEvent);
+	es.onmessage = onEvent;
+	es.addEventListener('reset', () => h.reset());
+	/*
+	 * EventSource would reconnect by itself, but it hides why it failed:
+	 * the client reconnects itself, with its own cursor and backoff, and asks
+	 * a failed first attempt's status with one plain request.
+	 */
+	es.onerror = () => {
+		clearTimeout(timer);
+		es.close();
+		if (closed)
+			return;
+		if (opened) {
+			h.close({ kind: 'normal' });
+			return;
+		}
+		ctrl = new AbortController();
+		fetch(url.href, c._fetchInit(ctrl.signal, false))
+			.then((res) => {
+				ctrl.abort();
+				if (!closed)
+					h.close({ kind: res.ok ? 'fail' : statusKind(res.status), code: res.status });
+			})
+			.catch((e) => {
+				if (!closed)
+					h.close({ kind: 'fail', detail: String(e) });
+			});
+	};
+	return {
+		close() {
+			clearTimeout(timer);
+			closed = true;
+			es.close();
+			if (ctrl)
+				ctrl.abort();
+		},
+	};
+}
+
+function openPoll(c, h) {
+	let stopped = false;
+	let opened = false;
+	let timer = null;
+	let ctrl = null;
+	const once = async () => {
+		timer = null;
+		const cursor = c._cursor;
+		/* Without a cursor and before the first answer, only learn where the
+		 * history ends: the other transports start live too. */
+		const learn = !cursor && !c._primed;
+		/* The first request answers at once: it proves the endpoint and the
+		 * token (state 'connected') and catches up; then long-polls. */
+		const wait = opened && c._primed && c._longPoll > 0 ? c._longPoll : 0;
+		const url = c._url('poll', { since: cursor, limit: learn ? 1 : 100, wait: wait || null }, true);
+		c._log(`[Polling] GET ${hideToken(url)}`);
+		ctrl = new AbortController();
+		const started = Date.now();
+		/* a proxy that holds the request forever must not stop polling */
+		const guard = setTimeout(() => ctrl.abort(), (wait + 30) * 1000);
+		let res;
+		let body;
+		try {
+			res = await fetch(url.href, c._fetchInit(ctrl.signal, true));
+			if (stopped)
+				return;
+			if (res.status === 400 && wait) {
+				c._log('[Polling] the server refused wait=: polling without long-poll');
+				c._longPoll = 0;
+				timer = setTimeout(once, 0);
+				return;
+			}
+			if (!res.ok) {
+				const ra = parseInt(res.headers.get('Retry-After') || '', 10);
+				h.close({ kind: statusKind(res.status), code: res.status, retryAfter: ra > 0 ? ra * 1000 : 0 });
+				return;
+			}
+			body = await res.json();
+			if (!body || typeof body !== 'object')
+				throw new Error('not a poll answer');
+		} catch (e) {
+			if (!stopped)
+				h.close({ kind: 'fail', detail: String(e) });
+			return;
+		} finally {
+			clearTimeout(guard);
+		}
+		if (stopped)
+			return;
+		if (!opened) {
+			opened = true;
+			h.open();
+		}
+		if (body.truncated === true)
+			h.reset();
+		const list = Array.isArray(body.notifications) ? body.notifications : [];
+		if (learn) {
+			c._primed = true;
+			c._advance(body.cursor);
+		} else {
+			for (const env of list) {
+				if (stopped)
+					return;
+				h.message(env);
+			}
+			if (cursor && typeof body.cursor === 'string')
+				c._advance(body.cursor);
+		}
+		let next = c.o.pollInterval || (body.poll_interval > 0 ? body.poll_interval * 1000 : 60000);
+		/* Long-polling goes again at once; a held poll answered empty at once
+		 * means the server does not hold them: poll at the interval. */
+		if (c._longPoll > 0 && c._primed && (!wait || list.length > 0 || Date.now() - started >= 1000))
+			next = 0;
+		timer = setTimeout(once, next);
+	};
+	timer = setTimeout(once, 0);
+	return {
+		close() {
+			stopped = true;
+			if (timer)
+				clearTimeout(timer);
+			if (ctrl)
+				ctrl.abort();
+		},
+	};
+}
+
+const OPENERS = { ws: openWs, sse: openSse, poll: openPoll };
+
+/* --- the client ------------------------------------------------------------ */
+
+class Client {
+	constructor(options) {
+		const o = Object.assign({}, DEFAULTS, options || {});
+		o.paths = Object.assign({}, DEFAULTS.paths, (options && options.paths) || {});
+		o.transports = (o.transports || DEFAULTS.transports).filter((t) => OPENERS[t]);
+		if (o.transports.length === 0)
+			throw new Error('herald: no known transport in options.transports');
+		if (!o.token && typeof o.getToken !== 'function' && !o.cookie)
+			throw new Error('herald: options.token, getToken or cookie is required');
+		if (o.transports.includes('sse') && typeof EventSource !== 'function')
+			o.transports = o.transports.filter((t) => t !== 'sse');
+		if (o.transports.includes('ws') && typeof WebSocket !== 'function')
+			o.transports = o.transports.filter((t) => t !== 'ws');
+		this.o = o;
+		this._token = o.token || null;
+		this._baseUrl = new URL(o.base || '/', globalThis.location ? location.href : undefined);
+		this._crossOrigin = globalThis.location ? this._baseUrl.origin !== location.origin : true;
+		this._longPoll = Math.max(0, Math.min(55, o.longPoll | 0));
+		this._cursor = null;
+		this._primed = false;
+		this._state = 'idle';
+		this._transport = null;
+		this._role = null;
+		this._closed = false;
+		this._level = 0;
+		this._fails = 0; /* failed attempts in a row on this rung */
+		this._attempt = 0; /* backoff exponent */
+		this._authRetried = false;
+		this._everConnected = false;
+		this._conn = null;
+		this._probe = null;
+		this._retryTimer = null;
+		this._probeTimer = null;
+		this._stableTimer = null;
+		this._chan = null;
+		this._release = null;
+		this._lockAbort = null;
+		this._onOnline = () => {
+			if (this._retryTimer && this._role !== 'follower') {
+				clearTimeout(this._retryTimer);
+				this._retryTimer = null;
+				this._open();
+			}
+		};
+		this._start();
+	}
+
+	/* --- the handle's API --- */
+
+	get state() {
+		return this._state;
+	}
+	get transport() {
+		return this._transport;
+	}
+	get role() {
+		return this._role;
+	}
+	get cursor() {
+		return this._cursor;
+	}
+
+	close() {
+		if (this._closed)
+			return;
+		this._closed = true;
+		this._stopConnections();
+		if (this._release)
+			this._release();
+		if (this._lockAbort)
+			this._lockAbort.abort();
+		if (this._chan) {
+			if (this._role === 'leader')
+				this._post({ t: 's', state: 'connecting', transport: null });
+			this._chan.close();
+		}
+		if (globalThis.removeEventListener)
+			removeEventListener('online', this._onOnline);
+		this._setState('closed', null);
+	}
+
+	/* A new token (e.g. after 'unauthorized'): used from the next attempt on. */
+	setToken(token) {
+		this._token = token;
+		this._authRetried = false;
+		if (this._state === 'unauthorized' && this._role !== 'follower' && !this._closed)
+			this._open();
+	}
+
+	/* Drop the connection and connect again now, from the best transport. */
+	reconnect() {
+		if (this._closed || this._role === 'follower')
+			return;
+		this._stopConnections();
+		this._level = 0;
+		this._fails = 0;
+		this._attempt = 0;
+		this._authRetried = false;
+		this._open();
+	}
+
+	/* --- start and tabs --- */
+
+	async _start() {
+		if (!this._token && !this.o.cookie) {
+			try {
+				this._token = await this.o.getToken();
+			} catch (e) {
+				this._warn('[Notifications] getToken failed:', e);
+			}
+			if (this._closed)
+				return;
+			if (!this._token) {
+				this._setState('unauthorized', null, { detail: 'no token' });
+				return;
+			}
+		}
+		const sub = this._token ? tokenSubject(this._token) : '';
+		this._key = this.o.storageKey || `herald:${this._baseUrl.origin}${this._baseUrl.pathname}:${sub}`;
+		this._cursor = this._storedCursor();
+		if (globalThis.addEventListener)
+			addEventListener('online', this._onOnline);
+		const locks = globalThis.navigator && navigator.locks;
+		if (!this.o.share || !locks || typeof BroadcastChannel !== 'function') {
+			this._lead('solo');
+			return;
+		}
+		this._chan = new BroadcastChannel(this._key);
+		this._chan.onmessage = (e) => this._onChannel(e.data);
+		this._role = 'follower';
+		this._log('[Notifications] waiting for the leader tab (or to become it)');
+		this._setState('connecting', null);
+		this._post({ t: 'hello' });
+		this._lockAbort = new AbortController();
+		locks.request(`${this._key}:leader`, { signal: this._lockAbort.signal }, () => {
+			if (this._closed)
+				return undefined;
+			this._lockAbort = null;
+			this._lead('leader');
+			/* Held until close() or until this document goes away. */
+			return new Promise((resolve) => {
+				this._release = resolve;
+			});
+		}).catch(() => {});
+	}
+
+	_lead(role) {
+		this._role = role;
+		this._log(`[Notifications] this tab ${role === 'solo' ? 'connects alone' : 'is the leader'}`);
+		this._cursor = newer(this._cursor, this._storedCursor());
+		if (this._cursor) {
+			this._primed = true;
+			this._open();
+			return;
+		}
+		this._prime().then(() => {
+			if (!this._closed)
+				this._open();
+		});
+	}
+
+	/*
+	 * A client with no cursor asks once where the user's history ends, so
+	 * that any later resume (a fallback, a reconnect) has an id to resume
+	 * from and misses nothing; without it they would start live.
+	 */
+	async _prime() {
+		this._setState('connecting', null);
+		const ctrl = new AbortController();
+		const timer = setTimeout(() => ctrl.abort(), 10000);
+		try {
+			const res = await fetch(this._url('poll', { limit: 1 }, true).href, this._fetchInit(ctrl.signal, true));
+			if (res.ok) {
+				const body = await res.json();
+				this._primed = true;
+				this._advance(body.cursor);
+			}
+		} catch (e) {
+			/* no polling here: the transports start live */
+		}
+		clearTimeout(timer);
+	}
+
+	_post(msg) {
+		if (this._chan)
+			try {
+				this._chan.postMessage(msg);
+			} catch (e) {
+				/* closed */
+			}
+	}
+
+	_onChannel(m) {
+		if (!m || this._closed)
+			return;
+		if (this._role === 'follower') {
+			if (m.t === 'n')
+				this._deliver(m.env);
+			else if (m.t === 'r')
+				this._callReset();
+			else if (m.t === 's')
+				this._setState(m.state, m.transport, m.info);
+		} else if (m.t === 'hello') {
+			this._post({ t: 's', state: this._state, transport: this._transport, info: this._info });
+		}
+	}
+
+	/* --- the ladder (leader or solo) --- */
+
+	_open() {
+		if (this._closed)
+			return;
+		this._clearTimer('_retryTimer');
+		const kind = this.o.transports[this._level];
+		this._setState(this._everConnected ? 'reconnecting' : 'connecting', kind);
+		this._conn = this._connect(this._level, false);
+	}
+
+	_connect(level, probe) {
+		const kind = this.o.transports[level];
+		const conn = { kind, level, probe, opened: false, stable: false, dead: false, impl: null };
+		const h = {
+			open: () => {
+				if (!conn.dead)
+					this._onOpen(conn);
+			},
+			message: (env) => {
+				if (!conn.dead && conn === this._conn) {
+					this._deliver(env);
+					this._markStable(conn);
+				}
+			},
+			reset: () => {
+				if (!conn.dead && conn === this._conn)
+					this._callReset();
+			},
+			close: (info) => {
+				if (conn.dead)
+					return;
+				conn.dead = true;
+				this._onClose(conn, info);
+			},
+		};
+		conn.impl = OPENERS[kind](this, h);
+		return conn;
+	}
+
+	_onOpen(conn) {
+		conn.opened = true;
+		if (conn.probe) {
+			/* A better transport works again: take it, drop the worse one.
+			 * Both resumed from the cursor, so nothing is lost or doubled. */
+			this._probe = null;
+			const old = this._conn;
+			this._log(`[Notifications] ${NAMES[conn.kind]} works again - switching from ${FALL_NAMES[old ? old.kind : '']}`);
+			if (old) {
+				old.dead = true;
+				old.impl.close();
+			}
+			this._conn = conn;
+			this._level = conn.level;
+			this._fails = 0;
+		}
+		if (conn !== this._conn)
+			return;
+		this._log(`[${NAMES[conn.kind]}] Connected successfully`);
+		this._primed = true;
+		this._everConnected = true;
+		this._setState('connected', conn.kind);
+		this._clearTimer('_stableTimer');
+		this._stableTimer = setTimeout(() => this._markStable(conn), this.o.stableAfter);
+		/* a poll answered 200: the token and the transport are proven */
+		if (conn.kind === 'poll')
+			this._markStable(conn);
+		this._scheduleProbe();
+	}
+
+	_markStable(conn) {
+		if (conn.stable || conn.dead)
+			return;
+		conn.stable = true;
+		this._fails = 0;
+		this._attempt = 0;
+		this._authRetried = false;
+	}
+
+	_onClose(conn, info) {
+		if (conn.probe) {
+			this._probe = null;
+			this._log(`[Notifications] ${NAMES[conn.kind]} still unavailable (${info.kind}${info.code ? ' ' + info.code : ''})`);
+			if (conn.level + 1 < this._level)
+				this._probe = this._connect(conn.level + 1, true);
+			else
+				this._scheduleProbe();
+			return;
+		}
+		if (conn !== this._conn || this._closed)
+			return;
+		this._conn = null;
+		this._clearTimer('_stableTimer');
+		let kind = info.kind;
+		if (kind === 'normal' && !conn.stable)
+			kind = 'fail';
+		const name = NAMES[conn.kind];
+		this._log(`[${name}] closed: ${info.kind}${info.code ? ' ' + info.code : ''}${info.detail ? ' (' + info.detail + ')' : ''}`);
+		switch (kind) {
+		case 'auth':
+			this._onUnauthorized(conn.kind);
+			return;
+		case 'slow':
+			this._open();
+			return;
+		case 'normal':
+			this._retry(backoff(this.o.backoffBase, this.o.backoffMax, 0));
+			return;
+		case 'limit':
+			this._retry(Math.max(info.retryAfter || 0, backoff(this.o.backoffBase, this.o.backoffMax, this._attempt++)));
+			return;
+		case 'refused':
+			this._fails = this.o.fallAfter;
+			break;
+		default:
+			this._fails++;
+		}
+		if (this._fails >= this.o.fallAfter && this._level + 1 < this.o.transports.length) {
+			const to = this.o.transports[this._level + 1];
+			const conn_was = conn.opened ? 'disconnected' : 'unavailable';
+			this._log(`[Notifications] ${name} ${conn_was} - falling back to ${FALL_NAMES[to]}`);
+			this._level++;
+			this._fails = 0;
+			this._attempt = 0;
+			this._open();
+			return;
+		}
+		this._retry(Math.max(info.retryAfter || 0, backoff(this.o.backoffBase, this.o.backoffMax, this._attempt++)));
+	}
+
+	async _onUnauthorized(kind) {
+		if (this._authRetried || typeof this.o.getToken !== 'function') {
+			this._warn(`[Notifications] ${NAMES[kind]}: token refused; stopping (call setToken() to resume)`);
+			this._stopConnections();
+			this._setState('unauthorized', null);
+			return;
+		}
+		this._authRetried = true;
+		this._log(`[Notifications] ${NAMES[kind]}: token refused - asking getToken() for a new one`);
+		this._setState('reconnecting', kind, { detail: 'token' });
+		let t = null;
+		try {
+			t = await this.o.getToken();
+		} catch (e) {
+			this._warn('[Notifications] getToken failed:', e);
+		}
+		if (this._closed)
+			return;
+		if (!t && !this.o.cookie) {
+			this._stopConnections();
+			this._setState('unauthorized', null);
+			return;
+		}
+		this._token = t;
+		this._open();
+	}
+
+	_retry(delay) {
+		this._clearTimer('_retryTimer');
+		this._setState('reconnecting', this.o.transports[this._level], { delay });
+		this._log(`[Notifications] reconnecting in ${delay} ms`);
+		this._retryTimer = setTimeout(() => {
+			this._retryTimer = null;
+			this._open();
+		}, delay);
+	}
+
+	_scheduleProbe() {
+		this._clearTimer('_probeTimer');
+		if (this._level === 0 || this._closed || this._probe)
+			return;
+		const d = Math.floor(this.o.probeInterval * (0.75 + Math.random() / 2));
+		this._probeTimer = setTimeout(() => {
+			this._probeTimer = null;
+			if (this._closed || this._level === 0 || !this._conn || this._probe)
+				return;
+			this._log(`[Notifications] trying ${NAMES[this.o.transports[0]]} again`);
+			this._probe = this._connect(0, true);
+		}, d);
+	}
+
+	_stopConnections() {
+		for (const t of ['_retryTimer', '_probeTimer', '_stableTimer'])
+			this._clearTimer(t);
+		for (const c of [this._conn, this._probe])
+			if (c) {
+				c.dead = true;
+				c.impl.close();
+			}
+		this._conn = this._probe = null;
+	}
+
+	_clearTimer(name) {
+		if (this[name]) {
+			clearTimeout(this[name]);
+			this[name] = null;
+		}
+	}
+
+	/* --- delivery --- */
+
+	_deliver(env) {
+		if (!env || typeof env !== 'object')
+			return;
+		const id = env.id;
+		if (typeof id === 'string' && ID_RE.test(id)) {
+			if (this._cursor && cmpId(id, this._cursor) <= 0)
+				return; /* seen: a replay after a resume or a hand-off */
+			this._cursor = id;
+			if (this._role !== 'follower')
+				this._storeCursor();
+		}
+		if (this._role === 'leader')
+			this._post({ t: 'n', env });
+		if (typeof this.o.onNotification === 'function') {
+			try {
+				this.o.onNotification(env);
+			} catch (e) {
+				this._warn('[Notifications] onNotification threw:', e);
+			}
+		}
+	}
+
+	/* Move the cursor forward without delivering (where the history ends). */
+	_advance(id) {
+		if (typeof id === 'string' && ID_RE.test(id) && newer(id, this._cursor) === id) {
+			this._cursor = id;
+			this._storeCursor();
+		}
+	}
+
+	_callReset() {
+		this._log('[Notifications] the history was cut: the app should refetch');
+		if (this._role === 'leader')
+			this._post({ t: 'r' });
+		if (typeof this.o.onReset === 'function') {
+			try {
+				this.o.onReset();
+			} catch (e) {
+				this._warn('[Notifications] onReset threw:', e);
+			}
+		}
+	}
+
+	_storedCursor() {
+		if (!this.o.storage || !this._key)
+			return null;
+		const v = storageGet(`${this._key}:cursor`);
+		return v && ID_RE.test(v) ? v : null;
+	}
+
+	_storeCursor() {
+		if (this.o.storage && this._key && this._cursor)
+			storageSet(`${this._key}:cursor`, this._cursor);
+	}
+
+	/* --- helpers --- */
+
+	_setState(state, transport, info) {
+		const same = state === this._state && transport === this._transport;
+		this._state = state;
+		this._transport = transport;
+		this._info = info || null;
+		if (this._role === 'leader' && !this._closed)
+			this._post({ t: 's', state, transport, info: this._info });
+		if (same && !(info && info.delay !== undefined))
+			return;
+		if (typeof this.o.onState === 'function') {
+			try {
+				this.o.onState(Object.assign({ state, transport, role: this._role }, info || {}));
+			} catch (e) {
+				this._warn('[Notifications] onState threw:', e);
+			}
+		}
+	}
+
+	/* URL of one endpoint; query values that are null are left out. */
+	_url(kind, query, header) {
+		const u = new URL(this.o.paths[kind], this._baseUrl);
+		if (this._token && !this.o.cookie && !header)
+			u.searchParams.set('token', this._token);
+		for (const [k, v] of Object.entries(query || {}))
+			if (v != null)
+				u.searchParams.set(k, String(v));
+		return u;
+	}
+
+	_fetchInit(signal, header) {
+		const headers = { Accept: header ? 'application/json' : 'text/event-stream' };
+		if (header && this._token && !this.o.cookie)
+			headers.Authorization = `Bearer ${this._token}`;
+		return {
+			headers,
+			signal,
+			cache: 'no-store',
+			credentials: this.o.cookie ? 'include' : 'same-origin',
+		};
+	}
+
+	_logger() {
+		return this.o.logger || console;
+	}
+
+	_log(...args) {
+		if (this.o.debug)
+			this._logger().log(...args);
+	}
+
+	_warn(...args) {
+		if (this.o.debug)
+			(this._logger().warn || this._logger().log).apply(this._logger(), args);
+	}
+}
+
+/*
+ * Start a client.  Returns its handle: close(), setToken(token), reconnect(),
+ * and the read-only state, transport, role and cursor.  See docs/client.md.
+ */
+export function connect(options) {
+	return new Client(options);
+}
+
+export const Herald = { connect, version: VERSION };
+export default Herald;
