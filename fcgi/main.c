@@ -6,15 +6,20 @@
  * FCGX_Accept_r and answer the short ones themselves: polls with something
  * to return, health, metrics, publish, errors.  A request that must be held
  * (an SSE stream, or a long-poll with nothing to return yet) is handed, as a
- * heap-allocated FCGX_Request, to a new detached thread with a 64 KiB stack
- * that sleeps in poll() on the request socket and an eventfd the hub writes
- * to.  The acceptor goes back to accepting at once, so held streams never
+ * heap-allocated FCGX_Request, to a new thread with a 64 KiB stack that
+ * sleeps in poll() on the request socket and an eventfd the hub writes to.  The acceptor goes back to accepting at once, so held streams never
  * starve polls: short requests always find `threads` acceptors.  The cost of
- * a held request is one thread (about 11.5 KiB resident with libfcgi's
- * buffers, NOTES.md); 1,000 streams are about 12 MiB and 1,000 threads.  One
+ * a held request is one thread: 9.6 KiB resident per stream measured (8 KiB
+ * of its stack, the rest hub entry and queue), once the thread has handed
+ * libfcgi's request back (see struct io); 1,000 streams, 1,000 threads.  One
  * loop thread owning every stream would save the thread but needs
  * non-blocking writes libfcgi does not do; the simple design meets the
  * memory target, so it is the one here.
+ *
+ * Held threads run on stacks we mmap ourselves, and the loop thread joins
+ * each finished thread and unmaps its stack (then trims malloc once none
+ * is held).  glibc would keep up to 40 MiB of finished threads' stacks in
+ * its cache, resident: 1,000 streams that came and went left ~19 MiB.
  *
  * One more thread runs the libevent loop of the Redis subscriber (sub.h).
  * Signals are blocked in every thread and taken by the main thread with
@@ -25,6 +30,7 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <malloc.h>
 #include <getopt.h>
 #include <limits.h>
 #include <pthread.h>
@@ -33,7 +39,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +70,7 @@
 #define PROG "herald-fcgi"
 #define ACCEPTOR_STACK (256 * 1024)
 #define HELD_STACK (64 * 1024)
+#define HELD_GUARD 4096
 /* A client that stops reading blocks a write at most this long (SO_SNDTIMEO). */
 #define SEND_TIMEOUT_S 10
 #define REDIS_TIMEOUT_MS 2000
@@ -86,6 +95,9 @@ static struct {
 	atomic_int stopping;
 	atomic_long busy;      /* acceptors inside a request */
 	atomic_long held;      /* held threads alive */
+	pthread_mutex_t done_mu;
+	struct held *done;     /* held threads that returned, to join (done_mu) */
+	struct event *reap_ev; /* on base: joins them */
 	atomic_long streams;   /* SSE streams now */
 	atomic_long waiting;   /* long-polls waiting now */
 	atomic_ulong n_polls, n_streams, n_publishes, n_errors, n_sse_events;
@@ -94,19 +106,90 @@ static struct {
 
 /* --- request I/O: a FastCGI request, or CGI (environment and stdio) ------- */
 
+/*
+ * Where a request's answer goes: libfcgi's request (acceptors), stdio (CGI),
+ * or, for a held request, the FastCGI socket itself: held threads free
+ * libfcgi's request (16 KiB of stream buffers and the parameters) and write
+ * FCGI_STDOUT records themselves, which halves what a held stream costs.
+ */
 struct io {
-	FCGX_Request *r; /* NULL in CGI mode */
+	FCGX_Request *r; /* libfcgi's, or NULL */
+	int fd;          /* with r == NULL: the FastCGI socket, or -1 for CGI */
+	unsigned reqid;  /* FastCGI request id, with fd */
 };
+
+static int io_cgi(const struct io *io)
+{
+	return io->r == NULL && io->fd < 0;
+}
+
+/* One FastCGI record, written whole (bounded by the socket's SO_SNDTIMEO). */
+static int fcgi_record(int fd, unsigned reqid, int type, const char *buf, size_t len)
+{
+	unsigned char hd[8] = {1, (unsigned char)type, (unsigned char)(reqid >> 8),
+			       (unsigned char)reqid, (unsigned char)(len >> 8),
+			       (unsigned char)len, 0, 0};
+	struct iovec iov[2] = {{hd, sizeof hd}, {(void *)buf, len}};
+	int n = len > 0 ? 2 : 1, k = 0;
+
+	while (k < n) {
+		ssize_t w = writev(fd, iov + k, n - k);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return HERR_IO;
+		while (k < n && (size_t)w >= iov[k].iov_len)
+			w -= (ssize_t)iov[k++].iov_len;
+		if (k < n) {
+			iov[k].iov_base = (char *)iov[k].iov_base + w;
+			iov[k].iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+#define FCGI_STDOUT_T 6
+#define FCGI_END_REQUEST_T 3
+#define FCGI_RECORD_MAX 65535
+
+static int raw_write(const struct io *io, const char *buf, size_t len)
+{
+	while (len > 0) {
+		size_t n = len > FCGI_RECORD_MAX ? FCGI_RECORD_MAX : len;
+
+		if (fcgi_record(io->fd, io->reqid, FCGI_STDOUT_T, buf, n) != 0)
+			return HERR_IO;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* The end of a held request: the empty STDOUT record, END_REQUEST, close. */
+static void raw_end(struct io *io)
+{
+	static const char complete[8] = {0}; /* appStatus 0, FCGI_REQUEST_COMPLETE */
+
+	if (fcgi_record(io->fd, io->reqid, FCGI_STDOUT_T, NULL, 0) == 0)
+		fcgi_record(io->fd, io->reqid, FCGI_END_REQUEST_T, complete, sizeof complete);
+	close(io->fd);
+	io->fd = -1;
+}
 
 static const char *io_param(const struct io *io, const char *name)
 {
-	return io->r ? FCGX_GetParam(name, io->r->envp) : getenv(name);
+	if (io->r != NULL)
+		return FCGX_GetParam(name, io->r->envp);
+	return io->fd < 0 ? getenv(name) : NULL; /* held: parameters are freed */
 }
 
 static int io_write(const struct io *io, const char *buf, size_t len)
 {
-	if (io->r == NULL)
+	if (io_cgi(io))
 		return fwrite(buf, 1, len, stdout) == len ? 0 : HERR_IO;
+	if (io->r == NULL)
+		return raw_write(io, buf, len);
 	if (len > INT_MAX || FCGX_PutStr(buf, (int)len, io->r->out) < 0)
 		return HERR_IO;
 	return 0;
@@ -114,8 +197,10 @@ static int io_write(const struct io *io, const char *buf, size_t len)
 
 static int io_flush(const struct io *io)
 {
-	if (io->r == NULL)
+	if (io_cgi(io))
 		return fflush(stdout) == 0 ? 0 : HERR_IO;
+	if (io->r == NULL)
+		return 0; /* raw records are written at once */
 	if (FCGX_FFlush(io->r->out) < 0 || FCGX_GetError(io->r->out) != 0)
 		return HERR_IO;
 	return 0;
@@ -123,8 +208,10 @@ static int io_flush(const struct io *io)
 
 static long io_read(const struct io *io, char *buf, size_t len)
 {
-	if (io->r == NULL)
+	if (io_cgi(io))
 		return (long)fread(buf, 1, len, stdin);
+	if (io->r == NULL)
+		return 0; /* held: the body was read before */
 	return FCGX_GetStr(buf, len > INT_MAX ? INT_MAX : (int)len, io->r->in);
 }
 
@@ -232,7 +319,7 @@ static void do_health(const struct io *io)
 		 "\"streams\":%ld,\"polls_waiting\":%ld,\"threads\":%ld,\"threads_busy\":%ld,"
 		 "\"mode\":\"%s\"",
 		 atomic_load(&app.streams), atomic_load(&app.waiting), app.threads,
-		 atomic_load(&app.busy), io->r ? "fastcgi" : "cgi");
+		 atomic_load(&app.busy), io_cgi(io) ? "cgi" : "fastcgi");
 	metrics_buf_init(&b);
 	status = metrics_health_json(&b, PROG, &hs, &ss, app.start_ms, clock_wall_ms(), extra);
 	if (b.err)
@@ -441,13 +528,13 @@ static int sse_write(void *ud, const char *buf, size_t len)
 
 static void do_sse(const struct io *io, const struct route *rt)
 {
-	struct sse_stream_io sio = {sse_begin, sse_write, io->r->ipcFd, (void *)io};
+	struct sse_stream_io sio = {sse_begin, sse_write, io->fd, (void *)io};
 	struct sse_stream_opts o;
 	struct sse_stream_stats st = {0};
 	struct timeval tv = {.tv_sec = SEND_TIMEOUT_S};
 	int rc;
 
-	setsockopt(io->r->ipcFd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+	setsockopt(io->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 	o.heartbeat_ms = app.conf.heartbeat * 1000;
 	o.retry_ms = SSE_RETRY_MS;
 	o.deadline_ms = clock_wall_ms() + app.conf.sse_max_lifetime * 1000;
@@ -474,33 +561,66 @@ static void do_sse(const struct io *io, const struct route *rt)
 struct held {
 	FCGX_Request *r;
 	struct route rt;
+	pthread_t t;
+	void *map;         /* guard page + HELD_STACK, mmap'd */
+	struct held *next; /* on app.done */
 };
 
-static void request_free(FCGX_Request *r)
+/* Join every held thread that returned and unmap its stack. */
+static void held_reap(void)
 {
-	FCGX_Finish_r(r);
-	FCGX_Free(r, 1);
-	free(r);
+	struct held *h, *next;
+
+	pthread_mutex_lock(&app.done_mu);
+	h = app.done;
+	app.done = NULL;
+	pthread_mutex_unlock(&app.done_mu);
+	for (; h != NULL; h = next) {
+		next = h->next;
+		pthread_join(h->t, NULL);
+		munmap(h->map, HELD_GUARD + HELD_STACK);
+		free(h);
+	}
+	if (atomic_load(&app.held) == 0)
+		malloc_trim(0);
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	held_reap();
 }
 
 static void *held_main(void *arg)
 {
 	struct held *h = arg;
-	struct io io = {h->r};
+	struct io io = {NULL, h->r->ipcFd, (unsigned)h->r->requestId};
 	char drain[256];
 
 	/* Consume the (empty) request body, so the socket only turns readable
-	 * again when nginx hangs up or aborts. */
+	 * again when nginx hangs up or aborts; then give libfcgi's buffers and
+	 * the parameters back (the route holds what we need) and keep the fd. */
 	while (FCGX_GetStr(drain, sizeof drain, h->r->in) > 0)
 		;
+	FCGX_Free(h->r, 0);
+	free(h->r);
+	h->r = NULL;
 	if (atomic_load(&app.stopping))
 		respond_unavailable(&io, "shutting down");
 	else if (h->rt.kind == ROUTE_SSE)
 		do_sse(&io, &h->rt);
 	else
-		poll_wait(&io, &h->rt, h->r->ipcFd);
-	request_free(h->r);
-	free(h);
+		poll_wait(&io, &h->rt, io.fd);
+	raw_end(&io);
+	/* Queue ourselves for the loop thread to join.  Nothing touches h or
+	 * app.reap_ev after the decrement: shutdown waits for held == 0. */
+	pthread_mutex_lock(&app.done_mu);
+	h->next = app.done;
+	app.done = h;
+	pthread_mutex_unlock(&app.done_mu);
+	event_active(app.reap_ev, EV_TIMEOUT, 1);
 	atomic_fetch_sub(&app.held, 1);
 	return NULL;
 }
@@ -509,7 +629,6 @@ static void *held_main(void *arg)
 static int hand_off(FCGX_Request *r, const struct route *rt)
 {
 	pthread_attr_t attr;
-	pthread_t t;
 	struct held *h = malloc(sizeof *h);
 	int rc;
 
@@ -517,14 +636,24 @@ static int hand_off(FCGX_Request *r, const struct route *rt)
 		return HERR_NOMEM;
 	h->r = r;
 	h->rt = *rt;
+	h->map = mmap(NULL, HELD_GUARD + HELD_STACK, PROT_READ | PROT_WRITE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (h->map == MAP_FAILED) {
+		free(h);
+		log_error("mmap of a %d KiB stack failed: %s, answering 503", HELD_STACK / 1024,
+			  strerror(errno));
+		return HERR_AGAIN;
+	}
+	/* The stack grows down: an overflow hits the guard page, not the heap. */
+	mprotect(h->map, HELD_GUARD, PROT_NONE);
 	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, HELD_STACK);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstack(&attr, (char *)h->map + HELD_GUARD, HELD_STACK);
 	atomic_fetch_add(&app.held, 1);
-	rc = pthread_create(&t, &attr, held_main, h);
+	rc = pthread_create(&h->t, &attr, held_main, h);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
 		atomic_fetch_sub(&app.held, 1);
+		munmap(h->map, HELD_GUARD + HELD_STACK);
 		free(h);
 		log_error("pthread_create for a held request failed: %s, answering 503",
 			  strerror(rc));
@@ -650,7 +779,7 @@ static int handle(const struct io *io, redisContext **rcp)
 		do_publish(io, rcp, &rt);
 		return 0;
 	case ROUTE_SSE:
-		if (io->r == NULL) {
+		if (io_cgi(io)) {
 			struct route e = {.status = 501, .error = "not_implemented",
 					  .detail = "SSE needs herald-fcgi as a FastCGI server"};
 
@@ -674,7 +803,7 @@ static int handle(const struct io *io, redisContext **rcp)
 		return 0;
 	}
 	history_result_free(&res);
-	if (io->r == NULL) {
+	if (io_cgi(io)) {
 		/* CGI: no hub; read again each second until the wait is over */
 		long long deadline = clock_wall_ms() + rt.wait * 1000;
 
@@ -734,7 +863,7 @@ static void *acceptor_main(void *arg)
 			continue;
 		}
 		atomic_fetch_add(&app.busy, 1);
-		io.r = r;
+		io = (struct io){r, r->ipcFd, (unsigned)r->requestId};
 		if (atomic_load(&app.stopping)) {
 			respond_unavailable(&io, "shutting down");
 		} else if (handle(&io, &rc)) {
@@ -804,6 +933,11 @@ static int start_backend(char *err, size_t errlen)
 	app.base = event_base_new();
 	if (app.base == NULL) {
 		snprintf(err, errlen, "event_base_new failed");
+		return -1;
+	}
+	app.reap_ev = event_new(app.base, -1, 0, on_reap, NULL);
+	if (app.reap_ev == NULL) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
 	if (sub_new(&app.sub, app.base, &app.conf, app.hub, 0, err, errlen) != 0)
@@ -909,6 +1043,7 @@ static int serve(void)
 	wait_zero(&app.held, 10000);
 	event_base_loopbreak(app.base);
 	pthread_join(app.loop_thread, NULL);
+	held_reap();
 	if (atomic_load(&app.held) == 0 && atomic_load(&app.busy) == 0) {
 		hub_free(app.hub);
 		app.hub = NULL;
@@ -968,6 +1103,7 @@ int main(int argc, char **argv)
 	app.start_ms = clock_wall_ms();
 	app.threads = app.conf.threads > 0 ? app.conf.threads : 1;
 	pthread_rwlock_init(&app.auth_lock, NULL);
+	pthread_mutex_init(&app.done_mu, NULL);
 	redis_scripts_init();
 	log_open(PROG, app.conf.log_level, app.conf.log_format == CONF_LOG_JSON,
 		 app.conf.log_file);
@@ -1007,7 +1143,7 @@ int main(int argc, char **argv)
 	}
 
 	if (cgi) {
-		struct io io = {NULL};
+		struct io io = {NULL, -1, 0};
 		redisContext *rcx = NULL;
 
 		handle(&io, &rcx);
@@ -1025,6 +1161,8 @@ out:
 		close(app.listen_fd);
 	auth_free(app.auth);
 	conf_free(&app.conf);
+	if (app.reap_ev != NULL)
+		event_free(app.reap_ev);
 	if (app.base != NULL && app.sub == NULL)
 		event_base_free(app.base);
 	log_close();

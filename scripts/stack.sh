@@ -99,8 +99,21 @@ stack_start() {
 	STACK_RUN=$1 STACK_BUILD=$2
 	[ "${4:-full}" = legacy ] && conf=$_stack_top/nginx/herald-legacy.conf
 	mkdir -p "$STACK_RUN"
-	# nginx workers (nobody when the master is root) must reach the sockets.
+	# nginx workers (nobody when the master is root) must reach the sockets:
+	# RUN and every directory above it must be searchable by others.
 	chmod 755 "$STACK_RUN"
+	local d
+	d=$(cd "$STACK_RUN" && pwd)
+	while [ "$d" != / ]; do
+		d=$(dirname "$d")
+		case $(stat -L -c %A "$d") in
+		*x | *t) ;;
+		*)
+			echo "stack: nginx's workers cannot reach $STACK_RUN: $d is not searchable by others (chmod o+x $d, or pick another directory)" >&2
+			return 1
+			;;
+		esac
+	done
 	stack_start_ws || return 1
 	stack_start_fcgi || return 1
 	nginx_start "$conf" "$STACK_RUN/nginx" "$3" "unix:$STACK_RUN/ws.sock" \

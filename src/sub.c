@@ -455,10 +455,12 @@ static void hist_unlink(struct sub *s, struct hist *h)
 /* Answer every read waiting for a retry with err. */
 static void hist_cancel_retries(struct sub *s, int err)
 {
-	struct hist *h;
+	struct hist *h = s->retrying, *next;
 
-	while ((h = s->retrying) != NULL) {
-		hist_unlink(s, h);
+	s->retrying = NULL;
+	for (; h != NULL; h = next) {
+		next = h->next;
+		h->prev = h->next = NULL;
 		hist_done(h, NULL, 0, 0, err);
 	}
 }

@@ -21,6 +21,7 @@ SECRET=test-secret-$$
 export HERALD_JWT_SECRET=$SECRET HERALD_LOG_LEVEL=info HERALD_SOCKET_MODE=0666
 export HERALD_HEARTBEAT=1 HERALD_SSE_MAX_LIFETIME=30 HERALD_THREADS=16
 FCGI_PID=
+mem_checks_for "$FCGI" "${FCGI_TEST_WRAP:-}"
 _fcgi_cleanup() {
 	[ -n "${FCGI_TEST_LOG:-}" ] && cp "$T/fcgi.log" "$FCGI_TEST_LOG"
 	[ -n "$FCGI_PID" ] && kill "$FCGI_PID" 2>/dev/null && wait "$FCGI_PID" 2>/dev/null
@@ -194,14 +195,27 @@ is "$(code "$POLL?token=$TA&x=$(head -c 5000 /dev/zero | tr '\0' a)")" 414 "over
 is "$(code -X POST "$POLL?token=$TA")" 405 "POST on poll: 405"
 is "$(code -X DELETE "$N/api/v1/sse/notifications")" 405 "DELETE on sse: 405"
 is "$(code "$N/api/v1/notifications/nope")" 404 "unknown path: 404"
+# A client that disconnects mid-stream is seen at once (POLLRDHUP), not at
+# the next heartbeat or write: its stream, thread and hub entry are released.
+curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token gone 600)" >"$T/ssegone" &
+CG=$!
+wait_for "$T/ssegone" "retry: 3000"
+streams_now() { curl -s "$N/api/v1/notifications/health" | sed -n 's/.*"streams":\([0-9]*\).*/\1/p'; }
+is "$(streams_now)" 1 "health counts the stream"
+kill $CG; wait $CG 2>/dev/null
+for _i in $(seq 100); do [ "$(streams_now)" = 0 ] && break; sleep 0.05; done
+is "$(streams_now)" 0 "a client that disconnects mid-stream: its stream is released"
+
 # A client that never reads: a stream with a tiny receive window, flooded.
 # It must not hold up anything else (the poll below is answered at once).
 curl -s -N --limit-rate 1 "$N/api/v1/sse/notifications?token=$(mint_token slow 600)" >/dev/null &
 CS=$!
-sleep 0.3
+wait_subscribed slow
 big=$(head -c 60000 /dev/zero | tr '\0' x)
 for i in $(seq 40); do pub slow "{\"big\":\"$big\"}" >/dev/null; done
 is "$(code --max-time 3 "$POLL?token=$TA")" 200 "a client that never reads disturbs nothing"
+for _i in $(seq 300); do [ "$(streams_now)" = 0 ] && break; sleep 0.1; done
+is "$(streams_now)" 0 "the client that never reads is dropped (send_queue_max passed)"
 kill $CS 2>/dev/null; wait $CS 2>/dev/null
 
 # --- Redis killed and restarted while streams are held ------------------------
@@ -236,6 +250,7 @@ is "$bad" 0 "after the restart every poll is answered (acceptors reconnect)"
 # --- 1,000 streams held while polls are answered --------------------------------
 for i in $(seq 100); do mint_token "m$i" 3600; done >"$T/tokens"
 threads0=$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)
+rss0=$(rss_kb "$FCGI_PID")
 "$B/tests/integration/fcgi_streams" "$HTTP_PORT" "$T/tokens" 1000 1 60 >"$T/streams.out" 2>&1 &
 CM=$!
 wait_for "$T/streams.out" ready 600
@@ -254,6 +269,12 @@ for _i in $(seq 100); do
 	sleep 0.1
 done
 is "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" "$threads0" "threads back to the start after the clients left"
+rss1=$(rss_kb "$FCGI_PID")
+diag "herald-fcgi RSS before the 1,000 streams ${rss0} KiB, after they left ${rss1} KiB"
+# What stays is the acceptors' stacks touched deeper by the new requests
+# (16 threads x 256 KiB at most), not the streams: their stacks are unmapped.
+[ $((rss1 - rss0)) -lt 4096 ]
+ok_mem $? "memory returns after the 1,000 streams left (within 4 MiB)"
 health=$(curl -s "$N/api/v1/notifications/health")
 case $health in *'"connections":0,"users":0,"streams":0'*) r=0 ;; *) r=1; diag "$health" ;; esac
 ok $r "hub entries back to zero"

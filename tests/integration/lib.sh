@@ -6,6 +6,8 @@
 #                            sets REDIS_PORT, REDIS_PID, REDIS_URL
 #   stop_redis               SIGKILL it (Redis going away) and wait
 #   rcli ARGS...             redis-cli against it
+#   wait_subscribed USER     until Redis has a subscriber on notifications:USER
+#   rss_kb PID, mem_checks_for BINARY [WRAP], ok_mem STATUS DESC   memory checks
 #   free_port                print a port nothing listens on
 #   [plan N] / ok COND DESC / is GOT WANT DESC / skip_all WHY / done_testing
 #
@@ -95,8 +97,41 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.clos
 	done
 }
 
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# mem_checks_for BINARY [WRAP]: memory figures mean nothing under
+# AddressSanitizer (its quarantine holds freed memory) or valgrind (WRAP
+# set); then ok_mem STATUS DESCRIPTION reports a SKIP instead of a result.
+_mem_skip=
+mem_checks_for() {
+	_mem_skip=
+	if ldd "$1" 2>/dev/null | grep -q libasan || [ -n "${2:-}" ]; then
+		_mem_skip=1
+	fi
+}
+ok_mem() {
+	if [ -n "$_mem_skip" ]; then
+		_tap_n=$((_tap_n + 1))
+		echo "ok $_tap_n - $2 # SKIP AddressSanitizer or valgrind"
+	else
+		ok "$1" "$2"
+	fi
+}
+
 rcli() {
 	"$REDIS_CLI" -h 127.0.0.1 -p "$REDIS_PORT" "$@"
+}
+
+# wait_subscribed USER: until the Redis has a subscriber on USER's channel
+# (a server subscribed for a new connection), at most 5 s.
+wait_subscribed() {
+	_i=0
+	while [ $_i -lt 100 ]; do
+		[ "$(rcli PUBSUB NUMSUB "notifications:$1" | sed -n 2p)" -ge 1 ] 2>/dev/null && return 0
+		sleep 0.05
+		_i=$((_i + 1))
+	done
+	return 1
 }
 
 start_redis() {

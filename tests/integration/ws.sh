@@ -38,33 +38,12 @@ trap cleanup_ws EXIT
 
 path() { printf '/api/v1/ws/notifications?token=%s%s' "$(herald_token "$SECRET" "$1" 3600)" "${2:-}"; }
 publish() { HERALD_REDIS_URL=$REDIS_URL "$PUB" "$@"; }
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # WS_TEST_WRAP: e.g. "valgrind --error-exitcode=99 --leak-check=full" (make check-valgrind).
 WS_TEST_WRAP=${WS_TEST_WRAP:-}
-# Memory figures mean nothing under AddressSanitizer (its quarantine holds
-# freed memory) or valgrind.
-if ldd "$WS" 2>/dev/null | grep -q libasan || [ -n "$WS_TEST_WRAP" ]; then ASAN=1; else ASAN=0; fi
+mem_checks_for "$WS" "$WS_TEST_WRAP"
 # Client time-outs (not assertions) stretched under valgrind.
 S=1
 [ -n "$WS_TEST_WRAP" ] && S=5
-ok_mem() { # STATUS DESCRIPTION
-	if [ "$ASAN" = 1 ]; then
-		_tap_n=$((_tap_n + 1))
-		echo "ok $_tap_n - $2 # SKIP AddressSanitizer or valgrind"
-	else
-		ok "$1" "$2"
-	fi
-}
-
-# wait_subscribed USER: until this Redis has a subscriber on USER's channel
-wait_subscribed() {
-	local i
-	for i in $(seq 100); do
-		[ "$(rcli PUBSUB NUMSUB "notifications:$1" | sed -n 2p)" -ge 1 ] 2>/dev/null && return 0
-		sleep 0.05
-	done
-	return 1
-}
 
 # wait_for FILE PATTERN [TENTHS]: until a line of FILE matches
 wait_for() {
