@@ -31,7 +31,7 @@ APT_PACKAGES=(
 	libfcgi-dev libhiredis-dev libjson-c-dev libjwt-dev check
 	libevent-dev libwslay-dev libssl-dev openssl
 	redis-server redis-tools nginx spawn-fcgi lighttpd libnginx-mod-nchan
-	curl valgrind cppcheck clang clang-tidy
+	curl procps valgrind cppcheck clang clang-tidy
 	chromium nodejs
 )
 
@@ -204,8 +204,12 @@ cmd_test() {
 	say "make lint (cppcheck, clang-tidy)"
 	make -C "$build" -s lint
 
-	say "make distcheck"
-	make -C "$build" -s distcheck >/dev/null || make -C "$build" distcheck
+	say "make distcheck (log: $build/distcheck.log)"
+	if ! make -C "$build" -s distcheck >"$build/distcheck.log" 2>&1; then
+		tail -40 "$build/distcheck.log" >&2
+		find "$build" -path '*/_build/*' -name test-suite.log -exec cat {} + >&2
+		die "make distcheck failed"
+	fi
 	say "all tests passed"
 }
 

@@ -341,6 +341,28 @@ curl -s --unix-socket "$T/ws3.sock" http://x/api/v1/notifications/metrics | grep
 ok $? "metrics count the pause"
 kill "$WS3_PID"; wait "$WS3_PID"; WS2_PID=
 
+# --- --workers: processes sharing the port (SO_REUSEPORT) ----------------------------
+WS4_PORT=$(free_port)
+HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET "$WS" --listen "127.0.0.1:$WS4_PORT" \
+	--workers 2 >>"$T/ws4.log" 2>&1 &
+WS4_PID=$!
+WS2_PID=$WS4_PID
+wait_for_port "$WS4_PORT"
+for _i in $(seq 50); do [ "$(pgrep -P "$WS4_PID" -c)" = 2 ] && break; sleep 0.1; done
+is "$(pgrep -P "$WS4_PID" -c)" 2 "--workers 2: two worker processes"
+for n in 1 2 3 4; do
+	"$CLI" -t $((5 * S)) -n 1 "127.0.0.1:$WS4_PORT" "$(path "wk$n")" >"$T/wk$n" &
+	eval "w$n=\$!"
+done
+for n in 1 2 3 4; do wait_for "$T/wk$n" "^status 101" && wait_subscribed "wk$n"; done
+for n in 1 2 3 4; do publish "wk$n" "{\"wk\":$n}" >/dev/null; done
+wait $w1 $w2 $w3 $w4
+is "$(cat "$T/wk1" "$T/wk2" "$T/wk3" "$T/wk4" | grep -c '"wk":')" 4 "--workers 2: every client is served and gets its message"
+kill -TERM "$WS4_PID"
+wait "$WS4_PID"
+is "$?,$(pgrep -P "$WS4_PID" -c)" "0,0" "--workers: SIGTERM stops the workers and the parent exits 0"
+WS2_PID=
+
 # --- SIGTERM ---------------------------------------------------------------------------
 for n in 1 2 3; do
 	"$CLI" -t 10 "$NG" "$(path "term$n")" >"$T/term$n" &
