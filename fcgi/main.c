@@ -1119,6 +1119,10 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (waiter_setup() != 0) {
+		log_error("cannot install the wake-up signal: %s", strerror(errno));
+		goto out;
+	}
 
 	if (getenv("GATEWAY_INTERFACE") != NULL && FCGX_IsCGI()) {
 		/* run by a CGI server: a configured listen address is not for us */

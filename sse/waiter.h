@@ -1,16 +1,19 @@
 /*
- * waiter.h - a hub connection owned by one thread that sleeps in poll().
+ * waiter.h - a hub connection owned by one thread that sleeps in ppoll().
  *
  * herald-fcgi holds each SSE stream and each waiting long-poll on a thread
- * of its own.  The hub wakes it through an eventfd (hub_conn_ops.wake and
- * .close only write to it, as the hub's callback rules require), and the
- * same poll() watches the request's socket for the client hanging up
- * (POLLRDHUP), so a client that leaves is noticed at once, not at the next
- * write.
+ * of its own.  The same ppoll() watches the request's socket for the client
+ * hanging up (POLLRDHUP), so a client that leaves is noticed at once, not at
+ * the next write; the hub wakes the thread with a signal (hub_conn_ops.wake
+ * and .close set a flag and pthread_kill() it, as the hub's callback rules
+ * allow).  A signal rather than an eventfd: a held stream then costs one
+ * descriptor, not two, so 10,000 streams fit under a 20,000 open-files limit.
  */
 #ifndef HERALD_WAITER_H
 #define HERALD_WAITER_H
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 
 #include "hub.h"
@@ -18,7 +21,8 @@
 struct waiter {
 	struct hub_conn conn;
 	struct hub *hub;
-	int efd;            /* eventfd the hub's callbacks write to */
+	pthread_t thread;   /* the one that waits */
+	atomic_int pending; /* set by the hub's callbacks before the signal */
 	atomic_int closed;  /* 0, or the enum hub_close_reason the hub gave */
 	int attached;
 };
@@ -30,7 +34,15 @@ enum waiter_event {
 	WAITER_HANGUP = 4,  /* the client's socket hung up or sent something */
 };
 
-/* Create the eventfd.  0 or HERR_IO. */
+/*
+ * Once per process, before any thread is created: installs the wake-up
+ * signal's (empty) handler and blocks the signal in the calling thread, so
+ * every thread created later has it blocked but in waiter_wait().  0 or
+ * HERR_IO.
+ */
+int waiter_setup(void);
+
+/* For the calling thread (the one that will wait).  Always 0. */
 int waiter_init(struct waiter *w, struct hub *h);
 
 /* hub_attach(); 0, HERR_AGAIN (limits), HERR_NOMEM. */
@@ -46,7 +58,7 @@ int waiter_wait(struct waiter *w, int fd, int timeout_ms);
 /* The next message (the caller unrefs it), or NULL. */
 struct hub_msg *waiter_pop(struct waiter *w);
 
-/* Detach from the hub and close the eventfd. */
+/* Detach from the hub; no callback reaches w afterwards. */
 void waiter_fini(struct waiter *w);
 
 #endif

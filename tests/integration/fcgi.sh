@@ -251,12 +251,18 @@ is "$bad" 0 "after the restart every poll is answered (acceptors reconnect)"
 for i in $(seq 100); do mint_token "m$i" 3600; done >"$T/tokens"
 threads0=$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)
 rss0=$(rss_kb "$FCGI_PID")
+nfds() { find "/proc/$FCGI_PID/fd" -mindepth 1 2>/dev/null | wc -l; }
+fds0=$(nfds)
 "$B/tests/integration/fcgi_streams" "$HTTP_PORT" "$T/tokens" 1000 1 60 >"$T/streams.out" 2>&1 &
 CM=$!
 wait_for "$T/streams.out" ready 600
 ok $? "1,000 SSE streams held through nginx"
 streams=$(curl -s "$N/api/v1/notifications/health" | grep -o '"streams":[0-9]*')
 is "$streams" '"streams":1000' "health counts 1,000 streams"
+fds1=$(nfds)
+diag "herald-fcgi descriptors: $fds0 before, $fds1 with 1,000 streams"
+[ $((fds1 - fds0)) -le 1010 ]
+ok $? "one descriptor per held stream (10,000 fit under a 20,000 limit)"
 t0=$(date +%s%N)
 is "$(code "$POLL?token=$TA")" 200 "a poll is answered while they are held"
 ms=$((($(date +%s%N) - t0) / 1000000))
@@ -269,6 +275,9 @@ for _i in $(seq 100); do
 	sleep 0.1
 done
 is "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" "$threads0" "threads back to the start after the clients left"
+# nginx may keep up to 16 FastCGI connections alive (upstream keepalive).
+[ "$(nfds)" -le $((fds0 + 16)) ]
+ok $? "descriptors back to the start after the clients left ($(nfds), was $fds0)"
 rss1=$(rss_kb "$FCGI_PID")
 diag "herald-fcgi RSS before the 1,000 streams ${rss0} KiB, after they left ${rss1} KiB"
 # What stays is the acceptors' stacks touched deeper by the new requests

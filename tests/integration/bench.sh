@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# herald-bench against a real herald-ws and a real redis-server (issue 6):
+# ~50 WebSocket connections and the Redis-direct floor for ~2 s each; the
+# JSON line must carry every field, and nothing may be lost or duplicated.
+# No timing assertions.  TAP on stdout.
+
+. "$(dirname "$0")/lib.sh"
+
+lib_init
+WS="$HERALD_BUILDDIR/herald-ws"
+BENCH="$HERALD_BUILDDIR/herald-bench"
+for f in "$WS" "$BENCH"; do [ -x "$f" ] || skip_all "$f not built"; done
+for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
+	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
+done
+start_redis || skip_all "cannot start redis-server"
+
+plan 20
+
+SECRET=bench-secret-$$
+WS_PID=
+cleanup_bench() {
+	if [ -n "$WS_PID" ]; then kill "$WS_PID" 2>/dev/null; wait "$WS_PID" 2>/dev/null; fi
+	_lib_cleanup
+}
+trap cleanup_bench EXIT
+
+# field JSON NAME: the number (or string) after "NAME": in the one-line JSON
+field() {
+	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
+}
+
+WS_PORT=$(free_port)
+HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_LOG_LEVEL=warn \
+	"$WS" --listen "127.0.0.1:$WS_PORT" >"$T/ws.log" 2>&1 &
+WS_PID=$!
+up=1
+for _ in $(seq 100); do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null; then up=0; break; fi
+	sleep 0.05
+done
+ok $up "herald-ws starts on 127.0.0.1:$WS_PORT"
+
+# --- herald-ws, 50 connections for 25 users, 200 msg/s for 2 s -------------------
+out=$("$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \
+	--secret "$SECRET" -R "redis://127.0.0.1:$REDIS_PORT" -n 50 -U 25 -r 200 -d 2 \
+	--settle 0.5 --drain 3 --label test-ws)
+rc=$?
+diag "$out"
+is "$rc" 0 "herald-bench ws exits 0"
+is "$(printf '%s\n' "$out" | wc -l | tr -d ' ')" 1 "one JSON line"
+for f in opened failed connect_rate sent received lost dup ooo p50_ms p90_ms p99_ms p999_ms \
+	max_ms delivered_per_s; do
+	[ -n "$(field "$out" $f)" ] || { missing="$missing $f"; }
+done
+is "${missing:-}" "" "every field is present"
+is "$(field "$out" opened),$(field "$out" failed)" "50,0" "50 connections opened, none failed"
+sent=$(field "$out" sent)
+ok "$([ "${sent:-0}" -gt 0 ]; echo $?)" "messages were sent ($sent)"
+# two connections per user: each message is expected twice
+is "$(field "$out" expected)" "$((sent * 2))" "expected is sent x connections per user"
+is "$(field "$out" received)" "$((sent * 2))" "every expected message received"
+is "$(field "$out" lost),$(field "$out" dup),$(field "$out" wrong_user)" "0,0,0" \
+	"nothing lost, duplicated or misrouted"
+is "$(field "$out" label)" "test-ws" "the label is copied"
+
+# --- the floor: SUBSCRIBE straight to Redis (protected mode: default source address) --
+out=$("$BENCH" -t redis -R "redis://127.0.0.1:$REDIS_PORT" --source-addrs 0 -n 50 -r 200 -d 2 \
+	--settle 0.5 --drain 3)
+rc=$?
+diag "$out"
+is "$rc" 0 "herald-bench redis exits 0"
+is "$(field "$out" opened)" 50 "50 subscribers"
+sent=$(field "$out" sent)
+is "$(field "$out" received)" "$sent" "the floor receives every message ($sent)"
+is "$(field "$out" lost),$(field "$out" dup)" "0,0" "the floor loses and duplicates nothing"
+
+# --- procs: two processes merge their counts ------------------------------------
+out=$("$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \
+	--secret "$SECRET" -R "redis://127.0.0.1:$REDIS_PORT" -n 40 -p 2 -r 100 -d 1 \
+	--settle 0.5 --drain 3)
+diag "$out"
+is "$(field "$out" opened),$(field "$out" procs)" "40,2" "--procs 2: 40 connections from 2 processes"
+sent=$(field "$out" sent)
+is "$(field "$out" received),$(field "$out" lost),$(field "$out" dup)" "$sent,0,0" \
+	"--procs 2: merged counts, nothing lost"
+
+# --- a bad token is a failure, reported, and the exit status says so -------------------
+out=$("$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \
+	--secret wrong-secret -R "redis://127.0.0.1:$REDIS_PORT" -n 5 -d 0.5 --settle 0 --drain 0)
+rc=$?
+diag "$out"
+is "$rc" 1 "a wrong secret: exit status 1"
+printf '%s\n' "$out" | grep -q '"close_codes":{"4401":5}'
+ok $? "the 4401 closes are counted"
+
+# --- usage -------------------------------------------------------------------------------
+"$BENCH" --help | grep -q -- '--publish-url'
+ok $? "--help describes the options"
+"$BENCH" -t nope >/dev/null 2>&1
+is "$?" 2 "a bad transport: exit status 2"
+
+done_testing
