@@ -1,8 +1,5 @@
 # herald-fcgi and sse/: the FastCGI/CGI process (issue 3).  Included by Makefile.am.
 
-# metrics: the health JSON and Prometheus text of both servers (herald-ws too).
-src_libherald_a_SOURCES += src/metrics.c src/metrics.h
-
 SSE_SOURCES = sse/sse.c sse/sse.h sse/waiter.c sse/waiter.h sse/stream.c sse/stream.h
 
 bin_PROGRAMS += herald-fcgi

@@ -6,7 +6,6 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,6 +26,7 @@
 #include "http.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "sub.h"
 #include "clock.h"
 
@@ -80,6 +80,10 @@ struct conn {
 	char user[AUTH_USER_MAX + 1];
 };
 
+/* Close codes counted in the metrics, each in its slot. */
+static const int close_codes[] = {1000, 1001, 1002, 1007, 1008, 1009, 1011, 4401, 4408, 4429};
+#define CLOSE_CODES (sizeof close_codes / sizeof close_codes[0])
+
 struct wss {
 	struct event_base *base;
 	const struct conf *conf;
@@ -100,18 +104,17 @@ struct wss {
 	/* metrics */
 	uint64_t n_conns, n_open, accepted, upgraded, refused_auth, refused_limit, http_errors;
 	uint64_t frames_out, bytes_out, protocol_errors, pings, pongs_missed, emfile_pauses;
-	uint64_t closes[8];         /* by close_slot() */
+	uint64_t closes[CLOSE_CODES]; /* by close_slot() */
+	long long start_ms;         /* wall clock at wss_new, for uptime */
 	uint64_t lag_count, lag_bucket[LAG_BUCKETS];
 	double lag_sum;
 };
-
-static const int close_codes[] = {1000, 1001, 1002, 1007, 1009, 4401, 4408, 4429};
 
 static int close_slot(int code)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof close_codes / sizeof close_codes[0]; i++)
+	for (i = 0; i < CLOSE_CODES; i++)
 		if (close_codes[i] == code)
 			return (int)i;
 	return -1;
@@ -543,43 +546,29 @@ static const struct hub_conn_ops ws_ops = {hub_wake, hub_close};
 
 /* --- health and metrics ---------------------------------------------------- */
 
+/* Health and metrics: the shared part from metrics.c, then herald-ws's own. */
 static void serve_health(struct conn *c)
 {
 	struct wss *s = c->srv;
 	struct sub_status st;
-	char body[256];
-	int n;
+	struct hub_stats hs;
+	struct metrics_buf b;
+	char extra[64];
+	int status;
 
 	sub_get_status(s->sub, &st);
-	n = snprintf(body, sizeof body,
-		     "{\"status\":\"%s\",\"redis\":\"%s\",\"connections\":%llu}\n",
-		     st.healthy ? "ok" : "unavailable",
-		     st.state == SUB_CONNECTED ? "connected" : st.state == SUB_CONNECTING ? "connecting"
-											   : "disconnected",
-		     (unsigned long long)s->n_open);
-	conn_http(c, st.healthy ? 200 : 503, st.healthy ? NULL : "Retry-After: 5\r\n",
-		  "application/json", body, (size_t)n);
-}
-
-static int appendf(char *buf, size_t len, size_t *off, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int appendf(char *buf, size_t len, size_t *off, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (*off >= len)
-		return -1;
-	va_start(ap, fmt);
-	n = vsnprintf(buf + *off, len - *off, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= len - *off) {
-		*off = len;
-		return -1;
-	}
-	*off += (size_t)n;
-	return 0;
+	hub_get_stats(s->hub, &hs);
+	snprintf(extra, sizeof extra, "\"sockets\":%llu", (unsigned long long)s->n_conns);
+	metrics_buf_init(&b);
+	status = metrics_health_json(&b, "herald-ws", &hs, &st, s->start_ms, clock_wall_ms(),
+				     extra);
+	metrics_printf(&b, "\n");
+	if (b.err != 0)
+		conn_http_error(c, 500, "out of memory");
+	else
+		conn_http(c, status, status == 200 ? NULL : "Retry-After: 5\r\n",
+			  "application/json", b.data, b.len);
+	metrics_buf_free(&b);
 }
 
 static void serve_metrics(struct conn *c)
@@ -587,82 +576,61 @@ static void serve_metrics(struct conn *c)
 	struct wss *s = c->srv;
 	struct sub_status st;
 	struct hub_stats hs;
-	char body[6144];
-	size_t off = 0, i;
+	struct metrics_buf b;
+	size_t i;
 
 	sub_get_status(s->sub, &st);
 	hub_get_stats(s->hub, &hs);
-#define M(name, type, help, fmt, val)                                                              \
-	appendf(body, sizeof body, &off, "# HELP " name " " help "\n# TYPE " name " " type "\n" name \
-					 " " fmt "\n",                                             \
-		val)
-	M("herald_ws_connections", "gauge", "WebSocket connections open now.", "%llu",
-	  (unsigned long long)s->n_open);
-	M("herald_ws_sockets", "gauge", "Sockets held now, handshaking ones included.", "%llu",
-	  (unsigned long long)s->n_conns);
-	M("herald_ws_accepted_total", "counter", "TCP connections accepted.", "%llu",
-	  (unsigned long long)s->accepted);
-	M("herald_ws_upgrades_total", "counter", "Completed WebSocket handshakes.", "%llu",
-	  (unsigned long long)s->upgraded);
-	M("herald_ws_auth_refused_total", "counter", "Handshakes closed with 4401.", "%llu",
-	  (unsigned long long)s->refused_auth);
-	M("herald_ws_limit_refused_total", "counter", "Handshakes closed with 4429.", "%llu",
-	  (unsigned long long)s->refused_limit);
-	M("herald_ws_http_errors_total", "counter", "Requests answered with an HTTP error.", "%llu",
-	  (unsigned long long)s->http_errors);
-	M("herald_ws_protocol_errors_total", "counter", "Connections closed for a bad frame.",
-	  "%llu", (unsigned long long)s->protocol_errors);
-	M("herald_ws_messages_delivered_total", "counter", "Messages written to sockets.", "%llu",
-	  (unsigned long long)s->frames_out);
-	M("herald_ws_bytes_written_total", "counter", "Bytes of messages written.", "%llu",
-	  (unsigned long long)s->bytes_out);
-	M("herald_ws_queue_drops_total", "counter",
-	  "Connections closed because their queue passed send_queue_max (4408).", "%llu",
-	  (unsigned long long)hs.slow_closed);
-	M("herald_ws_queued_bytes", "gauge", "Bytes queued for all connections.", "%llu",
-	  (unsigned long long)hs.queued_bytes);
-	M("herald_ws_users", "gauge", "Users with a connection here.", "%llu",
-	  (unsigned long long)hs.users);
-	M("herald_ws_duplicates_dropped_total", "counter", "Messages not sent twice.", "%llu",
-	  (unsigned long long)hs.duplicates_dropped);
-	M("herald_ws_replays_total", "counter", "History reads for resumes.", "%llu",
-	  (unsigned long long)hs.replays);
-	M("herald_ws_pongs_missed_total", "counter", "Connections closed for a missing pong.",
-	  "%llu", (unsigned long long)s->pongs_missed);
-	M("herald_ws_emfile_pauses_total", "counter", "Times accept() ran out of descriptors.",
-	  "%llu", (unsigned long long)s->emfile_pauses);
-	M("herald_redis_up", "gauge", "1 when both Redis connections are up.", "%d",
-	  st.state == SUB_CONNECTED);
-	M("herald_redis_healthy", "gauge", "1 when the canary came back in time.", "%d",
-	  st.healthy);
-	M("herald_redis_reconnects_total", "counter", "Reconnections to Redis.", "%llu",
-	  (unsigned long long)st.reconnects);
-	M("herald_redis_messages_total", "counter", "Live messages received from Redis.", "%llu",
-	  (unsigned long long)st.messages);
-	M("herald_redis_canary_rtt_seconds", "gauge", "Last canary round trip.", "%.6f",
-	  (double)st.canary_rtt_us / 1e6);
-#undef M
-	appendf(body, sizeof body, &off,
-		"# HELP herald_ws_closes_total Close frames sent, by code.\n"
-		"# TYPE herald_ws_closes_total counter\n");
-	for (i = 0; i < sizeof close_codes / sizeof close_codes[0]; i++)
-		appendf(body, sizeof body, &off, "herald_ws_closes_total{code=\"%d\"} %llu\n",
-			close_codes[i], (unsigned long long)s->closes[i]);
-	appendf(body, sizeof body, &off,
-		"# HELP herald_ws_publish_to_write_seconds From the envelope's ts to the last byte "
-		"written (ms resolution).\n# TYPE herald_ws_publish_to_write_seconds histogram\n");
+	metrics_buf_init(&b);
+	metrics_prometheus(&b, "herald-ws", &hs, &st, s->start_ms, clock_wall_ms());
+	metrics_gauge(&b, "herald_ws_connections", "WebSocket connections open now.",
+		      (double)s->n_open);
+	metrics_gauge(&b, "herald_ws_sockets", "Sockets held now, handshaking ones included.",
+		      (double)s->n_conns);
+	metrics_counter(&b, "herald_ws_accepted_total", "TCP connections accepted.", s->accepted);
+	metrics_counter(&b, "herald_ws_upgrades_total", "Completed WebSocket handshakes.",
+			s->upgraded);
+	metrics_counter(&b, "herald_ws_auth_refused_total", "Handshakes closed with 4401.",
+			s->refused_auth);
+	metrics_counter(&b, "herald_ws_limit_refused_total", "Handshakes closed with 4429.",
+			s->refused_limit);
+	metrics_counter(&b, "herald_ws_http_errors_total", "Requests answered with an HTTP error.",
+			s->http_errors);
+	metrics_counter(&b, "herald_ws_protocol_errors_total",
+			"Connections closed for a bad frame.", s->protocol_errors);
+	metrics_counter(&b, "herald_ws_messages_delivered_total", "Messages written to sockets.",
+			s->frames_out);
+	metrics_counter(&b, "herald_ws_bytes_written_total", "Bytes of messages written.",
+			s->bytes_out);
+	metrics_counter(&b, "herald_ws_queue_drops_total",
+			"Connections closed because their queue passed send_queue_max (4408).",
+			hs.slow_closed);
+	metrics_counter(&b, "herald_ws_pongs_missed_total", "Connections closed for a missing pong.",
+			s->pongs_missed);
+	metrics_counter(&b, "herald_ws_emfile_pauses_total",
+			"Times accept() ran out of descriptors.", s->emfile_pauses);
+	metrics_printf(&b, "# HELP herald_ws_closes_total Close frames sent, by code.\n"
+			   "# TYPE herald_ws_closes_total counter\n");
+	for (i = 0; i < CLOSE_CODES; i++)
+		metrics_printf(&b, "herald_ws_closes_total{code=\"%d\"} %llu\n", close_codes[i],
+			       (unsigned long long)s->closes[i]);
+	metrics_printf(&b, "# HELP herald_ws_publish_to_write_seconds From the envelope's ts to "
+			   "the last byte written (ms resolution).\n"
+			   "# TYPE herald_ws_publish_to_write_seconds histogram\n");
 	for (i = 0; i < LAG_BUCKETS; i++)
-		appendf(body, sizeof body, &off,
-			"herald_ws_publish_to_write_seconds_bucket{le=\"%g\"} %llu\n", lag_bounds[i],
-			(unsigned long long)s->lag_bucket[i]);
-	appendf(body, sizeof body, &off,
-		"herald_ws_publish_to_write_seconds_bucket{le=\"+Inf\"} %llu\n"
-		"herald_ws_publish_to_write_seconds_sum %.6f\n"
-		"herald_ws_publish_to_write_seconds_count %llu\n",
-		(unsigned long long)s->lag_count, s->lag_sum, (unsigned long long)s->lag_count);
-	if (off > sizeof body)
-		off = sizeof body;
-	conn_http(c, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", body, strlen(body));
+		metrics_printf(&b, "herald_ws_publish_to_write_seconds_bucket{le=\"%g\"} %llu\n",
+			       lag_bounds[i], (unsigned long long)s->lag_bucket[i]);
+	metrics_printf(&b,
+		       "herald_ws_publish_to_write_seconds_bucket{le=\"+Inf\"} %llu\n"
+		       "herald_ws_publish_to_write_seconds_sum %.6f\n"
+		       "herald_ws_publish_to_write_seconds_count %llu\n",
+		       (unsigned long long)s->lag_count, s->lag_sum,
+		       (unsigned long long)s->lag_count);
+	if (b.err != 0)
+		conn_http_error(c, 500, "out of memory");
+	else
+		conn_http(c, 200, NULL, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
+	metrics_buf_free(&b);
 }
 
 /* --- the upgrade ----------------------------------------------------------- */
@@ -1055,6 +1023,7 @@ int wss_new(struct wss **out, struct event_base *base, const struct conf *c,
 		return HERR_NOMEM;
 	}
 	s->base = base;
+	s->start_ms = clock_wall_ms();
 	s->conf = c;
 	s->o = *o;
 	if (s->o.handshake_timeout_ms == 0)
