@@ -12,6 +12,9 @@
 #   Sets NGINX_PID.  Returns non-zero (and prints the error log) on failure.
 #   nginx_test CONF DIR ...   same arguments: only `nginx -t`.
 #   nginx_stop               stops the nginx started by nginx_start.
+#   NGINX_TUNE=FUNCTION      called as FUNCTION DIR PORT after the files are
+#                            written, before nginx starts (bench/compare
+#                            raises workers and open files there).
 
 nginx_bin=${NGINX:-nginx}
 
@@ -42,6 +45,9 @@ http {
 	include $dir/herald.conf;
 }
 NGINX
+	if [ -n "${NGINX_TUNE:-}" ]; then
+		"$NGINX_TUNE" "$dir" "$port" || return 1
+	fi
 }
 
 nginx_test() {
