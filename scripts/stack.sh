@@ -64,24 +64,33 @@ _stack_wait_sock() {
 	return 1
 }
 
-stack_start_ws() {
-	rm -f "$STACK_RUN/ws.sock"
-	# nginx's workers may run as another user (nobody, www-data).
-	# shellcheck disable=SC2068,SC2086
-	HERALD_SOCKET_MODE=0666 "$STACK_BUILD/herald-ws" --listen "unix:$STACK_RUN/ws.sock" ${STACK_WS_ARGS[@]:-} \
-		>>"$STACK_RUN/ws.log" 2>&1 &
-	STACK_WS_PID=$!
-	_stack_wait_sock "$STACK_RUN/ws.sock" "$STACK_WS_PID" "$STACK_RUN/ws.log"
+# _stack_server NAME [ARGS...]: herald-NAME on unix:RUN/NAME.sock, log RUN/NAME.log;
+# its pid in _stack_pid.  The socket is 0666: nginx's workers may run as
+# another user (nobody, www-data).
+_stack_server() {
+	local name=$1
+	shift
+	rm -f "$STACK_RUN/$name.sock"
+	HERALD_SOCKET_MODE=0666 "$STACK_BUILD/herald-$name" --listen "unix:$STACK_RUN/$name.sock" "$@" \
+		>>"$STACK_RUN/$name.log" 2>&1 &
+	_stack_pid=$!
+	_stack_wait_sock "$STACK_RUN/$name.sock" "$_stack_pid" "$STACK_RUN/$name.log"
 }
 
+# shellcheck disable=SC2068,SC2086
+stack_start_ws() {
+	_stack_server ws ${STACK_WS_ARGS[@]:-}
+	local rc=$?
+	STACK_WS_PID=$_stack_pid
+	return $rc
+}
+
+# shellcheck disable=SC2068,SC2086
 stack_start_fcgi() {
-	rm -f "$STACK_RUN/fcgi.sock"
-	# nginx's workers may run as another user (nobody, www-data).
-	# shellcheck disable=SC2068,SC2086
-	HERALD_SOCKET_MODE=0666 "$STACK_BUILD/herald-fcgi" --listen "unix:$STACK_RUN/fcgi.sock" \
-		${STACK_FCGI_ARGS[@]:-} >>"$STACK_RUN/fcgi.log" 2>&1 &
-	STACK_FCGI_PID=$!
-	_stack_wait_sock "$STACK_RUN/fcgi.sock" "$STACK_FCGI_PID" "$STACK_RUN/fcgi.log"
+	_stack_server fcgi ${STACK_FCGI_ARGS[@]:-}
+	local rc=$?
+	STACK_FCGI_PID=$_stack_pid
+	return $rc
 }
 
 _stack_kill() {
