@@ -191,6 +191,9 @@ is "$(code "$N/api/v1/sse/notifications?token=$TA&last_event_id=x-y")" 400 "garb
 is "$(code "$POLL?token=$TA&limit=-1")" 400 "negative limit: 400"
 is "$(code "$POLL?token=$TA&limit=100000000000")" 400 "huge limit: 400"
 is "$(code "$POLL?token=$TA&wait=56")" 400 "wait over the maximum: 400"
+is "$(code "$POLL?token=$TA&limit=abc"),$(code "$POLL?token=$TA&wait=abc"),$(code "$POLL?token=$TA&wait=-1")" \
+	"400,400,400" "non-numeric limit, non-numeric or negative wait: 400"
+is "$(code -H "Last-Event-ID: 12-x" "$N/api/v1/sse/notifications?token=$TA")" 400 "garbage Last-Event-ID header: 400"
 is "$(code "$POLL?token=$TA&x=$(head -c 5000 /dev/zero | tr '\0' a)")" 414 "overlong query string: 414"
 is "$(code -X POST "$POLL?token=$TA")" 405 "POST on poll: 405"
 is "$(code -X DELETE "$N/api/v1/sse/notifications")" 405 "DELETE on sse: 405"

@@ -159,6 +159,9 @@ is "$(head -1 "$T/o")" "status 101" "allowed Origin: 101"
 grep -q '^status 426' "$T/o" && grep -qi '^header Sec-WebSocket-Version: 13' "$T/o"
 ok $? "Sec-WebSocket-Version 8: 426 with Sec-WebSocket-Version: 13"
 
+"$CLI" -t 3 "$NG" "$(path 42 "&since=not-a-cursor")" >"$T/o"
+is "$(close_of "$T/o")" "close 1008 bad since" "a garbage since cursor: 101 then close 1008"
+
 frame_case() { # DESCRIPTION HEX WANT
 	"$CLI" -t 3 -s "$2" "$NG" "$(path frames)" >"$T/o"
 	is "$(close_of "$T/o")" "$3" "$1"
