@@ -40,8 +40,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,7 +63,7 @@
 enum transport { TR_WS, TR_SSE, TR_POLL, TR_REDIS };
 static const char *const transport_names[] = {"ws", "sse", "poll", "redis"};
 
-enum kind { K_SUB, K_PUB_REDIS, K_PUB_HTTP, K_CTRL };
+enum kind { K_SUB, K_PUB_REDIS, K_PUB_HTTP, K_CTRL, K_TIMER };
 
 enum state { S_IDLE, S_CONNECTING, S_HANDSHAKE, S_READY, S_CLOSED, S_FAILED };
 
@@ -107,6 +109,7 @@ struct opts {
 	long token_ttl;
 	const char *secret;
 	const char *ready_file;
+	const char *samples;
 	const char *label;
 };
 
@@ -173,6 +176,8 @@ static struct opts O = {
 static struct {
 	int ep;
 	struct conn ctrl;
+	struct conn timer; /* timerfd: wakes the publisher when the next message is due */
+	uint64_t timer_due;
 	struct conn *conns;
 	long nconns;
 	uint32_t u0, u1;
@@ -189,6 +194,7 @@ static struct {
 	long next_open, pending;
 	uint64_t t_start, t_phase, t_run_end;
 	struct result r;
+	FILE *samples; /* --samples: one line per received message */
 	char scratch[SCRATCH];
 } B;
 
@@ -589,6 +595,8 @@ static void on_message(struct conn *c, const char *p, size_t n)
 		return;
 	}
 	hist_add(&B.r.lat, now > t ? now - t : 0);
+	if (B.samples)
+		fprintf(B.samples, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", t, now, u, seq);
 	if (seq > c->max_seq) {
 		uint64_t shift = seq - c->max_seq;
 		c->window = shift >= 64 ? 1 : (c->window << shift) | 1;
@@ -1217,6 +1225,32 @@ static void publish_tick(uint64_t now)
 	redis_flush();
 }
 
+/*
+ * Arm the timer for the next due publish.  The loop's epoll timeout has
+ * millisecond granularity and sleeps at least that long, so publishing from it
+ * alone sent the messages of a 1,000/s run in pairs every ~2 ms (and bursts after
+ * a stall), and the second of a pair queued behind the first all the way to
+ * the receiver: measured as latency of the gateway.  Each message is sent at
+ * its own time instead.
+ */
+static void publish_arm(void)
+{
+	struct itimerspec its;
+	uint64_t k, t;
+
+	if (O.rate <= 0 || B.timer.fd < 0 || B.phase != P_RUN)
+		return;
+	k = B.r.sent + B.r.pub_skipped + B.backlog + 1;
+	t = B.t_phase + (uint64_t)((double)k * 1e9 * O.procs / O.rate);
+	if (t == B.timer_due)
+		return;
+	B.timer_due = t;
+	memset(&its, 0, sizeof its);
+	its.it_value.tv_sec = (time_t)(t / 1000000000u);
+	its.it_value.tv_nsec = (long)(t % 1000000000u);
+	timerfd_settime(B.timer.fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
 /* --- polling ---------------------------------------------------------------------------- */
 
 static void poll_next(struct conn *c)
@@ -1231,6 +1265,17 @@ static void poll_next(struct conn *c)
 
 static void on_event(struct conn *c, uint32_t ev)
 {
+	if (c->kind == K_TIMER) {
+		uint64_t expirations;
+
+		if (read(c->fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
+			die("timerfd: %s", strerror(errno));
+		if (B.phase == P_RUN) {
+			publish_tick(now_ns());
+			publish_arm();
+		}
+		return;
+	}
 	if (c->kind == K_CTRL) {
 		char b;
 		if (read(c->fd, &b, 1) == 1 && b == 'G' && B.phase == P_WAIT_GO) {
@@ -1419,6 +1464,17 @@ static void child_setup(int idx)
 				c->window = 1;
 			}
 	B.r.planned = (uint64_t)B.nconns;
+	if (O.samples) {
+		char path[4096];
+
+		if (O.procs == 1)
+			snprintf(path, sizeof path, "%s", O.samples);
+		else
+			snprintf(path, sizeof path, "%s.%d", O.samples, idx);
+		B.samples = fopen(path, "w");
+		if (!B.samples)
+			die("--samples %s: %s", path, strerror(errno));
+	}
 	B.redis.fd = -1;
 	B.redis.kind = K_PUB_REDIS;
 }
@@ -1477,6 +1533,9 @@ static int drained(void)
 
 static void child_finish(void)
 {
+	if (B.samples && fclose(B.samples) != 0)
+		snprintf(B.r.pub_error, sizeof B.r.pub_error, "--samples: %s", strerror(errno));
+	B.samples = NULL;
 	for (long i = 0; i < B.nconns; i++) {
 		struct conn *c = &B.conns[i];
 		uint64_t want;
@@ -1504,6 +1563,16 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 	B.ctrl.fd = ctrl_in;
 	B.ctrl.kind = K_CTRL;
 	ep_add(&B.ctrl, EPOLLIN);
+	B.timer.fd = -1;
+	B.timer.kind = K_TIMER;
+	if (O.rate > 0) {
+		/* a load generator's timers should fire when asked (default slack 50 us) */
+		prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+		B.timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (B.timer.fd < 0)
+			die("timerfd_create: %s", strerror(errno));
+		ep_add(&B.timer, EPOLLIN);
+	}
 	child_publishers();
 	B.phase = P_CONNECT;
 	B.t_start = now_ns();
@@ -1534,6 +1603,7 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 			if (now - B.t_phase >= sec_ns(O.settle)) {
 				B.phase = P_RUN;
 				B.t_phase = now;
+				publish_arm();
 				if (O.tr == TR_POLL)
 					for (long i = 0; i < B.nconns; i++)
 						if (B.conns[i].state == S_READY)
@@ -1541,6 +1611,7 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 			}
 		} else if (B.phase == P_RUN) {
 			publish_tick(now);
+			publish_arm();
 			if (now - B.t_phase >= sec_ns(O.duration)) {
 				B.r.run_ns = now - B.t_phase;
 				B.phase = P_DRAIN;
@@ -1762,6 +1833,9 @@ static void usage(FILE *f)
 	      "Processes:\n"
 	      "  -p, --procs N            fork N load processes (open files are limited per\n"
 	      "                           process); users are split between them (default 1)\n"
+	      "      --samples PATH       write one line per received message to PATH (PATH.I\n"
+	      "                           for process I with --procs): the publish time and\n"
+	      "                           the receive time (CLOCK_MONOTONIC ns), user, seq\n"
 	      "      --ready-file PATH    write PATH once every connection is open (for memory\n"
 	      "                           samplers), before the settle time\n"
 	      "  -l, --label TEXT         copied into the JSON\n"
@@ -1810,6 +1884,7 @@ static void parse_args(int argc, char **argv)
 		{"drain", required_argument, NULL, 11},
 		{"procs", required_argument, NULL, 'p'},
 		{"ready-file", required_argument, NULL, 12},
+		{"samples", required_argument, NULL, 13},
 		{"label", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
@@ -1892,6 +1967,9 @@ static void parse_args(int argc, char **argv)
 			break;
 		case 12:
 			O.ready_file = optarg;
+			break;
+		case 13:
+			O.samples = optarg;
 			break;
 		case 'l':
 			O.label = optarg;
