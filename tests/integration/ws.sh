@@ -101,6 +101,18 @@ wait $c
 is "$(sed -n 2p "$T/c1")" "text {\"id\":\"$id\",\"channel\":\"notifications:42\",\"ts\":${id%-*},\"data\":{\"title\":\"hi\"}}" \
 	"herald-publish -> the client gets the envelope through nginx"
 
+# nginx relays frames through 512-byte buffers: a 60 KiB notification
+# crosses in pieces and arrives whole, byte for byte.
+"$CLI" -n 1 -t 5 "$NG" "$(path 43)" >"$T/c2" &
+c=$!
+wait_for "$T/c2" "^status 101"
+bigdata="{\"blob\":\"$(head -c 45000 /dev/urandom | base64 -w0 | head -c 60000)\"}"
+printf '%s' "$bigdata" >"$T/bigdata"
+id=$(publish 43 - <"$T/bigdata")
+wait $c
+is "$(sed -n 2p "$T/c2" | md5sum)" "$(printf 'text {"id":"%s","channel":"notifications:43","ts":%s,"data":%s}\n' \
+	"$id" "${id%-*}" "$bigdata" | md5sum)" "a 60 KiB notification arrives whole through nginx"
+
 "$CLI" -n 2 -t 5 "$NG" "$(path alice)" >"$T/a" &
 a=$!
 "$CLI" -n 1 -t 5 "$NG" "$(path bob)" >"$T/b" &
