@@ -147,6 +147,7 @@ struct result {
 	uint64_t wrong_user, unparsed, polls, poll_errors;
 	uint64_t connect_ns; /* this child's connect phase */
 	uint64_t run_ns;     /* publishing (or polling) time */
+	int64_t steal_ms;    /* the machine's steal time over the run, -1: unknown */
 	uint64_t close_code[CLOSE_CODES], close_count[CLOSE_CODES];
 	char pub_error[160];
 	char sub_error[160]; /* the first subscriber failure */
@@ -193,6 +194,7 @@ static struct {
 	enum phase phase;
 	long next_open, pending;
 	uint64_t t_start, t_phase, t_run_end;
+	int64_t steal0; /* steal_now_ms() when the run began */
 	struct result r;
 	FILE *samples; /* --samples: one line per received message */
 	char scratch[SCRATCH];
@@ -203,6 +205,29 @@ static volatile sig_atomic_t got_signal;
 static void on_signal(int sig)
 {
 	got_signal = sig;
+}
+
+/*
+ * All CPUs' steal time so far in ms (/proc/stat, USER_HZ ticks), -1 when it
+ * cannot be read.  On a virtual machine, time the hypervisor gave our vCPUs
+ * to others: a message whose path crosses a stolen vCPU waits for it, so a
+ * run's tail latency follows this figure.
+ */
+static int64_t steal_now_ms(void)
+{
+	unsigned long long v[8];
+	long hz = sysconf(_SC_CLK_TCK);
+	FILE *f = fopen("/proc/stat", "r");
+	int n;
+
+	if (f == NULL)
+		return -1;
+	n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8 || hz <= 0)
+		return -1;
+	return (int64_t)(v[7] * 1000ULL / (unsigned long long)hz);
 }
 
 static uint64_t now_ns(void)
@@ -1464,6 +1489,7 @@ static void child_setup(int idx)
 				c->window = 1;
 			}
 	B.r.planned = (uint64_t)B.nconns;
+	B.r.steal_ms = -1;
 	if (O.samples) {
 		char path[4096];
 
@@ -1603,6 +1629,7 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 			if (now - B.t_phase >= sec_ns(O.settle)) {
 				B.phase = P_RUN;
 				B.t_phase = now;
+				B.steal0 = steal_now_ms();
 				publish_arm();
 				if (O.tr == TR_POLL)
 					for (long i = 0; i < B.nconns; i++)
@@ -1614,6 +1641,11 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 			publish_arm();
 			if (now - B.t_phase >= sec_ns(O.duration)) {
 				B.r.run_ns = now - B.t_phase;
+				{
+					int64_t st = steal_now_ms();
+
+					B.r.steal_ms = st >= 0 && B.steal0 >= 0 ? st - B.steal0 : -1;
+				}
 				B.phase = P_DRAIN;
 				B.t_run_end = now;
 			}
@@ -1676,6 +1708,9 @@ static void merge(struct result *d, const struct result *s)
 		d->run_ns = s->run_ns;
 	if (s->connect_ns > d->connect_ns)
 		d->connect_ns = s->connect_ns;
+	/* the children's runs overlap: the machine's figure, not a sum */
+	if (s->steal_ms > d->steal_ms)
+		d->steal_ms = s->steal_ms;
 	for (int i = 0; i < CLOSE_CODES; i++) {
 		if (!s->close_count[i])
 			continue;
@@ -1764,6 +1799,7 @@ static void print_result(const struct result *r, double connect_s, int children_
 		ms(hist_quantile(&r->lat, 0.5)), ms(hist_quantile(&r->lat, 0.9)),
 		ms(hist_quantile(&r->lat, 0.99)), ms(hist_quantile(&r->lat, 0.999)),
 		ms(r->lat.max), r->lat.n ? ms(r->lat.sum / r->lat.n) : 0.0);
+	fprintf(f, ",\"steal_ms\":%" PRId64, r->steal_ms);
 	fprintf(f, ",\"sent_per_s\":%.0f,\"delivered_per_s\":%.0f",
 		run_s > 0 ? (double)r->sent / run_s : 0.0,
 		run_s > 0 ? (double)r->received / run_s : 0.0);
@@ -1845,7 +1881,8 @@ static void usage(FILE *f)
 	      "of the publish, seq counts per user.  Receivers take \"data:\" lines (SSE), text\n"
 	      "frames (ws) or pub/sub messages (redis).  Output: one JSON line with opened,\n"
 	      "failed, connect_rate, sent, expected, received, lost, dup, ooo, p50_ms..max_ms,\n"
-	      "delivered_per_s (and polls_per_s for poll).  Exit status 0, 1 when a connection\n"
+	      "delivered_per_s, steal_ms (the VM's steal time over the run: tails follow it)\n"
+	      "(and polls_per_s for poll).  Exit status 0, 1 when a connection\n"
 	      "failed or a message was lost or duplicated, 2 on bad usage.\n",
 	      f);
 }
@@ -2131,6 +2168,7 @@ int main(int argc, char **argv)
 		waitpid(pids[i], NULL, 0);
 	}
 	memset(&total, 0, sizeof total);
+	total.steal_ms = -1;
 	for (int i = 0; i < O.procs; i++)
 		if (got[i] == sizeof res[i])
 			merge(&total, &res[i]);
