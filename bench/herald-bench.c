@@ -861,8 +861,11 @@ static long resp_one(const char *p, size_t n, const char **el, size_t *ell, int 
 	if (!nl)
 		return 0;
 	if (p[0] == '+' || p[0] == '-' || p[0] == ':') {
-		el[0] = p;
-		ell[0] = (size_t)(nl - p);
+		/* the line without its type byte and CR */
+		el[0] = p + 1;
+		ell[0] = (size_t)(nl - p - 1);
+		if (ell[0] > 0 && el[0][ell[0] - 1] == '\r')
+			ell[0]--;
 		*nel = 1;
 		return nl - p + 1;
 	}
@@ -909,32 +912,58 @@ static long resp_one(const char *p, size_t n, const char **el, size_t *ell, int 
 	return q - p;
 }
 
-static int redis_sub_feed(struct conn *c)
+/*
+ * Hand each complete RESP reply in c's input to fn (err: it was an error
+ * reply), then drop what was handed.  -1 when the input is not RESP or fn
+ * returned -1; a partial reply waits for more input.
+ */
+typedef int (*resp_fn)(struct conn *c, int err, const char *const *el, const size_t *ell,
+		       int nel);
+
+static int resp_feed(struct conn *c, resp_fn fn)
 {
 	size_t off = 0;
+	int rc = 0;
 
 	while (off < c->len) {
 		const char *el[4] = {NULL};
 		size_t ell[4] = {0};
-		int nel = 0;
+		int nel = 0, err;
 		long used = resp_one(c->in + off, c->len - off, el, ell, &nel);
 
-		if (used < 0)
-			return -1;
-		if (used == 0)
+		if (used <= 0) {
+			rc = used < 0 ? -1 : 0;
 			break;
-		if (c->in[off] == '-') {
-			sub_fail("redis: %.*s", (int)(ell[0] > 120 ? 120 : ell[0]), el[0]);
-			return -1;
 		}
+		err = c->in[off] == '-';
 		off += (size_t)used;
-		if (nel >= 3 && ell[0] == 9 && memcmp(el[0], "subscribe", 9) == 0)
-			sub_ready(c);
-		else if (nel >= 3 && ell[0] == 7 && memcmp(el[0], "message", 7) == 0)
-			on_message(c, el[2], ell[2]);
+		if (fn(c, err, el, ell, nel) < 0) {
+			rc = -1;
+			break;
+		}
 	}
 	in_consume(c, off);
+	return rc;
+}
+
+/* The floor's subscriber connections: subscribe confirmations and messages. */
+static int redis_sub_reply(struct conn *c, int err, const char *const *el, const size_t *ell,
+			   int nel)
+{
+	if (err) {
+		sub_fail("redis: %.*s", (int)(ell[0] > 120 ? 120 : ell[0]), el[0]);
+		return -1;
+	}
+	if (nel >= 3 && ell[0] == 9 && memcmp(el[0], "subscribe", 9) == 0)
+		sub_ready(c);
+	else if (nel >= 3 && ell[0] == 7 && memcmp(el[0], "message", 7) == 0)
+		on_message(c, el[2], ell[2]);
 	return 0;
+}
+
+static int redis_sub_feed(struct conn *c)
+{
+	return resp_feed(c, redis_sub_reply);
 }
 
 static void poll_next(struct conn *c);
@@ -1137,29 +1166,25 @@ static void redis_publish(uint32_t u)
 	B.inflight++;
 }
 
+/* The publisher's connection: one reply per EVALSHA in flight. */
+static int redis_pub_reply(struct conn *c, int err, const char *const *el, const size_t *ell,
+			   int nel)
+{
+	(void)c;
+	if (err) {
+		B.r.pub_errors++;
+		if (!B.r.pub_error[0] && nel > 0 && el[0] != NULL)
+			snprintf(B.r.pub_error, sizeof B.r.pub_error, "%.*s",
+				 (int)(ell[0] > 150 ? 150 : ell[0]), el[0]);
+	}
+	if (B.inflight)
+		B.inflight--;
+	return 0;
+}
+
 static void redis_pub_feed(struct conn *c)
 {
-	size_t off = 0;
-
-	while (off < c->len) {
-		const char *el[4] = {NULL};
-		size_t ell[4] = {0};
-		int nel = 0;
-		long used = resp_one(c->in + off, c->len - off, el, ell, &nel);
-
-		if (used <= 0)
-			break;
-		if (c->in[off] == '-') {
-			B.r.pub_errors++;
-			if (!B.r.pub_error[0] && nel > 0 && el[0] != NULL)
-				snprintf(B.r.pub_error, sizeof B.r.pub_error, "%.*s",
-					 (int)(ell[0] > 150 ? 150 : ell[0]), el[0]);
-		}
-		off += (size_t)used;
-		if (B.inflight)
-			B.inflight--;
-	}
-	in_consume(c, off);
+	resp_feed(c, redis_pub_reply);
 }
 
 static int hpub_open(struct conn *c)

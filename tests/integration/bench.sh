@@ -15,7 +15,7 @@ for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
 done
 start_redis || skip_all "cannot start redis-server"
 
-plan 20
+plan 23
 
 SECRET=bench-secret-$$
 WS_PID=
@@ -93,6 +93,17 @@ diag "$out"
 is "$rc" 1 "a wrong secret: exit status 1"
 printf '%s\n' "$out" | grep -q '"close_codes":{"4401":5}'
 ok $? "the 4401 closes are counted"
+
+# Redis refuses the publish (the script rejects a quote in the channel): counted, and
+# Redis's words reported without the RESP framing.
+out=$("$BENCH" -t redis -R "redis://127.0.0.1:$REDIS_PORT" --source-addrs 0 --prefix 'a"b' \
+	-n 2 -r 20 -d 0.5 --settle 0.2 --drain 0.5)
+diag "$out"
+is "$(field "$out" pub_errors)" "$(field "$out" sent)" "every refused publish is counted"
+printf '%s\n' "$out" | grep -q '"pub_error":"ERR herald: channel must not hold quotes[^"\\]*"'
+ok $? "pub_error holds Redis's message, no '-' or CR"
+printf '%s\n' "$out" | grep -q '"steal_ms":-\{0,1\}[0-9]'
+ok $? "steal_ms is reported"
 
 # --- usage -------------------------------------------------------------------------------
 "$BENCH" --help | grep -q -- '--publish-url'
