@@ -3,7 +3,7 @@
 # --prefix=/usr), the root the shipped nginx configs serve /herald.js and the
 # demo page from.
 webdir = $(pkgdatadir)/web
-dist_web_DATA = web/herald.js web/index.html web/demo.css web/demo.js
+dist_web_DATA = web/herald.js web/herald.classic.js web/index.html web/demo.css web/demo.js
 
 dist_doc_DATA += docs/client.md
 

@@ -19,7 +19,7 @@ const WAIT = 20000; // one condition
 
 // --- TAP and the control channel ---------------------------------------------
 
-const PLAN = 14; // the seven tests of issue 5, some in several checks
+const PLAN = 15; // the seven tests of issue 5, some in several checks, and the classic loader
 let n = 0;
 let failed = 0;
 function ok(cond, desc, ...diag) {
@@ -453,6 +453,58 @@ async function test7() {
 	await ctx.close();
 }
 
+// herald.classic.js from a classic <script> tag: window.Herald at once, the
+// client once the module is in, notifications delivered.
+async function test8() {
+	const base = await stack('full');
+	const token = await ctl(`token ${USER} 3600`);
+	const res = await fetch(`${base}/herald.classic.js`);
+	const ctx = await browser.newContext();
+	const page = await newPage(ctx, 't8');
+	await page.goto(`${base}/#`);
+	await page.evaluate(() => {
+		delete window.Herald;
+	});
+	await page.addScriptTag({ url: '/herald.classic.js' });
+	const sync = await page.evaluate((t) => {
+		const r = { states: [], got: [] };
+		window.classic = r;
+		const h = Herald.connect({
+			token: t,
+			share: false,
+			storageKey: 't8',
+			onNotification: (e) => r.got.push(e.id),
+			onState: (s) => r.states.push(`${s.state}:${s.transport || ''}`),
+		});
+		window.classicHandle = h;
+		return `${typeof Herald.connect} ${typeof h.close} ${h.state}`;
+	}, token);
+	const up = await page
+		.waitForFunction(() => window.classic.states.includes('connected:ws'), null, { timeout: WAIT })
+		.then(
+			() => true,
+			() => false,
+		);
+	const id = up ? await publish('classic script') : '';
+	const got =
+		up &&
+		(await page
+			.waitForFunction((x) => window.classic.got.includes(x), id, { timeout: WAIT })
+			.then(
+				() => true,
+				() => false,
+			));
+	const after = await page.evaluate(() => `${classicHandle.state} ${classicHandle.transport}`);
+	ok(
+		res.status === 200 && /^text\/javascript/.test(res.headers.get('content-type')) &&
+			sync === 'function function idle' && got && after === 'connected ws',
+		'8. herald.classic.js from a classic <script>: window.Herald at once (state idle), then WebSocket, receives',
+		`${res.status} ${res.headers.get('content-type')} sync="${sync}" after="${after}"`,
+		JSON.stringify(await page.evaluate(() => window.classic)),
+	);
+	await ctx.close();
+}
+
 // --- main ------------------------------------------------------------------------
 
 const timer = setTimeout(() => {
@@ -467,7 +519,7 @@ try {
 		headless: true,
 		args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
 	});
-	for (const t of [test1, test2, test3, test4, test5, test6, test7]) {
+	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8]) {
 		try {
 			await t();
 		} catch (e) {
