@@ -51,6 +51,7 @@
 
 #include <arpa/inet.h>
 
+#include "auth.h"
 #include "redis.h"
 
 #define PROCS_MAX 64
@@ -252,31 +253,6 @@ __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt,
 
 /* --- small helpers ---------------------------------------------------------------- */
 
-static void b64url(const unsigned char *in, size_t n, char *out)
-{
-	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-	size_t i, o = 0;
-
-	for (i = 0; i + 2 < n; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-		out[o++] = tab[v >> 18 & 63];
-		out[o++] = tab[v >> 12 & 63];
-		out[o++] = tab[v >> 6 & 63];
-		out[o++] = tab[v & 63];
-	}
-	if (n - i == 1) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		out[o++] = tab[v >> 18 & 63];
-		out[o++] = tab[v >> 12 & 63];
-	} else if (n - i == 2) {
-		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-		out[o++] = tab[v >> 18 & 63];
-		out[o++] = tab[v >> 12 & 63];
-		out[o++] = tab[v >> 6 & 63];
-	}
-	out[o] = '\0';
-}
-
 static void user_name(uint32_t u, char *out, size_t len)
 {
 	snprintf(out, len, "%s%" PRIu32, O.user_prefix, u);
@@ -298,12 +274,12 @@ static void make_token(const char *user, char *out, size_t len)
 	}
 	n = snprintf(claims, sizeof claims, "{\"sub\":\"%s\",\"iat\":%ld,\"exp\":%ld}", user, now,
 		     now + O.token_ttl);
-	b64url((const unsigned char *)hdr, sizeof hdr - 1, h64);
-	b64url((const unsigned char *)claims, (size_t)n, c64);
+	auth_b64url_encode((const unsigned char *)hdr, sizeof hdr - 1, h64);
+	auth_b64url_encode((const unsigned char *)claims, (size_t)n, c64);
 	n = snprintf(signing, sizeof signing, "%s.%s", h64, c64);
 	HMAC(EVP_sha256(), O.secret, (int)strlen(O.secret), (const unsigned char *)signing,
 	     (size_t)n, mac, &maclen);
-	b64url(mac, maclen, s64);
+	auth_b64url_encode(mac, maclen, s64);
 	snprintf(out, len, "%s.%s", signing, s64);
 }
 
@@ -1321,6 +1297,7 @@ static void on_event(struct conn *c, uint32_t ev)
 		if (read(c->fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN)
 			die("timerfd: %s", strerror(errno));
 		if (B.phase == P_RUN) {
+			B.timer_due = 0; /* it fired: arm it again even for the same time */
 			publish_tick(now_ns());
 			publish_arm();
 		}
@@ -1662,8 +1639,7 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 							poll_next(&B.conns[i]);
 			}
 		} else if (B.phase == P_RUN) {
-			publish_tick(now);
-			publish_arm();
+			/* publishing is the timer's (publish_arm) */
 			if (now - B.t_phase >= sec_ns(O.duration)) {
 				B.r.run_ns = now - B.t_phase;
 				{

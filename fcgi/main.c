@@ -7,11 +7,13 @@
  * to return, health, metrics, publish, errors.  A request that must be held
  * (an SSE stream, or a long-poll with nothing to return yet) is handed, as a
  * heap-allocated FCGX_Request, to a new thread with a 64 KiB stack that
- * sleeps in poll() on the request socket and an eventfd the hub writes to.  The acceptor goes back to accepting at once, so held streams never
- * starve polls: short requests always find `threads` acceptors.  The cost of
- * a held request is one thread: 9.6 KiB resident per stream measured (8 KiB
- * of its stack, the rest hub entry and queue), once the thread has handed
- * libfcgi's request back (see struct io); 1,000 streams, 1,000 threads.  One
+ * sleeps in ppoll() on the request socket until the hub wakes it with a
+ * signal (sse/waiter.h).  The acceptor goes back to accepting at once, so
+ * held streams never starve polls: short requests always find `threads`
+ * acceptors.  The cost of a held request is one thread: 9.6 KiB resident per
+ * stream measured (8 KiB of its stack, the rest hub entry and queue), once
+ * the thread has handed libfcgi's request back (see struct io); 1,000
+ * streams, 1,000 threads.  One
  * loop thread owning every stream would save the thread but needs
  * non-blocking writes libfcgi does not do; the simple design meets the
  * memory target, so it is the one here.

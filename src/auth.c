@@ -94,8 +94,7 @@ static long b64url_decode(const char *s, size_t len, unsigned char *out)
 	return (long)n;
 }
 
-/* Unpadded base64url of n bytes into out (room for 4 * ceil(n / 3) + 1). */
-static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
+size_t auth_b64url_encode(const unsigned char *in, size_t n, char *out)
 {
 	static const char abc[] =
 	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -467,7 +466,7 @@ static int check_hmac(const auth_t *a, const char *token, size_t signed_len, con
 		ERR_clear_error();
 		return AUTH_INTERNAL;
 	}
-	enclen = b64url_encode(mac, maclen, enc);
+	enclen = auth_b64url_encode(mac, maclen, enc);
 	OPENSSL_cleanse(mac, sizeof mac);
 	/* The length of an HMAC is public; only the bytes need constant time. */
 	if (enclen != siglen || CRYPTO_memcmp(enc, sig, siglen) != 0)

@@ -91,4 +91,10 @@ int auth_find_token(const char *authorization, const char *query,
 /* Non-zero when s (len bytes) is a valid user id: [A-Za-z0-9_.-]{1,64}. */
 int auth_user_valid(const char *s, size_t len);
 
+/*
+ * Unpadded base64url (RFC 7515) of n bytes into out, which has room for
+ * 4 * ceil(n / 3) + 1 bytes; NUL-terminated.  Returns the length.
+ */
+size_t auth_b64url_encode(const unsigned char *in, size_t n, char *out);
+
 #endif

@@ -30,16 +30,12 @@ field() {
 	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p"
 }
 
-WS_PORT=$(free_port)
+WS_PORT=$(port_pick)
 HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_LOG_LEVEL=warn \
 	"$WS" --listen "127.0.0.1:$WS_PORT" >"$T/ws.log" 2>&1 &
 WS_PID=$!
-up=1
-for _ in $(seq 100); do
-	if (exec 3<>"/dev/tcp/127.0.0.1/$WS_PORT") 2>/dev/null; then up=0; break; fi
-	sleep 0.05
-done
-ok $up "herald-ws starts on 127.0.0.1:$WS_PORT"
+port_wait "$WS_PORT" "$WS_PID"
+ok $? "herald-ws starts on 127.0.0.1:$WS_PORT"
 
 # --- herald-ws, 50 connections for 25 users, 200 msg/s for 2 s -------------------
 out=$("$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \

@@ -68,7 +68,7 @@ ok $? "herald-legacy.conf has no WebSocket proxying"
 
 start_redis || exit 1
 export HERALD_REDIS_URL=$REDIS_URL
-HTTP_PORT=$(free_port)
+HTTP_PORT=$(port_pick)
 start_fcgi
 ok $? "herald-fcgi listens on a unix socket"
 is "$(stat -c %a "$T/fcgi.sock")" 666 "socket_mode applied to the socket"
@@ -373,7 +373,7 @@ else
 	ok 0 "# SKIP spawn-fcgi not installed"
 fi
 if command -v lighttpd >/dev/null; then
-	LP=$(free_port)
+	LP=$(port_pick)
 	mkdir -p "$T/lighttpd"
 	printf 'redis_url = %s\njwt_secret = %s\n' "$REDIS_URL" "$SECRET" >"$T/herald.conf"
 	sed -e "s#server.port = 8081#server.port = $LP#" -e "s#/var/www/html#$T/lighttpd#" \
@@ -382,7 +382,7 @@ if command -v lighttpd >/dev/null; then
 		"$src/nginx/lighttpd-herald.conf" >"$T/lighttpd.conf"
 	lighttpd -D -f "$T/lighttpd.conf" >"$T/lighttpd.log" 2>&1 &
 	LPID=$!
-	for _i in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$LP") 2>/dev/null && break; sleep 0.1; done
+	port_wait "$LP" "$LPID"
 	body=$(curl -s "$U:$LP/api/v1/notifications/poll?token=$TA&limit=1")
 	case $body in *'"notifications":[{'*) r=0 ;; *) r=1; diag "$body"; diag "$(cat "$T/lighttpd.log")" ;; esac
 	ok $r "lighttpd mod_cgi runs herald-fcgi as CGI: poll"

@@ -8,7 +8,7 @@
 #   rcli ARGS...             redis-cli against it
 #   wait_subscribed USER     until Redis has a subscriber on notifications:USER
 #   rss_kb PID, mem_checks_for BINARY [WRAP], ok_mem STATUS DESC   memory checks
-#   free_port                print a port nothing listens on
+#   port_pick / port_wait    scripts/net.sh: a free port, wait for a listener
 #   [plan N] / ok COND DESC / is GOT WANT DESC / skip_all WHY / done_testing
 #
 # Only processes started here are stopped, by their pid.  $HERALD_BUILDDIR
@@ -82,20 +82,8 @@ lib_init() {
 	[ -n "$REDIS_CLI" ] || skip_all "redis-cli not found"
 }
 
-# A port nothing listens on now: the kernel's pick when python3 is there,
-# else a random high port that no socket in /proc/net/tcp uses.
-free_port() {
-	if command -v python3 >/dev/null 2>&1; then
-		python3 -c 'import socket
-s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-		return
-	fi
-	while :; do
-		_p=$(( $(od -An -N2 -tu2 /dev/urandom) % 20000 + 30000 ))
-		_hex=$(printf '%04X' "$_p")
-		grep -q ":$_hex " /proc/net/tcp /proc/net/tcp6 2>/dev/null || { echo "$_p"; return; }
-	done
-}
+# port_pick, port_wait (every test script lives two levels below the top)
+. "$(dirname "$0")/../../scripts/net.sh"
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
@@ -137,7 +125,7 @@ wait_subscribed() {
 start_redis() {
 	mkdir -p "$T/redis"
 	for _try in 1 2 3 4 5; do
-		REDIS_PORT=$(free_port)
+		REDIS_PORT=$(port_pick)
 		"$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$T/redis" \
 			--save '' --appendonly no --daemonize no --loglevel warning \
 			>"$T/redis/log" 2>&1 &

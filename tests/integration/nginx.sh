@@ -16,6 +16,9 @@
 #                            written, before nginx starts (bench/compare
 #                            raises workers and open files there).
 
+# shellcheck source=../../scripts/net.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/net.sh"
+
 nginx_bin=${NGINX:-nginx}
 
 nginx_prepare() {
@@ -56,17 +59,11 @@ nginx_test() {
 }
 
 nginx_start() {
-	local dir=$2 port=$3 i
+	local dir=$2 port=$3
 	nginx_prepare "$@" || return 1
 	"$nginx_bin" -p "$dir" -c "$dir/nginx.conf" -g 'daemon off;' 2>>"$dir/logs/stderr.log" &
 	NGINX_PID=$!
-	for i in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-			return 0
-		fi
-		kill -0 "$NGINX_PID" 2>/dev/null || break
-		sleep 0.05
-	done
+	port_wait "$port" "$NGINX_PID" && return 0
 	echo "# nginx did not start:" >&2
 	sed 's/^/# /' "$dir/logs/error.log" "$dir/logs/stderr.log" >&2 2>/dev/null
 	return 1

@@ -56,23 +56,15 @@ wait_for() {
 	return 1
 }
 
-WS_PORT=$(free_port)
-HTTP_PORT=$(free_port)
+WS_PORT=$(port_pick)
+HTTP_PORT=$(port_pick)
 start_ws() {
 	HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_JWT_LEEWAY=1 \
 	HERALD_ALLOWED_ORIGINS=https://app.example HERALD_MAX_CONNECTIONS_PER_USER=3 \
 		$WS_TEST_WRAP "$WS" --listen "127.0.0.1:$WS_PORT" --handshake-timeout 2 --log-level debug \
 		>>"$T/ws.log" 2>&1 &
 	WS_PID=$!
-	wait_for_port "$WS_PORT"
-}
-wait_for_port() {
-	local i
-	for i in $(seq 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-		sleep 0.05
-	done
-	return 1
+	port_wait "$WS_PORT" "$WS_PID"
 }
 start_ws
 ok $? "herald-ws starts on 127.0.0.1:$WS_PORT"
@@ -296,11 +288,11 @@ curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/health" | grep -q '"stat
 ok $? "health is ok again after Redis came back"
 
 # --- ping / pong timeout (a second instance with 1 s intervals) ----------------------
-WS2_PORT=$(free_port)
+WS2_PORT=$(port_pick)
 HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_WS_PING_INTERVAL=1 \
 HERALD_WS_PONG_TIMEOUT=1 $WS_TEST_WRAP "$WS" --listen "127.0.0.1:$WS2_PORT" >>"$T/ws2.log" 2>&1 &
 WS2_PID=$!
-wait_for_port "$WS2_PORT"
+port_wait "$WS2_PORT"
 "$CLI" -t 6 -P "127.0.0.1:$WS2_PORT" "$(path 42)" >"$T/o"
 grep -q '^ping' "$T/o" && [ "$(close_of "$T/o")" = "close 1001 no pong" ]
 ok $? "a client that never answers pings is closed (1001 no pong)"
@@ -357,12 +349,12 @@ ok $? "metrics count the pause"
 kill "$WS3_PID"; wait "$WS3_PID"; WS2_PID=
 
 # --- --workers: processes sharing the port (SO_REUSEPORT) ----------------------------
-WS4_PORT=$(free_port)
+WS4_PORT=$(port_pick)
 HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET "$WS" --listen "127.0.0.1:$WS4_PORT" \
 	--workers 2 >>"$T/ws4.log" 2>&1 &
 WS4_PID=$!
 WS2_PID=$WS4_PID
-wait_for_port "$WS4_PORT"
+port_wait "$WS4_PORT"
 for _i in $(seq 50); do [ "$(pgrep -P "$WS4_PID" -c)" = 2 ] && break; sleep 0.1; done
 is "$(pgrep -P "$WS4_PID" -c)" 2 "--workers 2: two worker processes"
 for n in 1 2 3 4; do
