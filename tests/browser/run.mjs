@@ -19,7 +19,7 @@ const WAIT = 20000; // one condition
 
 // --- TAP and the control channel ---------------------------------------------
 
-const PLAN = 15; // the seven tests of issue 5, some in several checks, and the classic loader
+const PLAN = 16; // the seven tests of issue 5, some in several checks, and the classic loader
 let n = 0;
 let failed = 0;
 function ok(cond, desc, ...diag) {
@@ -501,6 +501,35 @@ async function test8() {
 		'8. herald.classic.js from a classic <script>: window.Herald at once (state idle), then WebSocket, receives',
 		`${res.status} ${res.headers.get('content-type')} sync="${sync}" after="${after}"`,
 		JSON.stringify(await page.evaluate(() => window.classic)),
+	);
+
+	// herald.js cannot be loaded (404 here): the page is told, the handle is closed.
+	const page2 = await newPage(ctx, 't8b');
+	await page2.route('**/herald.js', (route) => route.fulfill({ status: 404, body: 'not found' }));
+	await page2.goto(`${base}/herald.classic.js`); // an origin page that does not import herald.js
+	await page2.addScriptTag({ url: '/herald.classic.js' });
+	const failed = await page2.evaluate(
+		(t) =>
+			new Promise((resolve) => {
+				const seen = [];
+				const h = Herald.connect({
+					token: t,
+					share: false,
+					onState: (s) => {
+						seen.push(s);
+						resolve({ seen, state: h.state });
+					},
+				});
+				setTimeout(() => resolve({ seen, state: h.state }), 10000);
+			}),
+		token,
+	);
+	ok(
+		failed.seen.length === 1 && failed.seen[0].state === 'closed' && failed.seen[0].detail === 'load' &&
+			failed.state === 'closed' && page2.lines.some((l) => l.includes('cannot load')),
+		'8b. herald.js not reachable: onState {state: closed, detail: load}, the handle closed, a console line',
+		JSON.stringify(failed),
+		page2.lines.join('\n'),
 	);
 	await ctx.close();
 }

@@ -15,7 +15,7 @@ for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
 done
 start_redis || skip_all "cannot start redis-server"
 
-plan 23
+plan 25
 
 SECRET=bench-secret-$$
 WS_PID=
@@ -62,7 +62,7 @@ is "$(field "$out" label)" "test-ws" "the label is copied"
 
 # --- the floor: SUBSCRIBE straight to Redis (protected mode: default source address) --
 out=$("$BENCH" -t redis -R "redis://127.0.0.1:$REDIS_PORT" --source-addrs 0 -n 50 -r 200 -d 2 \
-	--settle 0.5 --drain 3)
+	--settle 0.5 --drain 3 --samples "$T/samples")
 rc=$?
 diag "$out"
 is "$rc" 0 "herald-bench redis exits 0"
@@ -70,6 +70,13 @@ is "$(field "$out" opened)" 50 "50 subscribers"
 sent=$(field "$out" sent)
 is "$(field "$out" received)" "$sent" "the floor receives every message ($sent)"
 is "$(field "$out" lost),$(field "$out" dup)" "0,0" "the floor loses and duplicates nothing"
+is "$(awk 'NF == 4 && $2 >= $1' "$T/samples" | wc -l | tr -d ' ')" "$(field "$out" received)" \
+	"--samples: one line per received message (sent <= received time, user, seq)"
+"$BENCH" -t redis -R "redis://127.0.0.1:$REDIS_PORT" --source-addrs 0 -n 1 -d 0.2 --settle 0 \
+	--drain 0 --samples "$T/no/such/dir/s" >/dev/null 2>"$T/samples.err"
+rc=$?
+[ "$rc" = 1 ] && grep -q -- "--samples $T/no/such/dir/s: No such file or directory" "$T/samples.err"
+ok $? "--samples to a path that cannot be written: exit status 1 and the reason"
 
 # --- procs: two processes merge their counts ------------------------------------
 out=$("$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \
