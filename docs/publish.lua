@@ -3,15 +3,29 @@
 --
 -- KEYS[1]  P:U:history, the user's stream; the channel is KEYS[1] without
 --          the ":history" suffix (P:U).
+-- KEYS[2]  the idempotency record (optional): KEYS[1] .. ":idem:" .. KEY, KEY
+--          being 1..200 characters of [A-Za-z0-9_.:-] naming this publish.
 -- ARGV[1]  the payload: JSON text, sent on verbatim as the envelope's "data".
 -- ARGV[2]  entries kept, XADD MAXLEN ~ (optional, default 1000).
 -- ARGV[3]  expiry of the stream in seconds, refreshed on each publish
 --          (optional, default 604800, 7 days).
+-- ARGV[4]  with KEYS[2]: seconds the record is kept, the window in which a
+--          retry is recognised (optional, default 600).
+-- An empty ARGV[2], ARGV[3] or ARGV[4] means the default.
 --
 -- Writes the envelope
 --   {"id":"MS-SEQ","channel":"P:U","ts":MS,"data":PAYLOAD}
 -- once: XADD to KEYS[1] (field "e") under the id it names, EXPIRE, and
 -- PUBLISH of the same bytes to P:U.  Returns the id "MS-SEQ".
+--
+-- With KEYS[2] a retry stores nothing: when the record exists, the script
+-- writes nothing and returns the id the record holds as a status reply
+-- (+MS-SEQ: most clients read it as the same string as the usual bulk reply;
+-- a caller that looks at the type can tell a replay).  Otherwise it publishes
+-- and SETs the record to "ID SHA1(payload)", EX ARGV[4].  A script runs
+-- atomically, so two calls with one record, even at once, store one entry.
+-- A record made for another payload is an error, not a replay: a key reused
+-- by mistake must not swallow a different notification.
 --
 -- The envelope holds its own id, so the id is chosen here before the XADD,
 -- as Redis would: the current time in ms, or the last entry's id + 1 when
@@ -21,6 +35,7 @@
 -- exact, and a seq that would pass 2^53 moves to the next millisecond.
 
 local key = KEYS[1]
+local idem = KEYS[2]
 local payload = ARGV[1]
 
 local function fail(why)
@@ -38,8 +53,8 @@ local function count(arg, default)
 	return n
 end
 
-if #KEYS ~= 1 then
-	return fail('expected one key, P:U:history')
+if #KEYS ~= 1 and #KEYS ~= 2 then
+	return fail('expected one or two keys, P:U:history [P:U:history:idem:KEY]')
 end
 local channel = string.match(key, '^(.+):history$')
 if channel == nil then
@@ -47,6 +62,13 @@ if channel == nil then
 end
 if string.find(channel, '[%c"\\]') then
 	return fail('channel must not hold quotes, backslashes or control characters')
+end
+if idem ~= nil then
+	local name = string.sub(idem, #key + 7)
+	if string.sub(idem, 1, #key + 6) ~= key .. ':idem:' or #name < 1 or #name > 200 or
+		string.find(name, '[^A-Za-z0-9_.:%-]') then
+		return fail('KEYS[2] must be KEYS[1] .. ":idem:" .. KEY, KEY of [A-Za-z0-9_.:-]{1,200}')
+	end
 end
 if payload == nil or payload == '' then
 	return fail('payload is empty')
@@ -61,6 +83,26 @@ end
 local ttl = count(ARGV[3], 604800)
 if ttl == nil then
 	return fail('ttl must be a positive integer')
+end
+local window = count(ARGV[4], 600)
+if window == nil then
+	return fail('window must be a positive integer')
+end
+if idem == nil and ARGV[4] ~= nil and ARGV[4] ~= '' then
+	return fail('a window needs KEYS[2], the idempotency record')
+end
+if idem ~= nil then
+	local done = redis.call('GET', idem)
+	if done then
+		local was, sum = string.match(done, '^(%d+%-%d+) (%x+)$')
+		if was == nil then
+			return fail('the idempotency record holds no id')
+		end
+		if sum ~= redis.sha1hex(payload) then
+			return fail('idempotency key already used for another payload')
+		end
+		return redis.status_reply(was)
+	end
 end
 
 local function split(id)
@@ -111,6 +153,11 @@ if type(r) == 'table' and r.err then
 	if type(r) == 'table' and r.err then
 		return r
 	end
+end
+-- The record goes first: from here on the entry exists.
+if idem ~= nil then
+	redis.call('SET', idem, id .. ' ' .. redis.sha1hex(payload), 'EX',
+		string.format('%d', window))
 end
 redis.call('EXPIRE', key, string.format('%d', ttl))
 redis.call('PUBLISH', channel, env)

@@ -5,10 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "err.h"
 #include "http.h"
+#include "metrics.h"
 #include "publish.h"
+#include "text.h"
 
 static int fail(struct route *r, int status, const char *error, const char *detail)
 {
@@ -26,18 +32,11 @@ static int bad(struct route *r, const char *detail)
 /* A decimal without sign in [lo, hi]. */
 static int parse_ulong(const char *s, long lo, long hi, long *out)
 {
-	long v = 0;
+	uint64_t v;
 
-	if (*s == '\0' || strlen(s) > 9)
+	if (text_parse_uint(s, strlen(s), (uint64_t)hi, &v) != 0 || v < (uint64_t)lo)
 		return HERR_INVAL;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return HERR_INVAL;
-		v = v * 10 + (*s - '0');
-	}
-	if (v < lo || v > hi)
-		return HERR_INVAL;
-	*out = v;
+	*out = (long)v;
 	return 0;
 }
 
@@ -73,6 +72,37 @@ static int authenticate(struct route *r, const struct conf *c, const auth_t *a, 
 
 	rc = auth_find_token(in->authorization, in->query, in->cookie, c->jwt_cookie, token,
 			     sizeof token);
+	if (rc == AUTH_OK)
+		rc = auth_verify(a, token, strlen(token), now, &r->id);
+	if (rc != AUTH_OK)
+		return fail(r, 401, "invalid_token", auth_reason(rc));
+	return 0;
+}
+
+/* SSE: a well-formed ?ticket= stands for the token (redeemed by the handler). */
+static int sse_ticket(struct route *r, const struct route_in *in)
+{
+	char buf[64];
+	int n = http_query_get(in->query, "ticket", buf, sizeof buf);
+
+	if (n == HERR_NOTFOUND || n == 0)
+		return 0;
+	if (n < 0 || !ticket_valid(buf, (size_t)n)) {
+		fail(r, 401, "invalid_token", auth_reason(AUTH_BAD_TICKET));
+		return -1;
+	}
+	memcpy(r->ticket, buf, TICKET_LEN + 1);
+	return 1;
+}
+
+/* The ticket endpoint takes the token from Authorization only: keeping it
+ * out of URLs is its point. */
+static int authenticate_header(struct route *r, const auth_t *a, time_t now,
+			       const struct route_in *in)
+{
+	char token[AUTH_TOKEN_MAX + 1];
+	int rc = auth_find_token(in->authorization, NULL, NULL, NULL, token, sizeof token);
+
 	if (rc == AUTH_OK)
 		rc = auth_verify(a, token, strlen(token), now, &r->id);
 	if (rc != AUTH_OK)
@@ -127,15 +157,42 @@ static int route_sse(struct route *r, const char *q, const char *header)
 	return 0;
 }
 
-/* Equal in time independent of where they differ (lengths may leak). */
-static int key_equal(const char *a, const char *b)
+/*
+ * Compare SHA-256 digests of both in constant time: the time depends neither
+ * on where they differ nor on the presented length against the key's (a
+ * length check first would tell an attacker the key's length).
+ */
+int router_key_equal(const char *given, size_t given_len, const char *key)
 {
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char d = la != lb;
+	unsigned char dg[EVP_MAX_MD_SIZE], dk[EVP_MAX_MD_SIZE];
+	unsigned int ng = 0, nk = 0;
 
-	for (size_t i = 0; i < la && i < lb; i++)
-		d |= (unsigned char)(a[i] ^ b[i]);
-	return d == 0;
+	if (given == NULL || key == NULL)
+		return 0;
+	if (EVP_Digest(given, given_len, dg, &ng, EVP_sha256(), NULL) != 1 ||
+	    EVP_Digest(key, strlen(key), dk, &nk, EVP_sha256(), NULL) != 1 || ng != nk ||
+	    ng == 0)
+		return 0;
+	return CRYPTO_memcmp(dg, dk, ng) == 0;
+}
+
+/*
+ * The Idempotency-Key header: a bare key, or the quoted string of
+ * draft-ietf-httpapi-idempotency-key-header (a Structured Field String).
+ */
+static int idem_header(struct route *r, const char *h)
+{
+	size_t len = strlen(h);
+
+	if (len >= 2 && h[0] == '"' && h[len - 1] == '"') {
+		h++;
+		len -= 2;
+	}
+	if (publish_idem_check(h, len, NULL, 0) != 0)
+		return bad(r, "Idempotency-Key: must match [A-Za-z0-9_.:-]{1,128}");
+	memcpy(r->idem_key, h, len);
+	r->idem_key[len] = '\0';
+	return 0;
 }
 
 static int route_publish(struct route *r, const struct conf *c, const struct route_in *in)
@@ -145,7 +202,7 @@ static int route_publish(struct route *r, const struct conf *c, const struct rou
 	int rc;
 
 	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0 ||
-	    !key_equal(auth + 7, c->publish_key))
+	    !router_key_equal(auth + 7, strlen(auth + 7), c->publish_key))
 		return fail(r, 401, "invalid_key", "Authorization: Bearer PUBLISH_KEY required");
 	rc = param(in->query, "user", r->user, sizeof r->user);
 	if (rc <= 0 || !auth_user_valid(r->user, strlen(r->user)))
@@ -156,6 +213,8 @@ static int route_publish(struct route *r, const struct conf *c, const struct rou
 	if (len > PUBLISH_PAYLOAD_MAX)
 		return fail(r, 413, "payload_too_large", "payload: at most 65536 bytes");
 	r->content_length = len;
+	if (in->idempotency_key != NULL)
+		return idem_header(r, in->idempotency_key);
 	return 0;
 }
 
@@ -176,8 +235,15 @@ static int kind_of(const struct conf *c, const char *path, size_t len)
 		return ROUTE_HEALTH;
 	if (path_is(path, len, c->path_metrics))
 		return ROUTE_METRICS;
+	switch (metrics_probe_of(c->path_health, path, len)) {
+	case METRICS_PROBE_LIVE: return ROUTE_LIVE;
+	case METRICS_PROBE_READY: return ROUTE_READY;
+	default: break;
+	}
 	if (path_is(path, len, c->path_publish) && c->publish_key != NULL)
 		return ROUTE_PUBLISH;
+	if (path_is(path, len, c->path_ticket))
+		return ROUTE_TICKET;
 	return ROUTE_NONE;
 }
 
@@ -213,7 +279,7 @@ int router_route(const struct conf *c, const auth_t *a, time_t now, const struct
 	r->kind = kind_of(c, in->path, in->path ? strlen(in->path) : 0);
 	if (r->kind == ROUTE_NONE)
 		return fail(r, 404, "not_found", "no such endpoint");
-	want = r->kind == ROUTE_PUBLISH ? "POST" : "GET";
+	want = r->kind == ROUTE_PUBLISH || r->kind == ROUTE_TICKET ? "POST" : "GET";
 	if (in->method == NULL || strcmp(in->method, want) != 0) {
 		r->allow = want;
 		return fail(r, 405, "method_not_allowed", want);
@@ -226,9 +292,19 @@ int router_route(const struct conf *c, const auth_t *a, time_t now, const struct
 			return r->status;
 		return route_poll(r, c, in->query);
 	case ROUTE_SSE:
-		if (authenticate(r, c, a, now, in) != 0)
+		switch (sse_ticket(r, in)) {
+		case 0:
+			if (authenticate(r, c, a, now, in) != 0)
+				return r->status;
+			break;
+		case 1:
+			break;
+		default:
 			return r->status;
+		}
 		return route_sse(r, in->query, in->last_event_id);
+	case ROUTE_TICKET:
+		return authenticate_header(r, a, now, in);
 	case ROUTE_PUBLISH:
 		return route_publish(r, c, in);
 	default:
@@ -238,17 +314,25 @@ int router_route(const struct conf *c, const auth_t *a, time_t now, const struct
 
 int router_error_json(const struct route *r, char *buf, size_t len)
 {
-	/* error and detail hold no character that needs escaping but '"' and '\',
-	 * which only detail could (auth reasons and our messages do not). */
-	char detail[sizeof r->detail];
-	size_t j = 0;
+	const char *error = r->error ? r->error : "internal"; /* one of our constants */
+	char detail[sizeof r->detail * TEXT_JSON_CHAR_MAX + 1];
+	size_t dlen = strnlen(r->detail, sizeof r->detail);
+	size_t fixed = strlen("{\"error\":\"\",\"detail\":\"\"}") + strlen(error) + 1;
+	size_t room = len > fixed ? len - fixed : 0;
+	size_t i = 0, o = 0;
 
-	for (size_t i = 0; r->detail[i] != '\0' && j + 1 < sizeof detail; i++) {
-		unsigned char ch = (unsigned char)r->detail[i];
+	/* detail may quote what the client sent: escape it, and cut it at a
+	 * character boundary rather than let snprintf cut the JSON short. */
+	while (i < dlen) {
+		char piece[TEXT_JSON_CHAR_MAX];
+		size_t used, n = text_json_char(r->detail + i, dlen - i, piece, &used);
 
-		detail[j++] = ch == '"' || ch == '\\' || ch < 0x20 ? '_' : (char)ch;
+		if (o + n > room)
+			break;
+		memcpy(detail + o, piece, n);
+		o += n;
+		i += used;
 	}
-	detail[j] = '\0';
-	return snprintf(buf, len, "{\"error\":\"%s\",\"detail\":\"%s\"}",
-			r->error ? r->error : "internal", detail);
+	detail[o] = '\0';
+	return snprintf(buf, len, "{\"error\":\"%s\",\"detail\":\"%s\"}", error, detail);
 }

@@ -15,6 +15,8 @@
 #include "auth.h"
 #include "conf.h"
 #include "cursor.h"
+#include "publish.h"
+#include "ticket.h"
 
 /* Longest query string accepted (bytes); a JWT is well under it. */
 #define ROUTER_QUERY_MAX 4096
@@ -28,6 +30,9 @@ enum route_kind {
 	ROUTE_HEALTH,
 	ROUTE_METRICS,
 	ROUTE_PUBLISH,
+	ROUTE_LIVE,  /* path_health "/live": liveness, answered without Redis */
+	ROUTE_READY, /* path_health "/ready": readiness, metrics_ready() decides */
+	ROUTE_TICKET, /* POST path_ticket: a ticket for the token in Authorization */
 };
 
 /* The CGI variables of a request; any may be NULL (absent). */
@@ -39,6 +44,7 @@ struct route_in {
 	const char *cookie;         /* HTTP_COOKIE */
 	const char *last_event_id;  /* HTTP_LAST_EVENT_ID */
 	const char *content_length; /* CONTENT_LENGTH */
+	const char *idempotency_key; /* HTTP_IDEMPOTENCY_KEY */
 };
 
 struct route {
@@ -47,13 +53,18 @@ struct route {
 	const char *error;      /* constant error code for the JSON body */
 	char detail[160];       /* "" or the detail for the JSON body */
 	const char *allow;      /* the Allow header of a 405 */
-	struct auth_identity id;  /* poll, sse: the token's user */
+	struct auth_identity id;  /* poll, sse, ticket: the token's user; sse with a
+				   * ticket: filled by the handler that redeems it */
+	char ticket[TICKET_LEN + 1]; /* sse: ?ticket= (well formed), else "" */
 	int has_since;          /* poll: since; sse: Last-Event-ID or last_event_id */
 	struct cursor since;
 	unsigned limit;         /* poll */
 	long wait;              /* poll: seconds */
 	char user[AUTH_USER_MAX + 1]; /* publish: the target user */
 	long content_length;    /* publish */
+	/* publish: the Idempotency-Key header without its optional quotes, ""
+	 * when absent (the caller then makes one per request) */
+	char idem_key[PUBLISH_IDEM_KEY_MAX + 1];
 };
 
 /*
@@ -73,5 +84,13 @@ const char *router_path(const struct conf *c, const char *document_uri, const ch
 
 /* The JSON body of an error route: {"error":"...","detail":"..."}. */
 int router_error_json(const struct route *r, char *buf, size_t len);
+
+/*
+ * Non-zero when given (given_len bytes, the credentials of the request's
+ * Authorization: Bearer) equals key (NUL-terminated, the publish_key).  The
+ * time taken tells neither where they differ nor whether the lengths match:
+ * SHA-256 digests of both are compared with CRYPTO_memcmp.  NULLs are unequal.
+ */
+int router_key_equal(const char *given, size_t given_len, const char *key);
 
 #endif

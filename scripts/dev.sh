@@ -10,8 +10,13 @@
 # uses your secret and `HERALD_REDIS_URL=redis://host:6379/0` your Redis
 # (then no Redis is started).  These belong to this script only:
 #   HERALD_HTTP_PORT     the port nginx listens on (127.0.0.1; default 8080)
-#   HERALD_NGINX_CONF    full (nginx/herald.conf, the default) or legacy
-#                        (nginx/herald-legacy.conf: no WebSocket proxying)
+#   HERALD_NGINX_CONF    full (nginx/herald.conf, the default), legacy
+#                        (nginx/herald-legacy.conf: no WebSocket proxying) or
+#                        stream (nginx/herald-stream.conf: WebSocket at L4 on
+#                        its own ports, TLS at nginx, PROXY protocol to herald-ws)
+#   HERALD_STREAM_PORT, HERALD_STREAM_TLS_PORT   stream: the ws:// and wss://
+#                        ports (127.0.0.1; default 8001 and 8443; the
+#                        certificate is self-signed, in the scratch directory)
 #   HERALD_RUN_DIR       the scratch directory (default .run/ in the checkout)
 #   HERALD_BUILD_DIR     the build directory (default build/ in the checkout)
 #   HERALD_NO_INSTALL=1  do not call apt-get (report what is missing instead)
@@ -24,15 +29,19 @@ build=${HERALD_BUILD_DIR:-$top/build}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # Debian 12 packages, by name: build tools, libraries, the servers the
-# tests and the run command start (nchan: the benchmark's peer), the
-# checkers `test` runs, and the browser the client's tests drive.
+# tests and the run command start (nchan: the benchmark's peer; apache2-bin:
+# Apache httpd and its modules, without a service of its own), the
+# checkers `test` runs, the browser the client's tests drive, and what
+# `make deb` (scripts/deb.sh) and tests/integration/package.sh use.
 APT_PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libfcgi-dev libhiredis-dev libjson-c-dev libjwt-dev check
 	libevent-dev libwslay-dev libssl-dev openssl
-	redis-server redis-tools nginx spawn-fcgi lighttpd libnginx-mod-nchan
+	redis-server redis-tools nginx spawn-fcgi lighttpd libnginx-mod-nchan libnginx-mod-stream
+	apache2-bin
 	curl procps valgrind cppcheck clang clang-tidy
 	chromium nodejs
+	debhelper lintian fakeroot logrotate
 )
 
 say() { printf 'dev.sh: %s\n' "$*" >&2; }
@@ -104,9 +113,10 @@ cmd_run() {
 	local run=${HERALD_RUN_DIR:-$top/.run}
 	local http_port=${HERALD_HTTP_PORT:-8080}
 	local flavour=${HERALD_NGINX_CONF:-full}
-	case $flavour in full | legacy) ;; *) die "HERALD_NGINX_CONF: full or legacy, not '$flavour'" ;; esac
+	case $flavour in full | legacy | stream) ;; *) die "HERALD_NGINX_CONF: full, legacy or stream, not '$flavour'" ;; esac
+	export NGINX_STREAM_PORT=${HERALD_STREAM_PORT:-8001} NGINX_STREAM_TLS_PORT=${HERALD_STREAM_TLS_PORT:-8443}
 	unset HERALD_RUN_DIR HERALD_BUILD_DIR HERALD_NO_INSTALL HERALD_TEST_QUICK HERALD_HTTP_PORT \
-		HERALD_NGINX_CONF
+		HERALD_NGINX_CONF HERALD_STREAM_PORT HERALD_STREAM_TLS_PORT
 	mkdir -p "$run"
 	if (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null; then
 		die "127.0.0.1:$http_port is in use: stop what listens there or set HERALD_HTTP_PORT"
@@ -154,18 +164,26 @@ cmd_run() {
 		die "the stack did not start (logs in $run)"
 	say "herald-ws on unix:$run/ws.sock (log: $run/ws.log)"
 	say "herald-fcgi on unix:$run/fcgi.sock (log: $run/fcgi.log)"
-	say "nginx with nginx/herald$([ "$flavour" = legacy ] && echo -legacy).conf on 127.0.0.1:$http_port (logs: $run/nginx/logs)"
+	local conf_name=herald.conf ws_url="ws://127.0.0.1:$http_port/api/v1/ws/notifications"
+	[ "$flavour" = legacy ] && conf_name=herald-legacy.conf
+	if [ "$flavour" = stream ]; then
+		conf_name=herald-stream.conf
+		ws_url="ws://127.0.0.1:$NGINX_STREAM_PORT/api/v1/ws/notifications"
+		say "WebSocket at L4: ws://127.0.0.1:$NGINX_STREAM_PORT and wss://127.0.0.1:$NGINX_STREAM_TLS_PORT (certificate $run/nginx/tls.crt), herald-ws with proxy_protocol = on"
+	fi
+	say "nginx with nginx/$conf_name on 127.0.0.1:$http_port (logs: $run/nginx/logs)"
 
 	cat <<EOF
 
 Herald is running (Ctrl-C stops everything it started).
   Redis:        $HERALD_REDIS_URL
-  Demo page:    http://127.0.0.1:$http_port/#token=$token&publish_key=$HERALD_PUBLISH_KEY
+  Demo page:    http://127.0.0.1:$http_port/#token=$token&publish_key=$HERALD_PUBLISH_KEY$([ "$flavour" = stream ] && echo "&ws_url=$ws_url")
+  WebSocket:    $ws_url
   Token for user $user (24 h): $token
 
 Check the transports through nginx:
   curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' \\
-    -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' 'http://127.0.0.1:$http_port/api/v1/ws/notifications?token=$token'
+    -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' '${ws_url/ws:/http:}?token=$token'
   curl -N 'http://127.0.0.1:$http_port/api/v1/sse/notifications?token=$token'
   curl 'http://127.0.0.1:$http_port/api/v1/notifications/poll?token=$token'
   curl http://127.0.0.1:$http_port/api/v1/notifications/health

@@ -8,10 +8,14 @@
 #                                                 TTL s (negative: expired);
 #                                                 EXTRA_CLAIMS: ',"iss":"x"'
 #
-#   stack_start RUN BUILD HTTP_PORT [full|legacy]
+#   stack_start RUN BUILD HTTP_PORT [full|legacy|stream]
 #       Starts herald-ws on unix:RUN/ws.sock, herald-fcgi on
-#       unix:RUN/fcgi.sock, and nginx (nginx/herald.conf, or herald-legacy.conf)
-#       on 127.0.0.1:HTTP_PORT with its scratch dir RUN/nginx.  Logs:
+#       unix:RUN/fcgi.sock, and nginx (nginx/herald.conf, herald-legacy.conf,
+#       or herald-stream.conf) on 127.0.0.1:HTTP_PORT with its scratch dir
+#       RUN/nginx.  stream: herald-ws runs with proxy_protocol = on, and the
+#       WebSocket is on 127.0.0.1:$NGINX_STREAM_PORT (ws://) and
+#       $NGINX_STREAM_TLS_PORT (wss://, certificate RUN/nginx/tls.crt), picked
+#       when unset (tests/integration/nginx.sh).  Logs:
 #       RUN/ws.log, RUN/fcgi.log, RUN/nginx/logs/.  Redis and the JWT secret
 #       come from the environment (HERALD_REDIS_URL, HERALD_JWT_SECRET or
 #       HERALD_JWT_KEY_FILE), as for the programs themselves.
@@ -48,6 +52,7 @@ herald_token() {
 
 STACK_RUN=
 STACK_BUILD=
+STACK_FLAVOUR=full
 STACK_WS_PID=
 STACK_FCGI_PID=
 
@@ -71,7 +76,9 @@ _stack_server() {
 	local name=$1
 	shift
 	rm -f "$STACK_RUN/$name.sock"
-	HERALD_SOCKET_MODE=0666 "$STACK_BUILD/herald-$name" --listen "unix:$STACK_RUN/$name.sock" "$@" \
+	local pp=${HERALD_PROXY_PROTOCOL:-off}
+	[ "$name" = ws ] && [ "$STACK_FLAVOUR" = stream ] && pp=on
+	HERALD_PROXY_PROTOCOL=$pp HERALD_SOCKET_MODE=0666 "$STACK_BUILD/herald-$name" --listen "unix:$STACK_RUN/$name.sock" "$@" \
 		>>"$STACK_RUN/$name.log" 2>&1 &
 	_stack_pid=$!
 	_stack_wait_sock "$STACK_RUN/$name.sock" "$_stack_pid" "$STACK_RUN/$name.log"
@@ -105,8 +112,9 @@ stack_stop_fcgi() { _stack_kill "$STACK_FCGI_PID"; STACK_FCGI_PID=; }
 
 stack_start() {
 	local conf=$_stack_top/nginx/herald.conf
-	STACK_RUN=$1 STACK_BUILD=$2
-	[ "${4:-full}" = legacy ] && conf=$_stack_top/nginx/herald-legacy.conf
+	STACK_RUN=$1 STACK_BUILD=$2 STACK_FLAVOUR=${4:-full}
+	[ "$STACK_FLAVOUR" = legacy ] && conf=$_stack_top/nginx/herald-legacy.conf
+	[ "$STACK_FLAVOUR" = stream ] && conf=$_stack_top/nginx/herald-stream.conf
 	mkdir -p "$STACK_RUN"
 	# nginx workers (nobody when the master is root) must reach the sockets:
 	# RUN and every directory above it must be searchable by others.

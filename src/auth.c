@@ -419,6 +419,9 @@ static int check_claims(const auth_t *a, json_object *claims, time_t now, struct
 	/* now - leeway, not exp + leeway: exp is the attacker's number. */
 	if (t - a->leeway > exp)
 		return AUTH_EXPIRED;
+	/* Valid "forever": clamped, so exp * 1000 (ms) cannot overflow anywhere. */
+	if (exp > AUTH_EXP_MAX)
+		exp = AUTH_EXP_MAX;
 	if (json_object_object_get_ex(claims, "nbf", &v)) {
 		if (!json_object_is_type(v, json_type_int))
 			return AUTH_MALFORMED;
@@ -446,6 +449,20 @@ static int check_claims(const auth_t *a, json_object *claims, time_t now, struct
 		return AUTH_BAD_USER;
 	}
 	id->exp = exp;
+	/* iat and jti only serve revocation: a bad one is not a bad token. */
+	id->iat = 0;
+	if (json_object_object_get_ex(claims, "iat", &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) > 0)
+		id->iat = json_object_get_int64(v);
+	id->jti[0] = '\0';
+	if (json_object_object_get_ex(claims, "jti", &v) && json_object_is_type(v, json_type_string)) {
+		size_t n = (size_t)json_object_get_string_len(v);
+
+		if (auth_jti_valid(json_object_get_string(v), n)) {
+			memcpy(id->jti, json_object_get_string(v), n);
+			id->jti[n] = '\0';
+		}
+	}
 	return AUTH_OK;
 }
 
@@ -670,6 +687,10 @@ const char *auth_reason(int result)
 		return "missing_user";
 	case AUTH_BAD_USER:
 		return "bad_user";
+	case AUTH_REVOKED:
+		return "revoked";
+	case AUTH_BAD_TICKET:
+		return "bad_ticket";
 	default: /* AUTH_INTERNAL, and any code this version does not know */
 		return "internal";
 	}
@@ -705,19 +726,27 @@ static const char *bearer_value(const char *h, size_t *n)
 	return *n > 0 ? h : NULL;
 }
 
-int auth_find_token(const char *authorization, const char *query, const char *cookie_header,
-		    const char *cookie_name, char *out, size_t outlen)
+int auth_find_token_from(const char *authorization, const char *query, const char *cookie_header,
+			 const char *cookie_name, char *out, size_t outlen, enum auth_source *from)
 {
+	enum auth_source unused;
 	const char *v;
 	size_t n;
 	int rc;
 
+	if (from == NULL)
+		from = &unused;
+	*from = AUTH_FROM_NONE;
 	if (outlen > 0)
 		out[0] = '\0';
-	if (authorization != NULL && (v = bearer_value(authorization, &n)) != NULL)
+	if (authorization != NULL && (v = bearer_value(authorization, &n)) != NULL) {
+		*from = AUTH_FROM_HEADER;
 		return copy_token(v, n, out, outlen);
+	}
 	if (query != NULL) {
 		rc = http_query_get(query, "token", out, outlen);
+		if (rc > 0 || rc == HERR_TOOBIG || rc == HERR_INVAL)
+			*from = AUTH_FROM_QUERY;
 		if (rc > 0)
 			return AUTH_OK;
 		if (rc == HERR_TOOBIG)
@@ -727,6 +756,8 @@ int auth_find_token(const char *authorization, const char *query, const char *co
 	}
 	if (cookie_header != NULL && cookie_name != NULL) {
 		rc = http_cookie_get(cookie_header, cookie_name, out, outlen);
+		if (rc > 0 || rc == HERR_TOOBIG)
+			*from = AUTH_FROM_COOKIE;
 		if (rc > 0)
 			return AUTH_OK;
 		if (rc == HERR_TOOBIG)
@@ -735,6 +766,13 @@ int auth_find_token(const char *authorization, const char *query, const char *co
 	if (outlen > 0)
 		out[0] = '\0';
 	return AUTH_MISSING;
+}
+
+int auth_find_token(const char *authorization, const char *query, const char *cookie_header,
+		    const char *cookie_name, char *out, size_t outlen)
+{
+	return auth_find_token_from(authorization, query, cookie_header, cookie_name, out, outlen,
+				    NULL);
 }
 
 int auth_user_valid(const char *s, size_t len)
@@ -750,5 +788,15 @@ int auth_user_valid(const char *s, size_t len)
 		      c == '_' || c == '.' || c == '-'))
 			return 0;
 	}
+	return 1;
+}
+
+int auth_jti_valid(const char *s, size_t len)
+{
+	if (s == NULL || len == 0 || len > AUTH_JTI_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < '!' || s[i] > '~')
+			return 0;
 	return 1;
 }

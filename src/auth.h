@@ -13,7 +13,7 @@
  *   - a header typ other than "JWT" (any case) is malformed: libjwt 1.10
  *     refuses it;
  *   - exp is required, nbf checked when present, iss/aud when configured,
- *     all with the configured leeway;
+ *     all with the configured leeway; an exp past AUTH_EXP_MAX is clamped;
  *   - the user claim (string or integer) must match [A-Za-z0-9_.-]{1,64};
  *   - tokens longer than AUTH_TOKEN_MAX are refused before any decoding.
  *
@@ -29,6 +29,13 @@
 
 #define AUTH_TOKEN_MAX 8192
 #define AUTH_USER_MAX 64
+/* The longest jti an identity keeps (see struct auth_identity). */
+#define AUTH_JTI_MAX 128
+/*
+ * The largest exp an identity carries: 9999-12-31T23:59:59Z.  A later exp is
+ * accepted and clamped to it, so (exp + leeway) * 1000 fits a long long.
+ */
+#define AUTH_EXP_MAX 253402300799LL
 
 /* Why a token was refused.  auth_reason() gives the stable string used in
  * the 401 body's "detail" and in logs. */
@@ -47,13 +54,25 @@ enum auth_result {
 	AUTH_MISSING_USER = -11,  /* "missing_user" */
 	AUTH_BAD_USER = -12,      /* "bad_user": wrong type, too long or bad characters */
 	AUTH_INTERNAL = -13,      /* "internal": out of memory */
+	AUTH_REVOKED = -14,       /* "revoked": valid, but revoked in Redis (issued
+				   * before the user's not-before time, or its jti
+				   * revoked); never returned by auth_verify() */
+	AUTH_BAD_TICKET = -15,    /* "bad_ticket": a ticket that is unknown, used,
+				   * expired or forged (src/ticket.h) */
 };
 
 typedef struct auth auth_t;
 
 struct auth_identity {
 	char user[AUTH_USER_MAX + 1]; /* the user id, NUL-terminated */
-	long long exp;                /* the token's exp (seconds since the epoch) */
+	long long exp;                /* the token's exp (seconds since the epoch), <= AUTH_EXP_MAX */
+	long long iat;                /* the token's iat, 0 when absent or not an integer */
+	/*
+	 * The token's jti when it is a string of 1 to AUTH_JTI_MAX printable
+	 * ASCII characters without spaces (auth_jti_valid), else "": such a
+	 * token cannot be revoked by jti (only by the user's not-before time).
+	 */
+	char jti[AUTH_JTI_MAX + 1];
 };
 
 /*
@@ -88,8 +107,31 @@ int auth_find_token(const char *authorization, const char *query,
 		    const char *cookie_header, const char *cookie_name,
 		    char *out, size_t outlen);
 
+/* Where auth_find_token_from() found the token. */
+enum auth_source {
+	AUTH_FROM_NONE = 0,
+	AUTH_FROM_HEADER,  /* Authorization: Bearer */
+	AUTH_FROM_QUERY,   /* ?token= */
+	AUTH_FROM_COOKIE,  /* the cookie: a browser sends it on cross-site requests too */
+};
+
+/*
+ * auth_find_token(), also telling in *from (may be NULL) which source the
+ * token came from, or was refused from (AUTH_TOO_LONG, AUTH_MALFORMED);
+ * AUTH_FROM_NONE with AUTH_MISSING.  A WebSocket handshake is not subject to
+ * CORS: a token from a cookie is only as good as the request's Origin.
+ */
+int auth_find_token_from(const char *authorization, const char *query,
+			 const char *cookie_header, const char *cookie_name,
+			 char *out, size_t outlen, enum auth_source *from);
+
 /* Non-zero when s (len bytes) is a valid user id: [A-Za-z0-9_.-]{1,64}. */
 int auth_user_valid(const char *s, size_t len);
+
+/* Non-zero when s (len bytes) is a jti Herald keeps: 1 to AUTH_JTI_MAX
+ * bytes from '!' to '~' (it becomes part of a Redis key and of a control
+ * message, whose fields are separated by spaces). */
+int auth_jti_valid(const char *s, size_t len);
 
 /*
  * Unpadded base64url (RFC 7515) of n bytes into out, which has room for

@@ -13,12 +13,16 @@
 
 #include "err.h"
 #include "log.h"
+#include "text.h"
 
 /* The longest line conf_load_file accepts, newline excluded. */
 #define CONF_LINE_MAX 4096
 
 /* The longest key name; HERALD_ + key must fit a small buffer. */
 #define CONF_KEY_MAX 64
+
+/* An unknown HERALD_ variable this many edits from a key is a typo. */
+#define CONF_NEAR_MISS 2
 
 extern char **environ;
 
@@ -44,6 +48,7 @@ enum ktype {
 	K_ALG,
 	K_LEVEL,
 	K_FORMAT,
+	K_BOOL, /* on or off (yes/no, true/false, 1/0) */
 };
 
 struct key {
@@ -67,9 +72,13 @@ static const struct key keys[] = {
     {"jwt_audience", K_OPTSTR, F(jwt_audience), 0, 0},
     {"jwt_leeway", K_DUR, F(jwt_leeway), 0, DAY},
     {"jwt_cookie", K_TOKEN, F(jwt_cookie), 0, 0},
+    {"token_max_age", K_DUR, F(token_max_age), 1, 3650 * DAY},
+    {"ticket_ttl", K_DUR, F(ticket_ttl), 1, 3600},
     {"channel_prefix", K_PREFIX, F(channel_prefix), 0, 0},
     {"history_max", K_INT, F(history_max), 1, 1000000},
     {"history_ttl", K_DUR, F(history_ttl), 1, 3650 * DAY},
+    {"idempotency_window", K_DUR, F(idempotency_window), 1, 7 * DAY},
+    {"replay_page", K_INT, F(replay_page), 1, 1000},
     {"heartbeat", K_DUR, F(heartbeat), 1, 3600},
     {"sse_max_lifetime", K_DUR, F(sse_max_lifetime), 1, 7 * DAY},
     {"poll_interval", K_DUR, F(poll_interval), 1, DAY},
@@ -78,6 +87,7 @@ static const struct key keys[] = {
     {"ws_pong_timeout", K_DUR, F(ws_pong_timeout), 1, 3600},
     {"max_connections", K_INT, F(max_connections), 0, 100000000},
     {"max_connections_per_user", K_INT, F(max_connections_per_user), 0, 1000000},
+    {"max_connections_per_address", K_INT, F(max_connections_per_address), 0, 1000000},
     {"send_queue_max", K_SIZE, F(send_queue_max), 1024, 1024L * 1024 * 1024},
     {"allowed_origins", K_LIST, F(allowed_origins), 0, 0},
     {"listen", K_LISTEN, F(listen), 0, 0},
@@ -85,6 +95,7 @@ static const struct key keys[] = {
     {"socket_owner", K_OPTSTR, F(socket_owner), 0, 0},
     {"threads", K_INT, F(threads), 1, 4096},
     {"workers", K_INT, F(workers), 1, 256},
+    {"proxy_protocol", K_BOOL, F(proxy_protocol), 0, 1},
     {"publish_key", K_SECRET, F(publish_key), 0, 0},
     {"path_ws", K_PATH, F(path_ws), 0, 0},
     {"path_sse", K_PATH, F(path_sse), 0, 0},
@@ -92,6 +103,7 @@ static const struct key keys[] = {
     {"path_health", K_PATH, F(path_health), 0, 0},
     {"path_metrics", K_PATH, F(path_metrics), 0, 0},
     {"path_publish", K_PATH, F(path_publish), 0, 0},
+    {"path_ticket", K_PATH, F(path_ticket), 0, 0},
     {"log_level", K_LEVEL, F(log_level), 0, 0},
     {"log_format", K_FORMAT, F(log_format), 0, 0},
     {"log_file", K_OPTSTR, F(log_file), 0, 0},
@@ -102,19 +114,6 @@ static const struct key keys[] = {
 static const char *const alg_names[] = {
     [CONF_ALG_HS256] = "HS256", [CONF_ALG_HS384] = "HS384", [CONF_ALG_HS512] = "HS512",
     [CONF_ALG_RS256] = "RS256", [CONF_ALG_ES256] = "ES256",
-};
-
-/*
- * HERALD_ variables that are not keys: the test harness and scripts/dev.sh
- * set them, and the programs must still start under `make check`.
- */
-static const char *const reserved_env[] = {
-    "HERALD_TESTDATA",	   "HERALD_BUILDDIR",
-    "HERALD_VALGRIND",	   "HERALD_BUILD_DIR",
-    "HERALD_RUN_DIR",	   "HERALD_HTTP_PORT",
-    "HERALD_NO_INSTALL",   "HERALD_TEST_QUICK",
-    "HERALD_TEST_VERBOSE", "HERALD_NGINX_CONF",
-    NULL,
 };
 
 static char **str_field(struct conf *c, const struct key *k)
@@ -154,17 +153,13 @@ const char *conf_alg_name(enum conf_alg alg)
 /* Digits only, no sign, no spaces; *end is left at the first non-digit. */
 static int parse_digits(const char *s, long *out, const char **end)
 {
-	long v = 0;
+	uint64_t v;
+	size_t n = text_uint_prefix(s, strlen(s), LONG_MAX, &v);
 
-	if (*s < '0' || *s > '9')
+	if (n == 0)
 		return HERR_INVAL;
-	for (; *s >= '0' && *s <= '9'; s++) {
-		if (v > (LONG_MAX - (*s - '0')) / 10)
-			return HERR_INVAL;
-		v = v * 10 + (*s - '0');
-	}
-	*out = v;
-	*end = s;
+	*out = (long)v;
+	*end = s + n;
 	return 0;
 }
 
@@ -358,6 +353,29 @@ static int set_number(struct conf *c, const struct key *k, const char *v, const 
 	return 0;
 }
 
+struct out {
+	char *buf;
+	size_t len, pos;
+	int full;
+};
+
+static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void out_printf(struct out *o, const char *fmt, ...)
+{
+	va_list ap;
+	size_t room = o->pos < o->len ? o->len - o->pos : 0;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room > 0 ? o->buf + o->pos : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= room)
+		o->full = 1;
+	if (n > 0)
+		o->pos += (size_t)n;
+}
+
 /* Why v is not acceptable for the string key k, or NULL when it is. */
 static const char *string_problem(const struct key *k, const char *v)
 {
@@ -384,14 +402,57 @@ static const char *string_problem(const struct key *k, const char *v)
 	}
 }
 
+const char *conf_redact_url(const char *url, char *buf, size_t len)
+{
+	const char *scheme = strstr(url, "://");
+	const char *start = scheme != NULL ? scheme + 3 : url;
+	const char *at = strrchr(start, '@');
+	const char *p;
+	struct out o = {buf, len, 0, 0};
+
+	if (buf == NULL || len == 0)
+		return "";
+	buf[0] = '\0';
+	out_printf(&o, "%.*s", (int)(start - url), url);
+	if (at != NULL) {
+		const char *colon = memchr(start, ':', (size_t)(at - start));
+
+		/* a user name stays ("default"), the password goes */
+		if (colon != NULL)
+			out_printf(&o, "%.*s:***@", (int)(colon - start), start);
+		else
+			out_printf(&o, "***@");
+		start = at + 1;
+	}
+	/* unix:///path?db=N&password=P */
+	for (p = start; *p != '\0';) {
+		const char *hit = strstr(p, "password=");
+
+		if (hit == NULL || (hit != start && hit[-1] != '?' && hit[-1] != '&')) {
+			size_t n = hit != NULL ? (size_t)(hit - p) + 9 : strlen(p);
+
+			out_printf(&o, "%.*s", (int)n, p);
+			p += n;
+			continue;
+		}
+		out_printf(&o, "%.*s***", (int)(hit - p) + 9, p);
+		p = hit + 9 + strcspn(hit + 9, "&#");
+	}
+	return buf;
+}
+
 static int set_string(struct conf *c, const struct key *k, const char *v, const char *src,
 		      char *err, size_t errlen)
 {
 	char **field = str_field(c, k);
 	const char *why = string_problem(k, v);
 	char *copy = NULL;
+	char shown[CONF_LINE_MAX];
 
 	if (why != NULL) {
+		/* A URL may hold a password: it is shown as ***. */
+		if (k->type == K_URL)
+			v = conf_redact_url(v, shown, sizeof shown);
 		herr_set(HERR_INVAL, err, errlen, "%s: %s: %s, got '%s'", src, k->name, why, v);
 		return HERR_INVAL;
 	}
@@ -461,6 +522,19 @@ static int set_value(struct conf *c, const struct key *k, const char *v, const c
 			return HERR_INVAL;
 		}
 		return 0;
+	case K_BOOL:
+		if (strcasecmp(v, "on") == 0 || strcasecmp(v, "yes") == 0 ||
+		    strcasecmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+			*long_field(c, k) = 1;
+		} else if (strcasecmp(v, "off") == 0 || strcasecmp(v, "no") == 0 ||
+			   strcasecmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+			*long_field(c, k) = 0;
+		} else {
+			herr_set(HERR_INVAL, err, errlen, "%s: %s: expected on or off, got '%s'", src,
+				 k->name, v);
+			return HERR_INVAL;
+		}
+		return 0;
 	default:
 		return set_string(c, k, v, src, err, errlen);
 	}
@@ -527,13 +601,18 @@ int conf_init(struct conf *c)
 	    {"path_health", "/api/v1/notifications/health"},
 	    {"path_metrics", "/api/v1/notifications/metrics"},
 	    {"path_publish", "/api/v1/notifications/publish"},
+	    {"path_ticket", "/api/v1/notifications/ticket"},
 	};
 
 	memset(c, 0, sizeof *c);
 	c->jwt_alg = CONF_ALG_HS256;
 	c->jwt_leeway = 30;
+	c->token_max_age = DAY;
+	c->ticket_ttl = 30;
 	c->history_max = 1000;
 	c->history_ttl = 7 * DAY;
+	c->idempotency_window = 600;
+	c->replay_page = 500;
 	c->heartbeat = 15;
 	c->sse_max_lifetime = 3600;
 	c->poll_interval = 60;
@@ -544,7 +623,7 @@ int conf_init(struct conf *c)
 	c->max_connections_per_user = 64;
 	c->send_queue_max = 256 * 1024;
 	c->socket_mode = 0660;
-	c->threads = 64;
+	c->threads = 16;
 	c->workers = 1;
 	c->log_level = LOG_LEVEL_INFO;
 	c->log_format = CONF_LOG_TEXT;
@@ -722,6 +801,65 @@ static int in_list(const char *name, size_t len, const char *const *list)
 	return 0;
 }
 
+/*
+ * Optimal string alignment distance between a and b (lengths at most
+ * CONF_KEY_MAX), stopping early: any result above max is returned as max + 1.
+ */
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb, size_t max)
+{
+	size_t d[3][CONF_KEY_MAX + 1];
+	size_t i, j;
+
+	if (la > CONF_KEY_MAX || lb > CONF_KEY_MAX)
+		return max + 1;
+	if ((la > lb ? la - lb : lb - la) > max)
+		return max + 1;
+	for (j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (i = 1; i <= la; i++) {
+		size_t *row = d[i % 3], *up = d[(i - 1) % 3], *up2 = d[(i + 1) % 3];
+		size_t low;
+
+		row[0] = low = i;
+		for (j = 1; j <= lb; j++) {
+			size_t v = up[j - 1] + (a[i - 1] != b[j - 1]);
+
+			if (up[j] + 1 < v)
+				v = up[j] + 1;
+			if (row[j - 1] + 1 < v)
+				v = row[j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    up2[j - 2] + 1 < v)
+				v = up2[j - 2] + 1;
+			row[j] = v;
+			if (v < low)
+				low = v;
+		}
+		if (low > max)
+			return max + 1;
+	}
+	return d[la % 3][lb];
+}
+
+/* The key (or "config") that name, lower-cased, nearly spells, or NULL. */
+static const char *near_key(const char *name, size_t len)
+{
+	char low[CONF_KEY_MAX];
+	size_t i;
+
+	if (len > CONF_KEY_MAX)
+		return NULL;
+	for (i = 0; i < len; i++)
+		low[i] = name[i] >= 'A' && name[i] <= 'Z' ? (char)(name[i] - 'A' + 'a') : name[i];
+	if (edit_distance(low, len, "config", 6, CONF_NEAR_MISS) <= CONF_NEAR_MISS)
+		return "config";
+	for (i = 0; i < NKEYS; i++)
+		if (edit_distance(low, len, keys[i].name, strlen(keys[i].name), CONF_NEAR_MISS) <=
+		    CONF_NEAR_MISS)
+			return keys[i].name;
+	return NULL;
+}
+
 int conf_load_env(struct conf *c, char *const *envp, const char *const *ignore, char *err,
 		  size_t errlen)
 {
@@ -735,9 +873,10 @@ int conf_load_env(struct conf *c, char *const *envp, const char *const *ignore, 
 	for (; *envp != NULL; envp++) {
 		const char *var = *envp;
 		const char *eq = strchr(var, '=');
-		char key[CONF_KEY_MAX + 1];
+		const char *near;
+		char key[CONF_KEY_MAX + 1], upper[CONF_KEY_MAX + 1];
 		size_t nlen, i;
-		int rc;
+		int rc, exact = 1;
 
 		if (strncmp(var, prefix, plen) != 0 || eq == NULL)
 			continue;
@@ -746,24 +885,37 @@ int conf_load_env(struct conf *c, char *const *envp, const char *const *ignore, 
 		    in_list(var, nlen, ignore))
 			continue;
 		if (nlen - plen > CONF_KEY_MAX)
-			goto unknown;
+			continue; /* longer than any key: not a near miss either */
 		for (i = 0; i < nlen - plen; i++) {
 			char ch = var[plen + i];
 
-			/* Only the upper-case spelling: HERALD_history_max is a typo. */
+			/* Only the upper-case spelling: HERALD_history_max is a near miss. */
 			if (ch >= 'a' && ch <= 'z')
-				goto unknown;
+				exact = 0;
 			key[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
 		}
 		key[i] = '\0';
-		if (find_key(key) == NULL)
-			goto unknown;
-		rc = conf_set(c, key, eq + 1, "environment", err, errlen);
-		if (rc != 0)
-			return rc;
-		continue;
-	unknown:
-		herr_set(HERR_INVAL, err, errlen, "environment: unknown key %.*s", (int)nlen, var);
+		if (exact && find_key(key) != NULL) {
+			rc = conf_set(c, key, eq + 1, "environment", err, errlen);
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		/*
+		 * Not a key.  Other software sets HERALD_ variables of its own
+		 * (Kubernetes gives every pod HERALD_PORT, HERALD_SERVICE_HOST ...
+		 * for a Service named herald), so only a near miss of a key is
+		 * refused: that is a typo, and the value would be lost.
+		 */
+		near = near_key(var + plen, nlen - plen);
+		if (near == NULL)
+			continue;
+		for (i = 0; near[i] != '\0'; i++)
+			upper[i] = near[i] >= 'a' && near[i] <= 'z' ? (char)(near[i] - 'a' + 'A') : near[i];
+		upper[i] = '\0';
+		herr_set(HERR_INVAL, err, errlen,
+			 "environment: unknown key %.*s: did you mean HERALD_%s?", (int)nlen, var,
+			 upper);
 		return HERR_NOTFOUND;
 	}
 	return 0;
@@ -805,6 +957,16 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
 		herr_set(HERR_INVAL, err, errlen, "jwt_alg: unknown algorithm %d", (int)c->jwt_alg);
 		return HERR_INVAL;
 	}
+	/* A short API key can be guessed; the value itself is never echoed. */
+	if (c->publish_key != NULL &&
+	    (strlen(c->publish_key) < CONF_PUBLISH_KEY_MIN ||
+	     strlen(c->publish_key) > CONF_PUBLISH_KEY_MAX)) {
+		herr_set(HERR_INVAL, err, errlen,
+			 "publish_key: %zu bytes, expected %d to %d (a random key: openssl rand "
+			 "-hex 16), or unset it to turn the publish endpoint off",
+			 strlen(c->publish_key), CONF_PUBLISH_KEY_MIN, CONF_PUBLISH_KEY_MAX);
+		return HERR_INVAL;
+	}
 	return 0;
 }
 
@@ -824,7 +986,7 @@ int conf_load(struct conf *c, const char *path, char *err, size_t errlen)
 		if (rc != 0)
 			return rc;
 	}
-	return conf_load_env(c, environ, reserved_env, err, errlen);
+	return conf_load_env(c, environ, NULL, err, errlen);
 }
 
 /* Quote a value that would not read back as itself (a " #", outer blanks). */
@@ -840,29 +1002,6 @@ static int needs_quotes(const char *v)
 		if (v[i] == '#' && is_blank(v[i - 1]))
 			return 1;
 	return 0;
-}
-
-struct out {
-	char *buf;
-	size_t len, pos;
-	int full;
-};
-
-static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void out_printf(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	size_t room = o->pos < o->len ? o->len - o->pos : 0;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(room > 0 ? o->buf + o->pos : NULL, room, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= room)
-		o->full = 1;
-	if (n > 0)
-		o->pos += (size_t)n;
 }
 
 int conf_dump(const struct conf *c, char *buf, size_t len)
@@ -898,6 +1037,9 @@ int conf_dump(const struct conf *c, char *buf, size_t len)
 			break;
 		case K_FORMAT:
 			out_printf(&o, "%s", c->log_format == CONF_LOG_JSON ? "json" : "text");
+			break;
+		case K_BOOL:
+			out_printf(&o, "%s", *(const long *)field ? "on" : "off");
 			break;
 		case K_SECRET:
 			if (*(char *const *)field != NULL)

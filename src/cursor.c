@@ -6,24 +6,16 @@
 #include <stdio.h>
 
 #include "err.h"
+#include "text.h"
 
 /* One decimal field of at least one digit; refuses a value past UINT64_MAX. */
 static int parse_u64(const char *s, size_t len, size_t *pos, uint64_t *out)
 {
-	size_t i = *pos;
-	uint64_t v = 0;
+	size_t n = text_uint_prefix(s + *pos, len - *pos, UINT64_MAX, out);
 
-	if (i >= len || s[i] < '0' || s[i] > '9')
+	if (n == 0)
 		return HERR_INVAL;
-	for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
-		unsigned d = (unsigned)(s[i] - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			return HERR_INVAL;
-		v = v * 10 + d;
-	}
-	*pos = i;
-	*out = v;
+	*pos += n;
 	return 0;
 }
 

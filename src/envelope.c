@@ -9,6 +9,7 @@
 
 #include "err.h"
 #include "jsonv.h"
+#include "text.h"
 
 /*
  * The publish script writes `{"id":"ID","channel":"...` byte for byte, and
@@ -71,60 +72,6 @@ int envelope_is_scripted(const char *msg, size_t len)
 	return read_id(msg, len, NULL) == 0;
 }
 
-/*
- * The body of a JSON string (no quotes) for len bytes of s: '"', '\' and
- * control characters escaped, each ill-formed UTF-8 subpart replaced by
- * U+FFFD so that the result is valid UTF-8.  Writes into dst when it is not
- * NULL; returns the length either way, so one call sizes the buffer and a
- * second fills it.  Each input byte gives at most 6 output bytes.
- */
-static size_t json_string_body(char *dst, const char *s, size_t len)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i = 0, o = 0;
-
-	while (i < len) {
-		unsigned char c = (unsigned char)s[i];
-		int ok;
-		size_t n;
-
-		if (c == '"' || c == '\\') {
-			if (dst != NULL) {
-				dst[o] = '\\';
-				dst[o + 1] = (char)c;
-			}
-			o += 2;
-			i++;
-		} else if (c < 0x20) {
-			if (dst != NULL) {
-				memcpy(dst + o, "\\u00", 4); /* NOLINT(bugprone-not-null-terminated-result): part of a longer text */
-				dst[o + 4] = hex[c >> 4];
-				dst[o + 5] = hex[c & 0xf];
-			}
-			o += 6;
-			i++;
-		} else if (c < 0x80) {
-			if (dst != NULL)
-				dst[o] = (char)c;
-			o++;
-			i++;
-		} else {
-			n = jsonv_utf8_next(s + i, len - i, &ok);
-			if (ok) {
-				if (dst != NULL)
-					memcpy(dst + o, s + i, n);
-				o += n;
-			} else {
-				if (dst != NULL)
-					memcpy(dst + o, "\xef\xbf\xbd", 3); /* NOLINT(bugprone-not-null-terminated-result): U+FFFD */
-				o += 3;
-			}
-			i += n;
-		}
-	}
-	return o;
-}
-
 static char *put(char *p, const char *s, size_t n)
 {
 	memcpy(p, s, n);
@@ -153,9 +100,9 @@ int envelope_wrap_raw(const char *channel, const char *payload, size_t len, long
 
 	/* The channel is trusted, but escaping it costs nothing and keeps a
 	 * configured prefix with a '"' from breaking the JSON. */
-	chesc = json_string_body(NULL, channel, chlen);
+	chesc = text_json_escape(NULL, channel, chlen);
 	valid = payload != NULL && jsonv_validate(payload, len, 0, NULL) == 0;
-	datalen = valid ? len : json_string_body(NULL, payload, len) + 2;
+	datalen = valid ? len : text_json_escape(NULL, payload, len) + 2;
 	total = LIT_LEN(ENV_OPEN) + LIT_LEN(ENV_NULL) + LIT_LEN(ENV_CHANNEL) + chesc +
 		LIT_LEN(ENV_TS) + (size_t)tslen + LIT_LEN(ENV_DATA) + datalen + LIT_LEN(ENV_CLOSE);
 
@@ -163,7 +110,7 @@ int envelope_wrap_raw(const char *channel, const char *payload, size_t len, long
 	if (buf == NULL)
 		return HERR_NOMEM;
 	p = put(buf, ENV_OPEN ENV_NULL ENV_CHANNEL, LIT_LEN(ENV_OPEN ENV_NULL ENV_CHANNEL));
-	p += json_string_body(p, channel, chlen);
+	p += text_json_escape(p, channel, chlen);
 	p = put(p, ENV_TS, LIT_LEN(ENV_TS));
 	p = put(p, ts, (size_t)tslen);
 	p = put(p, ENV_DATA, LIT_LEN(ENV_DATA));
@@ -172,7 +119,7 @@ int envelope_wrap_raw(const char *channel, const char *payload, size_t len, long
 	} else {
 		*p++ = '"';
 		if (len > 0)
-			p += json_string_body(p, payload, len);
+			p += text_json_escape(p, payload, len);
 		*p++ = '"';
 	}
 	p = put(p, ENV_CLOSE, LIT_LEN(ENV_CLOSE));

@@ -10,11 +10,11 @@
 #include "err.h"
 
 int history_argv(struct history_argv *h, const struct conf *c, const char *user,
-		 const struct cursor *since, unsigned limit)
+		 const struct cursor *since, unsigned limit, size_t max_bytes)
 {
 	const char *prefix = c->channel_prefix != NULL ? c->channel_prefix : "notifications";
-	const char *kv[3];
-	size_t kvlen[3];
+	const char *kv[4];
+	size_t kvlen[4];
 	int n;
 
 	memset(h, 0, sizeof *h);
@@ -32,16 +32,18 @@ int history_argv(struct history_argv *h, const struct conf *c, const char *user,
 		kvlen[1] = (size_t)n;
 	}
 	kvlen[2] = (size_t)snprintf(h->limit, sizeof h->limit, "%u", limit);
+	kvlen[3] = (size_t)snprintf(h->budget, sizeof h->budget, "%zu", max_bytes);
 	kv[0] = h->key;
 	kv[1] = h->since;
 	kv[2] = h->limit;
-	h->argc = redis_evalsha_argv(&redis_script_history, 1, 2, kv, kvlen, h->argv, h->argvlen);
+	kv[3] = h->budget;
+	h->argc = redis_evalsha_argv(&redis_script_history, 1, 3, kv, kvlen, h->argv, h->argvlen);
 	return h->argc < 0 ? HERR_INVAL : 0;
 }
 
 int history_parse_reply(redisReply *reply, struct history_result *out, char *err, size_t errlen)
 {
-	const redisReply *t, *last;
+	const redisReply *t, *last, *end;
 	size_t n;
 
 	memset(out, 0, sizeof *out);
@@ -50,23 +52,28 @@ int history_parse_reply(redisReply *reply, struct history_result *out, char *err
 	if (reply->type == REDIS_REPLY_ERROR)
 		return herr_set(HERR_REDIS, err, errlen, "redis: %s",
 			    reply->str != NULL ? reply->str : "error");
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
-		return herr_set(HERR_INVAL, err, errlen, "history: expected {truncated, last_id, ...}");
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+		return herr_set(HERR_INVAL, err, errlen,
+			    "history: expected {truncated, last_id, page_end, ...}");
 	t = reply->element[0];
 	last = reply->element[1];
+	end = reply->element[2];
 	if (t->type != REDIS_REPLY_INTEGER || (t->integer != 0 && t->integer != 1))
 		return herr_set(HERR_INVAL, err, errlen, "history: truncated is not 0 or 1");
 	if (last->type != REDIS_REPLY_STRING ||
 	    (last->len != 0 && cursor_parse(last->str, last->len, &out->last) != 0))
 		return herr_set(HERR_INVAL, err, errlen, "history: last_id is not an id");
-	n = reply->elements - 2;
+	if (end->type != REDIS_REPLY_STRING ||
+	    (end->len != 0 && cursor_parse(end->str, end->len, &out->page_end) != 0))
+		return herr_set(HERR_INVAL, err, errlen, "history: page_end is not an id");
+	n = reply->elements - 3;
 	if (n > 0) {
 		out->entries = calloc(n, sizeof *out->entries);
 		if (out->entries == NULL)
 			return herr_set(HERR_NOMEM, err, errlen, "out of memory");
 	}
 	for (size_t i = 0; i < n; i++) {
-		const redisReply *e = reply->element[i + 2];
+		const redisReply *e = reply->element[i + 3];
 		struct history_entry *h = &out->entries[i];
 
 		if (e->type != REDIS_REPLY_STRING || envelope_id(e->str, e->len, &h->id) != 0) {
@@ -79,6 +86,7 @@ int history_parse_reply(redisReply *reply, struct history_result *out, char *err
 		h->len = e->len;
 	}
 	out->truncated = (int)t->integer;
+	out->more = end->len != 0 && last->len != 0 && cursor_cmp(&out->page_end, &out->last) < 0;
 	out->n = n;
 	return 0;
 }
@@ -94,19 +102,19 @@ void history_result_free(struct history_result *r)
 }
 
 int history_read(redisContext *rc, const struct conf *c, const char *user,
-		 const struct cursor *since, unsigned limit, struct history_result *out, char *err,
-		 size_t errlen)
+		 const struct cursor *since, unsigned limit, size_t max_bytes,
+		 struct history_result *out, char *err, size_t errlen)
 {
 	struct history_argv h;
 	redisReply *reply;
 	int rv;
 
 	memset(out, 0, sizeof *out);
-	if (history_argv(&h, c, user, since, limit) != 0)
+	if (history_argv(&h, c, user, since, limit, max_bytes) != 0)
 		return herr_set(HERR_INVAL, err, errlen,
 			    "history: bad user, channel_prefix or limit (1..%d)",
 			    HISTORY_LIMIT_MAX);
-	reply = redis_eval_sync(rc, &redis_script_history, 1, 2, h.argv + 3, h.argvlen + 3, err,
+	reply = redis_eval_sync(rc, &redis_script_history, 1, 3, h.argv + 3, h.argvlen + 3, err,
 				errlen);
 	if (reply == NULL)
 		return HERR_REDIS;

@@ -2,14 +2,18 @@
  * history.h - reading a user's history after a cursor.
  *
  * The history script (redis.c) answers in one round trip
- * {truncated, last_id, env1, env2, ...}: whether entries after the cursor may
- * have been removed (the stream is gone, or the cursor is before the stream's
- * max-deleted-entry-id, or before the first entry of a stream that was
- * trimmed: Redis 7.0 does not count MAXLEN trimming in max-deleted-entry-id),
- * the id of the newest entry ("" when none), then the envelopes after the
- * cursor (exclusive), oldest first, at most limit.  Without a cursor: the
- * newest limit envelopes, and truncated is 0.  Each entry's id is read from
- * its envelope's prefix; stream entries that are not envelopes are skipped.
+ * {truncated, last_id, page_end, env1, env2, ...}: whether entries after the
+ * cursor may have been removed (the stream is gone, or the cursor is before
+ * the stream's max-deleted-entry-id, or before the first entry of a stream
+ * that was trimmed: Redis 7.0 does not count MAXLEN trimming in
+ * max-deleted-entry-id), the id of the newest entry ("" when none), the id
+ * of the last entry the read looked at ("" when none), then the envelopes
+ * after the cursor (exclusive), oldest first: one page of at most limit
+ * entries and, past the first, max_bytes bytes of envelopes.  The next page
+ * starts after page_end; there is one when page_end is before last_id
+ * (`more`).  Without a cursor: the newest limit envelopes, truncated and
+ * more 0.  Each entry's id is read from its envelope's prefix; stream
+ * entries that are not envelopes are skipped.
  * Usable blocking (herald-fcgi polls) or asynchronously: build the argv with
  * history_argv(), send it any way, parse with history_parse_reply().
  */
@@ -34,9 +38,11 @@ struct history_entry {
 
 struct history_result {
 	int truncated;		       /* cursor older than the kept history */
+	int more;		       /* entries wait after page_end */
 	size_t n;		       /* entries */
 	struct history_entry *entries; /* malloc()ed array of n; strings borrowed */
 	struct cursor last;	       /* id of the newest entry in the stream; {0,0} if none */
+	struct cursor page_end;	       /* last entry the read looked at; {0,0} if none */
 	redisReply *reply;	       /* set by history_read only: owns the strings */
 };
 
@@ -45,17 +51,19 @@ struct history_argv {
 	char key[REDIS_KEY_MAX];
 	char since[CURSOR_STR_MAX];
 	char limit[24];
-	const char *argv[8];
-	size_t argvlen[8];
+	char budget[24];
+	const char *argv[9];
+	size_t argvlen[9];
 	int argc;
 };
 
 /*
- * Prepare `EVALSHA history 1 P:U:history SINCE LIMIT` (SINCE "" = newest).
- * since may be NULL.  limit 1..HISTORY_LIMIT_MAX.  Returns 0 or HERR_INVAL.
+ * Prepare `EVALSHA history 1 P:U:history SINCE LIMIT BUDGET` (SINCE "" =
+ * newest).  since may be NULL.  limit 1..HISTORY_LIMIT_MAX; max_bytes 0 =
+ * no byte budget.  Returns 0 or HERR_INVAL.
  */
 int history_argv(struct history_argv *h, const struct conf *c, const char *user,
-		 const struct cursor *since, unsigned limit);
+		 const struct cursor *since, unsigned limit, size_t max_bytes);
 
 /*
  * Parse the script's reply.  Borrows reply: the entries point into it and are
@@ -75,7 +83,7 @@ void history_result_free(struct history_result *r);
  * error and the connection is still usable.
  */
 int history_read(redisContext *rc, const struct conf *c, const char *user,
-		 const struct cursor *since, unsigned limit, struct history_result *out, char *err,
-		 size_t errlen);
+		 const struct cursor *since, unsigned limit, size_t max_bytes,
+		 struct history_result *out, char *err, size_t errlen);
 
 #endif

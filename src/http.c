@@ -6,65 +6,7 @@
 #include <string.h>
 
 #include "err.h"
-
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/*
- * Decode the byte at src[*i], advancing *i.  Returns the byte (0..255) or
- * HERR_INVAL for a stray or truncated '%' and for a NUL, raw or decoded: a
- * value with a NUL in it would be cut short by every C string API after us.
- */
-static int pct_next(const char *src, size_t len, size_t *i, int plus_is_space)
-{
-	unsigned char c = (unsigned char)src[*i];
-	int hi, lo;
-
-	if (c == '%') {
-		if (len - *i < 3)
-			return HERR_INVAL;
-		hi = hex_value((unsigned char)src[*i + 1]);
-		lo = hex_value((unsigned char)src[*i + 2]);
-		if (hi < 0 || lo < 0)
-			return HERR_INVAL;
-		c = (unsigned char)(hi << 4 | lo);
-		*i += 3;
-	} else {
-		if (c == '+' && plus_is_space)
-			c = ' ';
-		*i += 1;
-	}
-	return c == '\0' ? HERR_INVAL : c;
-}
-
-int http_pct_decode(const char *src, size_t len, char *out, size_t outlen, int plus_is_space)
-{
-	size_t i = 0, n = 0;
-
-	if (src == NULL && len > 0)
-		return HERR_INVAL;
-	while (i < len) {
-		int c = pct_next(src, len, &i, plus_is_space);
-
-		if (c < 0)
-			return c;
-		if (n + 1 >= outlen || n >= INT_MAX)
-			return HERR_TOOBIG;
-		out[n++] = (char)c;
-	}
-	if (outlen == 0)
-		return HERR_TOOBIG;
-	out[n] = '\0';
-	return (int)n;
-}
+#include "text.h"
 
 /*
  * Non-zero when the encoded name src (len bytes) decodes to exactly name.
@@ -75,7 +17,7 @@ static int pct_name_equal(const char *src, size_t len, const char *name)
 	size_t i = 0, n = 0;
 
 	while (i < len) {
-		int c = pct_next(src, len, &i, 1);
+		int c = text_pct_next(src, len, &i, 1);
 
 		if (c < 0 || name[n] == '\0' || (unsigned char)name[n] != c)
 			return 0;
@@ -97,8 +39,8 @@ int http_query_get(const char *query, const char *name, char *out, size_t outlen
 
 		if (pct_name_equal(p, nlen, name)) {
 			if (eq == NULL)
-				return http_pct_decode("", 0, out, outlen, 1);
-			return http_pct_decode(eq + 1, plen - nlen - 1, out, outlen, 1);
+				return text_pct_decode("", 0, out, outlen, 1);
+			return text_pct_decode(eq + 1, plen - nlen - 1, out, outlen, 1);
 		}
 		p += plen;
 		if (*p == '&')

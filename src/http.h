@@ -1,6 +1,7 @@
 /*
  * http.h - small HTTP text helpers shared by herald-fcgi and herald-ws:
- * query strings, cookies, percent-decoding.  Pure functions over buffers.
+ * query strings (percent-decoded by text_pct_decode), cookies, status
+ * texts.  Pure functions over buffers.
  */
 #ifndef HERALD_HTTP_H
 #define HERALD_HTTP_H
@@ -19,9 +20,6 @@ int http_query_get(const char *query, const char *name, char *out, size_t outlen
 /* The same for a cookie of a `Cookie:` header value ("a=1; b=2"); values
  * are not percent-decoded (RFC 6265). */
 int http_cookie_get(const char *cookie_header, const char *name, char *out, size_t outlen);
-
-/* Decode len bytes of src into out; same returns as http_query_get. */
-int http_pct_decode(const char *src, size_t len, char *out, size_t outlen, int plus_is_space);
 
 /* Reason phrase for an HTTP status: 200 "OK", 404 "Not Found", ... */
 const char *http_status_text(int status);

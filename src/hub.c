@@ -10,29 +10,23 @@
 #include "envelope.h"
 #include "err.h"
 #include "clock.h"
+#include "umap.h"
 
 enum conn_state {
 	ST_WAIT_SUB = 0, /* the user's subscription is not confirmed yet */
 	ST_REPLAY = 1,	 /* history read in flight; live messages go to pend */
 	ST_LIVE = 2,
 	ST_CLOSING = 3, /* ops->close called; waiting for hub_detach */
+	ST_PAGED = 4,	/* a replay page is queued; the next is read when it has
+			 * drained (hub_pop); live messages go to pend */
 };
 
 struct hub_user {
-	struct hub_user *next; /* hash chain */
-	uint32_t hash;
+	struct umap_node node; /* in hub.users, keyed by user */
 	struct hub_conn *conns;
 	unsigned nconns;
 	int subscribed; /* confirmed by hub_on_subscribed since the last link loss */
 	char user[AUTH_USER_MAX + 1];
-};
-
-/*
- * One history() call.  The backend owns the pointer until hub_history_done,
- * which frees it; conn goes NULL when nobody waits for the answer any more.
- */
-struct hub_req {
-	struct hub_conn *conn;
 };
 
 struct hub {
@@ -41,23 +35,11 @@ struct hub {
 	long long (*now_ms)(void);
 	const struct hub_backend_ops *be;
 	void *be_ud;
-	struct hub_user **tab; /* chained hash of users, tab_cap a power of two */
-	size_t tab_cap;
+	struct umap users; /* of struct hub_user */
 	struct hub_stats st;
 };
 
-#define HUB_TAB_INIT 64
-
-static uint32_t user_hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
-}
+#define USER(n) container_of(n, struct hub_user, node)
 
 /* --- messages ------------------------------------------------------------ */
 
@@ -106,62 +88,26 @@ void hub_msg_unref(struct hub_msg *m)
 
 static struct hub_user *user_find(const struct hub *h, const char *user)
 {
-	uint32_t hash = user_hash(user);
-	struct hub_user *u = h->tab[hash & (h->tab_cap - 1)];
+	struct umap_node *n = umap_find(&h->users, user);
 
-	for (; u != NULL; u = u->next)
-		if (u->hash == hash && strcmp(u->user, user) == 0)
-			return u;
-	return NULL;
-}
-
-/* A failed grow only makes the chains longer. */
-static void tab_grow(struct hub *h)
-{
-	size_t cap = h->tab_cap * 2;
-	struct hub_user **tab = calloc(cap, sizeof(*tab));
-
-	if (tab == NULL)
-		return;
-	for (size_t i = 0; i < h->tab_cap; i++) {
-		struct hub_user *u = h->tab[i], *next;
-
-		for (; u != NULL; u = next) {
-			next = u->next;
-			u->next = tab[u->hash & (cap - 1)];
-			tab[u->hash & (cap - 1)] = u;
-		}
-	}
-	free(h->tab);
-	h->tab = tab;
-	h->tab_cap = cap;
+	return n != NULL ? USER(n) : NULL;
 }
 
 static struct hub_user *user_add(struct hub *h, const char *user)
 {
 	struct hub_user *u = calloc(1, sizeof(*u));
-	size_t b;
 
 	if (u == NULL)
 		return NULL;
 	snprintf(u->user, sizeof u->user, "%s", user); /* length checked by hub_attach */
-	u->hash = user_hash(user);
-	if (h->st.users + 1 > h->tab_cap)
-		tab_grow(h);
-	b = u->hash & (h->tab_cap - 1);
-	u->next = h->tab[b];
-	h->tab[b] = u;
+	umap_add(&h->users, &u->node, u->user);
 	h->st.users++;
 	return u;
 }
 
 static void user_remove(struct hub *h, struct hub_user *u)
 {
-	struct hub_user **pp = &h->tab[u->hash & (h->tab_cap - 1)];
-
-	while (*pp != u)
-		pp = &(*pp)->next;
-	*pp = u->next;
+	umap_remove(&h->users, &u->node);
 	h->st.users--;
 	free(u);
 }
@@ -171,12 +117,13 @@ static void user_remove(struct hub *h, struct hub_user *u)
 static void queue_drop(struct hub *h, struct hub_conn *c)
 {
 	for (size_t i = 0; i < c->q_len; i++)
-		hub_msg_unref(c->q[(c->q_head + i) % c->q_cap]);
+		hub_msg_unref(c->q[(c->q_head + i) % c->q_cap].m);
 	free(c->q);
 	h->st.queued_bytes -= c->q_bytes;
 	c->q = NULL;
 	c->q_head = c->q_len = c->q_cap = 0;
 	c->q_bytes = 0;
+	c->q_replay_bytes = 0;
 }
 
 static void pend_drop(struct hub_conn *c)
@@ -208,13 +155,17 @@ static void conn_close(struct hub *h, struct hub_conn *c, int reason)
 	c->state = ST_CLOSING;
 	if (reason == HUB_CLOSE_SLOW)
 		h->st.slow_closed++;
+	else if (reason == HUB_CLOSE_DISCONNECT)
+		h->st.disconnected++;
+	else if (reason == HUB_CLOSE_REVOKED)
+		h->st.revoked++;
 	c->ops->close(c, reason);
 }
 
 static int ring_grow(struct hub_conn *c)
 {
 	size_t cap = c->q_cap != 0 ? c->q_cap * 2 : 8;
-	struct hub_msg **q = malloc(cap * sizeof(*q));
+	struct hub_qent *q = malloc(cap * sizeof(*q));
 
 	if (q == NULL)
 		return HERR_NOMEM;
@@ -227,21 +178,26 @@ static int ring_grow(struct hub_conn *c)
 	return 0;
 }
 
-/* Past the byte cap (or out of memory) the client is better off resuming. */
-static void queue_push(struct hub *h, struct hub_conn *c, struct hub_msg *m)
+/*
+ * Past the byte cap (or out of memory) the client is better off resuming.
+ * Paced messages (a replay's) do not count: the replay paces them itself.
+ */
+static void queue_push(struct hub *h, struct hub_conn *c, struct hub_msg *m, int paced)
 {
 	size_t max = h->lim.send_queue_max;
 
 	if (c->state == ST_CLOSING)
 		return;
-	if ((max != 0 && c->q_bytes + m->len > max) ||
+	if ((max != 0 && !paced && c->q_bytes - c->q_replay_bytes + m->len > max) ||
 	    (c->q_len == c->q_cap && ring_grow(c) != 0)) {
 		conn_close(h, c, HUB_CLOSE_SLOW);
 		return;
 	}
-	c->q[(c->q_head + c->q_len) % c->q_cap] = hub_msg_ref(m);
+	c->q[(c->q_head + c->q_len) % c->q_cap] = (struct hub_qent){hub_msg_ref(m), paced};
 	c->q_len++;
 	c->q_bytes += m->len;
+	if (paced)
+		c->q_replay_bytes += m->len;
 	h->st.queued_bytes += m->len;
 	h->st.delivered++;
 	if (c->q_len == 1)
@@ -249,7 +205,7 @@ static void queue_push(struct hub *h, struct hub_conn *c, struct hub_msg *m)
 }
 
 /* Queue m unless its id is not after the last one c got. */
-static void queue_notify(struct hub *h, struct hub_conn *c, struct hub_msg *m)
+static void queue_notify(struct hub *h, struct hub_conn *c, struct hub_msg *m, int paced)
 {
 	if (m->has_id) {
 		if (c->has_last && cursor_cmp(&m->id, &c->last) <= 0) {
@@ -259,23 +215,42 @@ static void queue_notify(struct hub *h, struct hub_conn *c, struct hub_msg *m)
 		c->last = m->id;
 		c->has_last = 1;
 	}
-	queue_push(h, c, m);
+	queue_push(h, c, m, paced);
 }
 
+/*
+ * Hold m until c goes live.  Past the cap (or out of memory) a replaying
+ * connection drops what it holds and reads the history on (pend_gap); one
+ * that has no history to read from closes.  The cap counts the live
+ * messages still queued too (a connection that lost its link while
+ * live): flushed on top of them, the held ones would pass send_queue_max
+ * and close a connection the history could have caught up.
+ */
 static void pend_push(struct hub *h, struct hub_conn *c, struct hub_msg *m)
 {
 	size_t max = h->lim.send_queue_max;
 
-	if (max != 0 && c->pend_bytes + m->len > max) {
-		conn_close(h, c, HUB_CLOSE_SLOW);
-		return;
+	if (max != 0 && c->q_bytes - c->q_replay_bytes + c->pend_bytes + m->len > max) {
+		if (!c->replay) {
+			conn_close(h, c, HUB_CLOSE_SLOW);
+			return;
+		}
+		h->st.held_dropped += c->pend_len;
+		pend_drop(c);
+		c->pend_gap = 1;
 	}
 	if (c->pend_len == c->pend_cap) {
 		size_t cap = c->pend_cap != 0 ? c->pend_cap * 2 : 8;
 		struct hub_msg **p = realloc(c->pend, cap * sizeof(*p));
 
 		if (p == NULL) {
-			conn_close(h, c, HUB_CLOSE_SLOW);
+			if (!c->replay) {
+				conn_close(h, c, HUB_CLOSE_SLOW);
+				return;
+			}
+			h->st.held_dropped += c->pend_len + 1;
+			pend_drop(c);
+			c->pend_gap = 1;
 			return;
 		}
 		c->pend = p;
@@ -285,7 +260,12 @@ static void pend_push(struct hub *h, struct hub_conn *c, struct hub_msg *m)
 	c->pend_bytes += m->len;
 }
 
-/* Deliver what arrived while c was not live; c may close on the way. */
+/*
+ * Deliver what arrived while c was not live; c may close on the way.  The
+ * held messages end the replay, paced with it: they were bounded while
+ * held, and counted now on top of what is still queued, they would close a
+ * client that is only as far behind as its backlog.
+ */
 static void pend_flush(struct hub *h, struct hub_conn *c)
 {
 	struct hub_msg **p = c->pend;
@@ -296,7 +276,7 @@ static void pend_flush(struct hub *h, struct hub_conn *c)
 	c->pend_bytes = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (c->state != ST_CLOSING)
-			queue_notify(h, c, p[i]);
+			queue_notify(h, c, p[i], c->replay);
 		hub_msg_unref(p[i]);
 	}
 	free(p);
@@ -321,17 +301,53 @@ static struct cursor replay_cursor(const struct hub_conn *c)
 	return cur;
 }
 
-/* req is c's, allocated by the caller. */
+static size_t page_bytes(const struct hub *h)
+{
+	if (h->lim.page_bytes != 0)
+		return h->lim.page_bytes;
+	return h->lim.send_queue_max != 0 ? h->lim.send_queue_max / 2 : 128 * 1024;
+}
+
+/* Ask for the page after since; req is c's, allocated by the caller. */
+static void page_read(struct hub *h, struct hub_conn *c, struct hub_req *req,
+		      const struct cursor *since)
+{
+	req->conn = c;
+	c->req = req;
+	c->state = ST_REPLAY;
+	c->pend_gap = 0;
+	c->page_next = *since;
+	h->st.replay_pages++;
+	if (h->be != NULL && h->be->history != NULL)
+		h->be->history(h->be_ud, req, c->user->user, since, h->lim.page_entries,
+			       page_bytes(h));
+}
+
+/* The first page of a resume or catch-up. */
 static void replay_start(struct hub *h, struct hub_conn *c, struct hub_req *req)
 {
 	struct cursor since = replay_cursor(c);
 
-	req->conn = c;
-	c->req = req;
-	c->state = ST_REPLAY;
 	h->st.replays++;
-	if (h->be != NULL && h->be->history != NULL)
-		h->be->history(h->be_ud, req, c->user->user, &since, h->lim.history_limit);
+	page_read(h, c, req, &since);
+}
+
+/*
+ * A paged connection reads on once all but half a page has drained, so
+ * the next page is there before the transport runs dry.
+ */
+static void page_next(struct hub *h, struct hub_conn *c)
+{
+	struct hub_req *req;
+
+	if (c->state != ST_PAGED || c->q_replay_bytes > page_bytes(h) / 2)
+		return;
+	req = calloc(1, sizeof(*req));
+	if (req == NULL) {
+		conn_close(h, c, HUB_CLOSE_ERROR);
+		return;
+	}
+	page_read(h, c, req, &c->page_next);
 }
 
 /* First live moment of a connection attached without a cursor. */
@@ -344,6 +360,15 @@ static void go_live_fresh(struct hub *h, struct hub_conn *c)
 
 /* --- public API ---------------------------------------------------------- */
 
+void hub_limits_conf(struct hub_limits *lim, const struct conf *c)
+{
+	memset(lim, 0, sizeof *lim);
+	lim->send_queue_max = (size_t)c->send_queue_max;
+	lim->max_connections = (unsigned)c->max_connections;
+	lim->max_per_user = (unsigned)c->max_connections_per_user;
+	lim->page_entries = (unsigned)c->replay_page;
+}
+
 int hub_new(struct hub **out, const struct hub_limits *lim, long long (*now_ms)(void))
 {
 	struct hub *h = calloc(1, sizeof(*h));
@@ -351,13 +376,15 @@ int hub_new(struct hub **out, const struct hub_limits *lim, long long (*now_ms)(
 	*out = NULL;
 	if (h == NULL)
 		return HERR_NOMEM;
-	h->tab = calloc(HUB_TAB_INIT, sizeof(*h->tab));
-	if (h->tab == NULL || pthread_mutex_init(&h->mu, NULL) != 0) {
-		free(h->tab);
+	if (umap_init(&h->users, 0) != 0) {
 		free(h);
 		return HERR_NOMEM;
 	}
-	h->tab_cap = HUB_TAB_INIT;
+	if (pthread_mutex_init(&h->mu, NULL) != 0) {
+		umap_free(&h->users);
+		free(h);
+		return HERR_NOMEM;
+	}
 	h->lim = *lim;
 	h->now_ms = now_ms != NULL ? now_ms : clock_wall_ms;
 	*out = h;
@@ -366,17 +393,15 @@ int hub_new(struct hub **out, const struct hub_limits *lim, long long (*now_ms)(
 
 void hub_free(struct hub *h)
 {
+	struct umap_node *n, *next;
+
 	if (h == NULL)
 		return;
-	for (size_t i = 0; i < h->tab_cap; i++) {
-		struct hub_user *u = h->tab[i], *next;
-
-		for (; u != NULL; u = next) {
-			next = u->next;
-			free(u);
-		}
+	for (n = umap_first(&h->users); n != NULL; n = next) {
+		next = umap_next(&h->users, n);
+		free(USER(n));
 	}
-	free(h->tab);
+	umap_free(&h->users);
 	pthread_mutex_destroy(&h->mu);
 	free(h);
 }
@@ -392,6 +417,8 @@ void hub_set_backend(struct hub *h, const struct hub_backend_ops *ops, void *ud)
 int hub_attach(struct hub *h, struct hub_conn *c, const char *user, const struct cursor *since)
 {
 	const struct hub_conn_ops *ops = c->ops;
+	const char *jti = c->jti;
+	long long iat = c->iat;
 	struct hub_req *req = NULL;
 	struct hub_user *u;
 	size_t ulen = strlen(user);
@@ -425,6 +452,8 @@ int hub_attach(struct hub *h, struct hub_conn *c, const char *user, const struct
 
 	memset(c, 0, sizeof(*c));
 	c->ops = ops;
+	c->iat = iat;
+	c->jti = jti;
 	c->user = u;
 	c->next = u->conns;
 	if (u->conns != NULL)
@@ -486,24 +515,56 @@ struct hub_msg *hub_pop(struct hub *h, struct hub_conn *c)
 
 	pthread_mutex_lock(&h->mu);
 	if (c->q_len > 0) {
-		m = c->q[c->q_head];
+		struct hub_qent e = c->q[c->q_head];
+
+		m = e.m;
 		c->q_head = (c->q_head + 1) % c->q_cap;
 		c->q_len--;
 		c->q_bytes -= m->len;
+		if (e.paced)
+			c->q_replay_bytes -= m->len;
 		h->st.queued_bytes -= m->len;
+		page_next(h, c);
 	}
 	pthread_mutex_unlock(&h->mu);
 	return m;
 }
 
+int hub_has_more(struct hub *h, struct hub_conn *c)
+{
+	int more;
+
+	pthread_mutex_lock(&h->mu);
+	more = c->q_len > 0 || c->state == ST_REPLAY || c->state == ST_PAGED;
+	pthread_mutex_unlock(&h->mu);
+	return more;
+}
+
 void hub_close_all(struct hub *h)
 {
 	pthread_mutex_lock(&h->mu);
-	for (size_t i = 0; i < h->tab_cap; i++)
-		for (struct hub_user *u = h->tab[i]; u != NULL; u = u->next)
-			for (struct hub_conn *c = u->conns; c != NULL; c = c->next)
-				conn_close(h, c, HUB_CLOSE_SHUTDOWN);
+	for (struct umap_node *n = umap_first(&h->users); n != NULL; n = umap_next(&h->users, n))
+		for (struct hub_conn *c = USER(n)->conns; c != NULL; c = c->next)
+			conn_close(h, c, HUB_CLOSE_SHUTDOWN);
 	pthread_mutex_unlock(&h->mu);
+}
+
+unsigned hub_close_user(struct hub *h, const char *user,
+			int (*match)(void *arg, long long iat, const char *jti), void *arg, int reason)
+{
+	struct hub_user *u;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&h->mu);
+	u = user_find(h, user);
+	for (struct hub_conn *c = u != NULL ? u->conns : NULL; c != NULL; c = c->next) {
+		if (c->state == ST_CLOSING || (match != NULL && !match(arg, c->iat, c->jti)))
+			continue;
+		conn_close(h, c, reason);
+		n++;
+	}
+	pthread_mutex_unlock(&h->mu);
+	return n;
 }
 
 void hub_on_subscribed(struct hub *h, const char *user)
@@ -550,7 +611,7 @@ void hub_on_message(struct hub *h, const char *user, const char *env, size_t len
 		if (m == NULL)
 			conn_close(h, c, HUB_CLOSE_SLOW);
 		else if (c->state == ST_LIVE)
-			queue_notify(h, c, m);
+			queue_notify(h, c, m, 0);
 		else if (c->state != ST_CLOSING)
 			pend_push(h, c, m);
 	}
@@ -562,88 +623,112 @@ out:
 void hub_on_link_lost(struct hub *h)
 {
 	pthread_mutex_lock(&h->mu);
-	for (size_t i = 0; i < h->tab_cap; i++) {
-		for (struct hub_user *u = h->tab[i]; u != NULL; u = u->next) {
-			u->subscribed = 0;
-			for (struct hub_conn *c = u->conns; c != NULL; c = c->next) {
-				if (c->state != ST_LIVE && c->state != ST_REPLAY)
-					continue;
-				req_forget(c);
-				c->state = ST_WAIT_SUB;
-				c->replay = 1;
-			}
+	for (struct umap_node *n = umap_first(&h->users); n != NULL; n = umap_next(&h->users, n)) {
+		struct hub_user *u = USER(n);
+
+		u->subscribed = 0;
+		for (struct hub_conn *c = u->conns; c != NULL; c = c->next) {
+			if (c->state != ST_LIVE && c->state != ST_REPLAY && c->state != ST_PAGED)
+				continue;
+			req_forget(c);
+			c->state = ST_WAIT_SUB;
+			c->replay = 1;
 		}
 	}
 	pthread_mutex_unlock(&h->mu);
 }
 
-void hub_history_done(struct hub *h, struct hub_req *req, const struct history_entry *e, size_t n,
-		      int truncated, int err)
+/* Queue page p of c's replay; then read on, or go live. */
+static void page_done(struct hub *h, struct hub_conn *c, const struct hub_page *p)
+{
+	if (p->truncated) {
+		struct hub_msg *m = msg_alloc(HUB_MSG_RESET, "", 0);
+
+		if (m == NULL) {
+			conn_close(h, c, HUB_CLOSE_SLOW);
+			return;
+		}
+		queue_push(h, c, m, 1);
+		hub_msg_unref(m);
+		h->st.resets++;
+	}
+	for (size_t i = 0; i < p->n && c->state != ST_CLOSING; i++) {
+		const struct history_entry *e = &p->e[i];
+		struct hub_msg *m;
+
+		if (c->has_last && cursor_cmp(&e->id, &c->last) <= 0) {
+			h->st.duplicates_dropped++;
+			continue;
+		}
+		m = msg_alloc(HUB_MSG_NOTIFY, e->env, e->len);
+		if (m == NULL) {
+			conn_close(h, c, HUB_CLOSE_SLOW);
+			return;
+		}
+		/* The stream id is authoritative. */
+		m->has_id = 1;
+		m->id = e->id;
+		queue_notify(h, c, m, 1);
+		hub_msg_unref(m);
+		h->st.replayed++;
+	}
+	if (c->state == ST_CLOSING)
+		return;
+	if (p->more || c->pend_gap || c->q_replay_bytes > page_bytes(h) / 2) {
+		/* Read on after the page's end (past entries it skipped) or, when
+		 * held messages were dropped meanwhile, read once more: the read
+		 * that ends a replay must have been sent after the last drop.
+		 * Nor does a connection go live with more than half a page still
+		 * queued: live messages published while it drains would pile up
+		 * behind the page and close a client that keeps up.  It reads
+		 * once more when the page has drained (what came meanwhile). */
+		if (p->more) {
+			if (cursor_cmp(&p->end, &c->page_next) <= 0) {
+				/* A backend that does not move on would loop. */
+				conn_close(h, c, HUB_CLOSE_ERROR);
+				return;
+			}
+			c->page_next = p->end;
+		}
+		if (c->has_last && cursor_cmp(&c->last, &c->page_next) > 0)
+			c->page_next = c->last;
+		c->state = ST_PAGED;
+		page_next(h, c);
+		return;
+	}
+	pend_flush(h, c);
+	if (c->state != ST_CLOSING) {
+		c->state = ST_LIVE;
+		c->replay = 0;
+	}
+}
+
+void hub_history_done(struct hub *h, struct hub_req *req, const struct hub_page *p, int err)
 {
 	struct hub_conn *c;
 
 	pthread_mutex_lock(&h->mu);
 	c = req->conn;
 	free(req);
-	if (c == NULL)
-		goto out;
-	c->req = NULL;
-	if (err == HERR_REDIS || err == HERR_CLOSED) {
-		/* Keep the cursor and pend: the next confirmation retries. */
-		c->state = ST_WAIT_SUB;
-		goto out;
+	if (c != NULL) {
+		c->req = NULL;
+		if (err == HERR_REDIS || err == HERR_CLOSED)
+			/* Keep the cursor and pend: the next confirmation retries. */
+			c->state = ST_WAIT_SUB;
+		else if (err != 0 || p == NULL)
+			/* Waiting would strand c while the link stays up. */
+			conn_close(h, c, HUB_CLOSE_ERROR);
+		else
+			page_done(h, c, p);
 	}
-	if (err != 0) {
-		/* Waiting would strand c while the link stays up. */
-		conn_close(h, c, HUB_CLOSE_ERROR);
-		goto out;
-	}
-	if (truncated) {
-		struct hub_msg *m = msg_alloc(HUB_MSG_RESET, "", 0);
-
-		if (m == NULL) {
-			conn_close(h, c, HUB_CLOSE_SLOW);
-			goto out;
-		}
-		queue_push(h, c, m);
-		hub_msg_unref(m);
-		h->st.resets++;
-	}
-	for (size_t i = 0; i < n && c->state != ST_CLOSING; i++) {
-		struct hub_msg *m;
-
-		if (c->has_last && cursor_cmp(&e[i].id, &c->last) <= 0) {
-			h->st.duplicates_dropped++;
-			continue;
-		}
-		m = msg_alloc(HUB_MSG_NOTIFY, e[i].env, e[i].len);
-		if (m == NULL) {
-			conn_close(h, c, HUB_CLOSE_SLOW);
-			break;
-		}
-		/* The stream id is authoritative. */
-		m->has_id = 1;
-		m->id = e[i].id;
-		queue_notify(h, c, m);
-		hub_msg_unref(m);
-	}
-	if (c->state == ST_CLOSING)
-		goto out;
-	pend_flush(h, c);
-	if (c->state != ST_CLOSING) {
-		c->state = ST_LIVE;
-		c->replay = 0;
-	}
-out:
 	pthread_mutex_unlock(&h->mu);
 }
 
 void hub_foreach_user(struct hub *h, void (*fn)(void *arg, const char *user), void *arg)
 {
 	pthread_mutex_lock(&h->mu);
-	for (size_t i = 0; i < h->tab_cap; i++)
-		for (struct hub_user *u = h->tab[i]; u != NULL; u = u->next)
-			fn(arg, u->user);
+	for (struct umap_node *n = umap_first(&h->users); n != NULL; n = umap_next(&h->users, n))
+		fn(arg, USER(n)->user);
 	pthread_mutex_unlock(&h->mu);
 }
 

@@ -8,9 +8,21 @@
  * messages; the transport takes them with hub_pop() when woken.
  *
  * Resume (DESIGN 8): a connection attached with a cursor waits until its
- * user's channel subscription is confirmed, then asks the backend for the
- * history after the cursor, delivers it, then the live messages that arrived
- * meanwhile whose id is larger than the last one delivered.  Every message
+ * user's channel subscription is confirmed, then replays the history after
+ * the cursor page by page: it asks the backend for one page (at most
+ * page_entries entries and about page_bytes bytes), queues it, and asks for
+ * the next only when the transport has taken all but half a page of it with
+ * hub_pop(), so a backlog of any size that the history keeps arrives whole
+ * while a connection holds at most about 1.5 pages of it.  After the page
+ * that reaches the newest entry it delivers the live messages that arrived
+ * meanwhile whose id is larger than the last one delivered, and goes live.
+ * Replayed messages, and the held ones delivered when the replay ends, do
+ * not count against send_queue_max (the transport's write timeout still
+ * drops a client that stops reading).  Live messages
+ * held during the replay are bounded by send_queue_max; past it they are
+ * dropped and the replay reads on until a read issued after the drop
+ * reaches the newest entry, so the history gives them back ("id":null
+ * messages, which the history does not hold, are lost then).  Every message
  * with an id is delivered to a connection only if its id is larger than the
  * connection's last (no duplicate within a connection); "id":null messages
  * (plain PUBLISH) are delivered live as they come.
@@ -66,6 +78,10 @@ enum hub_close_reason {
 	HUB_CLOSE_ERROR = 3,    /* the backend gave up on the connection's history
 				 * read (hub_history_done): WS 1011, SSE ends;
 				 * the client resumes from its cursor */
+	HUB_CLOSE_DISCONNECT = 4, /* hub_close_user() for "disconnect U": WS 4403,
+				   * SSE `event: disconnect`; the client stops */
+	HUB_CLOSE_REVOKED = 5,  /* hub_close_user() for a revoked token: WS 4401,
+				 * SSE `event: disconnect` with reason revoked */
 };
 
 struct hub_conn;
@@ -79,27 +95,57 @@ struct hub_conn_ops {
 };
 
 struct hub_user;
-struct hub_req;
+
+/*
+ * One history() call.  The backend owns the pointer until it passes it to
+ * hub_history_done(), which frees it.
+ */
+struct hub_req {
+	struct hub_req *be_next; /* the backend's: to keep a list of answers it
+				  * owes without allocating (out of memory) */
+	struct hub_conn *conn;   /* the hub's: NULL once nobody waits */
+};
+
+/*
+ * A queued message.  Paced: part of a replay (a history page, or live
+ * messages held during it and delivered when it ends), paced by the replay
+ * itself and not counted against send_queue_max.  The same shared message
+ * can be paced on one connection and live on another.
+ */
+struct hub_qent {
+	struct hub_msg *m;
+	int paced;
+};
 
 /*
  * Embedded in the transport's connection (use container_of to get back).
- * Set ops before hub_attach(); the other fields are the hub's.
+ * Set ops (and iat, jti) before hub_attach(); the other fields are the hub's.
  */
 struct hub_conn {
 	const struct hub_conn_ops *ops;
+	/* The token's iat and jti (NULL or "": none), for hub_close_user();
+	 * jti is the transport's, valid while attached.  Change them only
+	 * from the thread that calls hub_close_user (the backend's loop). */
+	long long iat;
+	const char *jti;
 	/* private to the hub */
 	struct hub_user *user;
 	struct hub_conn *prev, *next;   /* the user's list (intrusive) */
-	struct hub_msg **q;             /* ring of queued messages */
+	struct hub_qent *q;             /* ring of queued messages */
 	size_t q_head, q_len, q_cap;
 	size_t q_bytes;
 	struct hub_msg **pend;          /* live messages held until the replay is done */
 	size_t pend_len, pend_cap;
 	size_t pend_bytes;
+	size_t q_replay_bytes;          /* of q_bytes, paced by a replay (not counted
+					 * against the cap) */
 	int state;
 	int replay;                     /* needs a history read before going live */
 	int has_last;
+	int pend_gap;                   /* held messages were dropped since the read in
+					 * flight was sent: it cannot end the replay */
 	struct cursor last;             /* id of the last message queued (or the resume cursor) */
+	struct cursor page_next;        /* where the next page of a replay starts */
 	long long live_ms;              /* when it went live without a cursor: catch-up point */
 	struct hub_req *req;            /* history read in flight, or NULL */
 };
@@ -107,23 +153,30 @@ struct hub_conn {
 /*
  * The source of subscriptions and history (the subscriber, or a fake in
  * tests).  Every op is called with the hub mutex held: it must only record
- * the request and act later from its own loop.  history() must be answered
- * exactly once with hub_history_done(), also on error and after hub_detach()
- * of the connection (the hub then drops the answer).
+ * the request and act later from its own loop.  history() reads at most
+ * limit entries after since (exclusive), stopping before the entry that
+ * would take the page past max_bytes of envelopes (but always one entry);
+ * it must be answered exactly once with hub_history_done(), also on error
+ * and after hub_detach() of the connection (the hub then drops the answer).
  */
 struct hub_backend_ops {
 	void (*subscribe)(void *ud, const char *user);
 	void (*unsubscribe)(void *ud, const char *user);
 	void (*history)(void *ud, struct hub_req *req, const char *user,
-			const struct cursor *since, unsigned limit);
+			const struct cursor *since, unsigned limit, size_t max_bytes);
 };
 
 struct hub_limits {
 	size_t send_queue_max;        /* bytes per connection (256 KiB) */
 	unsigned max_connections;     /* 0 = unlimited */
 	unsigned max_per_user;        /* 0 = unlimited */
-	unsigned history_limit;       /* entries per replay read (history_max) */
+	unsigned page_entries;        /* entries per replay page (replay_page) */
+	size_t page_bytes;            /* bytes per replay page; 0 = send_queue_max / 2 */
 };
+
+/* The limits the configuration sets (send_queue_max, max_connections,
+ * max_connections_per_user, replay_page). */
+void hub_limits_conf(struct hub_limits *lim, const struct conf *c);
 
 struct hub_stats {
 	uint64_t conns;               /* attached now */
@@ -131,9 +184,15 @@ struct hub_stats {
 	uint64_t messages_in;         /* live messages received from the backend */
 	uint64_t delivered;           /* messages queued to connections */
 	uint64_t duplicates_dropped;  /* not queued: id not larger than the last */
-	uint64_t replays;             /* history reads started */
+	uint64_t replays;             /* replays started (one per resume or catch-up) */
+	uint64_t replay_pages;        /* history pages read for them */
+	uint64_t replayed;            /* messages queued from history pages */
+	uint64_t held_dropped;        /* live messages held during a replay and dropped
+				       * past send_queue_max (the history gives them back) */
 	uint64_t resets;              /* RESET messages queued */
 	uint64_t slow_closed;         /* connections closed for a full queue */
+	uint64_t disconnected;        /* closed by hub_close_user(HUB_CLOSE_DISCONNECT) */
+	uint64_t revoked;             /* closed by hub_close_user(HUB_CLOSE_REVOKED) */
 	uint64_t queued_bytes;        /* bytes in all queues now */
 };
 
@@ -168,11 +227,24 @@ void hub_detach(struct hub *h, struct hub_conn *c);
 /* The next message for c (the caller owns the reference), or NULL. */
 struct hub_msg *hub_pop(struct hub *h, struct hub_conn *c);
 
+/* 1 when c has messages queued or a replay still to read, else 0. */
+int hub_has_more(struct hub *h, struct hub_conn *c);
+
 /*
  * ops->close(c, HUB_CLOSE_SHUTDOWN) for every attached connection not closed
  * already (queues dropped); they stay attached until hub_detach().
  */
 void hub_close_all(struct hub *h);
+
+/*
+ * Close every attached connection of user for which match(arg, iat, jti)
+ * is non-zero (match NULL: all of them) with reason (HUB_CLOSE_DISCONNECT
+ * or HUB_CLOSE_REVOKED): queues dropped, ops->close called, the transport
+ * then detaches.  match runs with the hub's lock held.  Returns how many.
+ */
+unsigned hub_close_user(struct hub *h, const char *user,
+			int (*match)(void *arg, long long iat, const char *jti), void *arg,
+			int reason);
 
 /* --- called by the backend --- */
 
@@ -185,18 +257,27 @@ void hub_on_message(struct hub *h, const char *user, const char *env, size_t len
 /* The backend lost Redis: every subscription must be confirmed again. */
 void hub_on_link_lost(struct hub *h);
 
+/* One page of history as the backend read it. */
+struct hub_page {
+	const struct history_entry *e; /* oldest first; copied by the hub */
+	size_t n;
+	int truncated;                 /* entries after the cursor may have been removed */
+	int more;                      /* entries after `end` wait in the history */
+	struct cursor end;             /* the last entry the read looked at (the
+					* next page starts after it); with more */
+};
+
 /*
- * Answer of a backend history() call.  err 0: entries (oldest first) and
- * truncated.  err HERR_REDIS or HERR_CLOSED: the link went away (or the
- * backend is closing) before an answer; the connection keeps its cursor and
- * held messages and retries at the next hub_on_subscribed() of its user.
- * Any other err (HERR_AGAIN: the backend retried and gave up; HERR_NOMEM,
- * HERR_INVAL...): no confirmation is coming to retry it, so the hub closes
- * the connection with HUB_CLOSE_ERROR and the client resumes from its
- * cursor.  Entries are copied.
+ * Answer of a backend history() call.  err 0: the page p.  err HERR_REDIS
+ * or HERR_CLOSED: the link went away (or the backend is closing) before an
+ * answer; the connection keeps its cursor and held messages and retries at
+ * the next hub_on_subscribed() of its user.  Any other err (HERR_AGAIN: the
+ * backend retried and gave up; HERR_NOMEM, HERR_INVAL...): no confirmation
+ * is coming to retry it, so the hub closes the connection with
+ * HUB_CLOSE_ERROR and the client resumes from its cursor.  p may be NULL
+ * when err is not 0.
  */
-void hub_history_done(struct hub *h, struct hub_req *req, const struct history_entry *e,
-		      size_t n, int truncated, int err);
+void hub_history_done(struct hub *h, struct hub_req *req, const struct hub_page *p, int err);
 
 /* Users subscribed now (for the backend to replay after a reconnect):
  * calls fn for each user; fn must not call the hub. */

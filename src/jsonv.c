@@ -3,6 +3,7 @@
 #include "jsonv.h"
 
 #include "err.h"
+#include "text.h"
 
 /*
  * The grammar is driven by a small state machine; nesting is remembered in a
@@ -25,48 +26,6 @@ static int fail(struct jsonv_error *e, size_t offset, const char *what)
 		e->what = what;
 	}
 	return HERR_INVAL;
-}
-
-size_t jsonv_utf8_next(const char *s, size_t n, int *ok)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t need, i;
-
-	*ok = 0;
-	if (n == 0)
-		return 0;
-	if (p[0] < 0x80) {
-		*ok = 1;
-		return 1;
-	}
-	/* Unicode table 3-7: the ranges of the second byte rule out overlong
-	 * forms (E0, F0), surrogates (ED) and code points past U+10FFFF (F4). */
-	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
-		need = 1;
-	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
-		need = 2;
-		if (p[0] == 0xe0)
-			lo = 0xa0;
-		else if (p[0] == 0xed)
-			hi = 0x9f;
-	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
-		need = 3;
-		if (p[0] == 0xf0)
-			lo = 0x90;
-		else if (p[0] == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 1;
-	}
-	for (i = 1; i <= need; i++) {
-		if (i >= n || p[i] < lo || p[i] > hi)
-			return i;
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	*ok = 1;
-	return need + 1;
 }
 
 static int is_digit(unsigned char c)
@@ -116,7 +75,7 @@ static int scan_string(const unsigned char *s, size_t len, size_t *pos, const ch
 			break;
 		}
 		if (c >= 0x80) {
-			size_t n = jsonv_utf8_next((const char *)s + i, len - i, &ok);
+			size_t n = text_utf8_next((const char *)s + i, len - i, &ok);
 
 			if (!ok) {
 				*what = "invalid UTF-8";

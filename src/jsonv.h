@@ -37,14 +37,4 @@ struct jsonv_error {
  */
 int jsonv_validate(const char *s, size_t len, unsigned max_depth, struct jsonv_error *e);
 
-/*
- * Look at the UTF-8 sequence starting at s (n > 0 bytes available).  When it
- * is well-formed (no overlong form, no surrogate, at most U+10FFFF), sets *ok
- * to 1 and returns its length (1 to 4).  Otherwise sets *ok to 0 and returns
- * the length of its maximal ill-formed subpart (1 to 3): the bytes a decoder
- * replaces by one U+FFFD (Unicode 3.9, as browsers' TextDecoder does).  The
- * envelope uses it to make a raw payload valid UTF-8.
- */
-size_t jsonv_utf8_next(const char *s, size_t n, int *ok);
-
 #endif

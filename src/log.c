@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "text.h"
 
 /* One line, newline included: also the size of the stack buffers. */
 #define LOG_LINE_MAX 4096
@@ -126,49 +127,20 @@ void log_close(void)
 	log_path = NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t len, i;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		len = 2;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		len = 3;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		len = 4;
-	else
-		return 0;
-	if (s[0] == 0xe0)
-		lo = 0xa0;
-	else if (s[0] == 0xed)
-		hi = 0x9f;
-	else if (s[0] == 0xf0)
-		lo = 0x90;
-	else if (s[0] == 0xf4)
-		hi = 0x8f;
-	if (n < len || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < len; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return len;
-}
-
 /*
  * Escape one character of s into out (at least 7 bytes).  Sets *used to the
- * bytes of s consumed; returns the bytes written.  JSON gets RFC 8259
- * escapes and U+FFFD for invalid UTF-8; text keeps the line one line by
- * writing control characters (tab aside) and invalid bytes as \n, \xHH.
+ * bytes of s consumed; returns the bytes written.  JSON gets text_json_char's
+ * escapes (U+FFFD for invalid UTF-8); text keeps the line one line by writing
+ * control characters (tab aside) and invalid bytes as \n, \xHH.
  */
 static size_t escape_one(const unsigned char *s, size_t n, int json, char *out, size_t *used)
 {
 	unsigned char ch = s[0];
 	size_t len;
+	int ok;
 
+	if (json)
+		return text_json_char((const char *)s, n, out, used);
 	*used = 1;
 	switch (ch) {
 	case '\n':
@@ -176,26 +148,16 @@ static size_t escape_one(const unsigned char *s, size_t n, int json, char *out, 
 	case '\r':
 		return (size_t)snprintf(out, 7, "\\r");
 	case '\t':
-		if (!json) {
-			out[0] = '\t';
-			return 1;
-		}
-		return (size_t)snprintf(out, 7, "\\t");
-	case '"':
-	case '\\':
-		if (!json)
-			break;
-		out[0] = '\\';
-		out[1] = (char)ch;
-		return 2;
+		out[0] = '\t';
+		return 1;
 	default:
 		break;
 	}
 	if (ch < 0x20 || ch == 0x7f)
-		return (size_t)snprintf(out, 7, json ? "\\u%04x" : "\\x%02x", ch);
-	len = utf8_len(s, n);
-	if (len == 0)
-		return (size_t)snprintf(out, 7, json ? "\\ufffd" : "\\x%02x", ch);
+		return (size_t)snprintf(out, 7, "\\x%02x", ch);
+	len = text_utf8_next((const char *)s, n, &ok);
+	if (!ok)
+		return (size_t)snprintf(out, 7, "\\x%02x", ch);
 	memcpy(out, s, len);
 	*used = len;
 	return len;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "text.h"
 
 void metrics_buf_init(struct metrics_buf *b)
 {
@@ -79,23 +80,15 @@ void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
 
 void metrics_json_string(struct metrics_buf *b, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s);
 
 	append(b, "\"", 1);
-	for (; *p; p++) {
-		char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+	for (size_t i = 0; i < len;) {
+		char esc[TEXT_JSON_CHAR_MAX];
+		size_t used, n = text_json_char(s + i, len - i, esc, &used);
 
-		if (*p == '"' || *p == '\\') {
-			esc[1] = (char)*p;
-			append(b, esc, 2);
-		} else if (*p < 0x20) {
-			esc[4] = hex[*p >> 4];
-			esc[5] = hex[*p & 15];
-			append(b, esc, 6);
-		} else {
-			append(b, (const char *)p, 1);
-		}
+		append(b, esc, n);
+		i += used;
 	}
 	append(b, "\"", 1);
 }
@@ -194,13 +187,30 @@ void metrics_prometheus(struct metrics_buf *b, const char *program, const struct
 	metrics_counter(b, "herald_duplicates_dropped_total",
 			"Messages not queued because the connection had them already.",
 			hub->duplicates_dropped);
-	metrics_counter(b, "herald_replays_total", "History reads started for resumes.",
+	metrics_counter(b, "herald_replays_total",
+			"Replays started: resumes, and catch-ups after Redis came back.",
 			hub->replays);
+	metrics_counter(b, "herald_replay_pages_total", "History pages read for replays.",
+			hub->replay_pages);
+	metrics_counter(b, "herald_replayed_total", "Messages queued from history pages.",
+			hub->replayed);
+	metrics_counter(b, "herald_held_dropped_total",
+			"Live messages held during a replay past send_queue_max, dropped "
+			"and read back from the history.",
+			hub->held_dropped);
 	metrics_counter(b, "herald_resets_total",
 			"Resets sent: the resume cursor was older than the history kept.",
 			hub->resets);
 	metrics_counter(b, "herald_slow_closed_total",
 			"Connections closed because their queue was full.", hub->slow_closed);
+	metrics_printf(b,
+		       "# HELP herald_disconnected_total Connections closed by the control "
+		       "channel, by reason: disconnect (the user was disconnected everywhere) or "
+		       "revoked (the token was revoked).\n"
+		       "# TYPE herald_disconnected_total counter\n"
+		       "herald_disconnected_total{reason=\"disconnect\"} %llu\n"
+		       "herald_disconnected_total{reason=\"revoked\"} %llu\n",
+		       (unsigned long long)hub->disconnected, (unsigned long long)hub->revoked);
 	if (sub != NULL) {
 		metrics_gauge(b, "herald_redis_up", "1 when both Redis connections are up.",
 			      sub->state == SUB_CONNECTED ? 1 : 0);
@@ -220,6 +230,11 @@ void metrics_prometheus(struct metrics_buf *b, const char *program, const struct
 		metrics_counter(b, "herald_redis_history_failures_total",
 				"History reads given up (connection closed to resume).",
 				sub->history_failures);
+		metrics_counter(b, "herald_redis_control_messages_total",
+				"Messages received on the control channel (disconnect, revocation).",
+				sub->control_messages);
+		metrics_counter(b, "herald_redis_control_invalid_total",
+				"Control channel messages ignored as malformed.", sub->control_invalid);
 		metrics_gauge(b, "herald_redis_canary_rtt_seconds",
 			      "Round trip of the last canary message.",
 			      (double)sub->canary_rtt_us / 1e6);
@@ -258,4 +273,62 @@ int metrics_health_json(struct metrics_buf *b, const char *program, const struct
 		metrics_printf(b, ",%s", extra);
 	metrics_printf(b, "}");
 	return ok ? 200 : 503;
+}
+
+int metrics_probe_of(const char *health_path, const char *path, size_t len)
+{
+	size_t hl;
+
+	if (health_path == NULL || path == NULL)
+		return METRICS_PROBE_NONE;
+	hl = strlen(health_path);
+	if (len <= hl || memcmp(path, health_path, hl) != 0)
+		return METRICS_PROBE_NONE;
+	path += hl;
+	len -= hl;
+	if (len == 5 && memcmp(path, "/live", 5) == 0)
+		return METRICS_PROBE_LIVE;
+	if (len == 6 && memcmp(path, "/ready", 6) == 0)
+		return METRICS_PROBE_READY;
+	return METRICS_PROBE_NONE;
+}
+
+int metrics_ready(const struct sub_status *ss, int stopping, char *why, size_t len)
+{
+	char buf[sizeof ss->last_error + 32];
+
+	buf[0] = '\0';
+	if (stopping)
+		snprintf(buf, sizeof buf, "shutting down");
+	else if (ss == NULL)
+		snprintf(buf, sizeof buf, "no redis subscriber");
+	else if (ss->state == SUB_CONNECTING)
+		snprintf(buf, sizeof buf, "redis connecting");
+	else if (ss->state != SUB_CONNECTED)
+		snprintf(buf, sizeof buf, "redis disconnected%s%s", ss->last_error[0] ? ": " : "",
+			 ss->last_error);
+	else if (!ss->healthy)
+		snprintf(buf, sizeof buf, "canary not received in time");
+	if (why != NULL && len > 0)
+		snprintf(why, len, "%s", buf);
+	return buf[0] == '\0';
+}
+
+int metrics_probe_json(struct metrics_buf *b, int probe, const struct sub_status *ss,
+		       int stopping)
+{
+	char why[sizeof ss->last_error + 32];
+
+	if (probe != METRICS_PROBE_READY) {
+		metrics_printf(b, "{\"status\":\"ok\",\"probe\":\"live\"}\n");
+		return 200;
+	}
+	if (metrics_ready(ss, stopping, why, sizeof why)) {
+		metrics_printf(b, "{\"status\":\"ok\",\"probe\":\"ready\"}\n");
+		return 200;
+	}
+	metrics_printf(b, "{\"status\":\"unavailable\",\"probe\":\"ready\",\"reason\":");
+	metrics_json_string(b, why);
+	metrics_printf(b, "}\n");
+	return 503;
 }

@@ -18,13 +18,18 @@
  *   herald_queued_bytes                         gauge (hub)
  *   herald_messages_in_total, herald_delivered_total,
  *   herald_duplicates_dropped_total, herald_replays_total,
+ *   herald_replay_pages_total, herald_replayed_total,
+ *   herald_held_dropped_total,
  *   herald_resets_total, herald_slow_closed_total   counters (hub)
+ *   herald_disconnected_total{reason}           counter (hub_close_user)
  *   herald_redis_up, herald_redis_healthy       gauges 0/1 (subscriber)
  *   herald_redis_subscribed_channels            gauge
  *   herald_redis_reconnects_total, herald_redis_messages_total,
  *   herald_redis_history_reads_total            counters
  *   herald_redis_history_retries_total,
  *   herald_redis_history_failures_total         counters
+ *   herald_redis_control_messages_total,
+ *   herald_redis_control_invalid_total          counters (control channel)
  *   herald_redis_canary_rtt_seconds             gauge
  *   herald_process_resident_memory_bytes, herald_process_open_fds,
  *   herald_process_threads, herald_process_uptime_seconds   gauges (/proc)
@@ -54,7 +59,7 @@ void metrics_buf_free(struct metrics_buf *b);
 void metrics_printf(struct metrics_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Append s as a JSON string, quotes included, escaping what RFC 8259 requires. */
+/* Append s as a JSON string, quotes included, escaped by text_json_char. */
 void metrics_json_string(struct metrics_buf *b, const char *s);
 
 /*
@@ -90,6 +95,52 @@ void metrics_prometheus(struct metrics_buf *b, const char *program, const struct
 int metrics_health_json(struct metrics_buf *b, const char *program, const struct hub_stats *hub,
 			const struct sub_status *sub, long long start_ms, long long now_ms,
 			const char *extra);
+
+/*
+ * Probes for orchestrators (Kubernetes, systemd, load balancers), beside
+ * the health document: HEALTH "/live" and HEALTH "/ready", where HEALTH is
+ * the configured path_health.
+ *
+ *   live   200 while the process answers at all; the body says nothing
+ *          else, so a Redis outage never gets a healthy process restarted.
+ *   ready  200 when Redis is connected, the canary came back in time (the
+ *          subscriber's own judgement: within three canary intervals, see
+ *          sub.h) and the program is not shutting down; else 503, which
+ *          takes the process out of rotation until it recovers.
+ */
+enum metrics_probe {
+	METRICS_PROBE_NONE = 0,
+	METRICS_PROBE_LIVE,
+	METRICS_PROBE_READY,
+};
+
+/*
+ * Which probe path (len bytes, not NUL-terminated) names under health_path
+ * (NUL-terminated, e.g. "/api/v1/notifications/health"): LIVE, READY or
+ * NONE.  Exact matches only: no trailing slash, no query.
+ */
+int metrics_probe_of(const char *health_path, const char *path, size_t len);
+
+/*
+ * The readiness decision.  ss is the subscriber's snapshot (NULL: none,
+ * not ready); stopping is non-zero once the program began shutting down.
+ * Returns 1 ready, 0 not; why (len bytes, may be NULL) gets a short reason
+ * for the body and the log: "", "shutting down", "redis connecting",
+ * "redis disconnected: LAST_ERROR", "canary not received in time".
+ */
+int metrics_ready(const struct sub_status *ss, int stopping, char *why, size_t len);
+
+/*
+ * The body of a probe answer, one line with its newline, and the status to
+ * send: {"status":"ok","probe":"live"} (200) for live;
+ * {"status":"ok","probe":"ready"} (200) or
+ * {"status":"unavailable","probe":"ready","reason":"..."} (503) for ready,
+ * decided by metrics_ready().  The caller sends a 503 with Retry-After, as
+ * for the health document.  Returns 200 or 503; on an
+ * allocation failure b->err is set and the caller answers 500.
+ */
+int metrics_probe_json(struct metrics_buf *b, int probe, const struct sub_status *ss,
+		       int stopping);
 
 /* "disconnected", "connecting", "connected" for an enum sub_state. */
 const char *metrics_sub_state_name(int state);

@@ -13,6 +13,7 @@
 
 #include "auth.h"
 #include "err.h"
+#include "text.h"
 
 /*
  * The publish script.  docs/publish.lua holds the same text for callers in
@@ -23,6 +24,11 @@
  * Builds {"id":"MS-SEQ","channel":"P:U","ts":MS,"data":PAYLOAD} with the id it
  * will XADD under, XADDs it (field "e"), EXPIREs the key, PUBLISHes the same
  * bytes to P:U, and returns the id.  Errors start "ERR herald: ".
+ * Optionally KEYS[2] = P:U:history:idem:KEY and ARGV[4] = its window in
+ * seconds (default 600): a publish whose record exists stores nothing and
+ * answers the recorded id as a status reply (a new one is a bulk string);
+ * the record also holds the payload's SHA1, and another payload under the
+ * same KEY is an error ("idempotency key already used for another payload").
  */
 static const char publish_lua[] =
     "-- Herald publish script: store a notification in the user's history and\n"
@@ -30,15 +36,29 @@ static const char publish_lua[] =
     "--\n"
     "-- KEYS[1]  P:U:history, the user's stream; the channel is KEYS[1] without\n"
     "--          the \":history\" suffix (P:U).\n"
+    "-- KEYS[2]  the idempotency record (optional): KEYS[1] .. \":idem:\" .. KEY, KEY\n"
+    "--          being 1..200 characters of [A-Za-z0-9_.:-] naming this publish.\n"
     "-- ARGV[1]  the payload: JSON text, sent on verbatim as the envelope's \"data\".\n"
     "-- ARGV[2]  entries kept, XADD MAXLEN ~ (optional, default 1000).\n"
     "-- ARGV[3]  expiry of the stream in seconds, refreshed on each publish\n"
     "--          (optional, default 604800, 7 days).\n"
+    "-- ARGV[4]  with KEYS[2]: seconds the record is kept, the window in which a\n"
+    "--          retry is recognised (optional, default 600).\n"
+    "-- An empty ARGV[2], ARGV[3] or ARGV[4] means the default.\n"
     "--\n"
     "-- Writes the envelope\n"
     "--   {\"id\":\"MS-SEQ\",\"channel\":\"P:U\",\"ts\":MS,\"data\":PAYLOAD}\n"
     "-- once: XADD to KEYS[1] (field \"e\") under the id it names, EXPIRE, and\n"
     "-- PUBLISH of the same bytes to P:U.  Returns the id \"MS-SEQ\".\n"
+    "--\n"
+    "-- With KEYS[2] a retry stores nothing: when the record exists, the script\n"
+    "-- writes nothing and returns the id the record holds as a status reply\n"
+    "-- (+MS-SEQ: most clients read it as the same string as the usual bulk reply;\n"
+    "-- a caller that looks at the type can tell a replay).  Otherwise it publishes\n"
+    "-- and SETs the record to \"ID SHA1(payload)\", EX ARGV[4].  A script runs\n"
+    "-- atomically, so two calls with one record, even at once, store one entry.\n"
+    "-- A record made for another payload is an error, not a replay: a key reused\n"
+    "-- by mistake must not swallow a different notification.\n"
     "--\n"
     "-- The envelope holds its own id, so the id is chosen here before the XADD,\n"
     "-- as Redis would: the current time in ms, or the last entry's id + 1 when\n"
@@ -48,6 +68,7 @@ static const char publish_lua[] =
     "-- exact, and a seq that would pass 2^53 moves to the next millisecond.\n"
     "\n"
     "local key = KEYS[1]\n"
+    "local idem = KEYS[2]\n"
     "local payload = ARGV[1]\n"
     "\n"
     "local function fail(why)\n"
@@ -65,8 +86,8 @@ static const char publish_lua[] =
     "\treturn n\n"
     "end\n"
     "\n"
-    "if #KEYS ~= 1 then\n"
-    "\treturn fail('expected one key, P:U:history')\n"
+    "if #KEYS ~= 1 and #KEYS ~= 2 then\n"
+    "\treturn fail('expected one or two keys, P:U:history [P:U:history:idem:KEY]')\n"
     "end\n"
     "local channel = string.match(key, '^(.+):history$')\n"
     "if channel == nil then\n"
@@ -74,6 +95,13 @@ static const char publish_lua[] =
     "end\n"
     "if string.find(channel, '[%c\"\\\\]') then\n"
     "\treturn fail('channel must not hold quotes, backslashes or control characters')\n"
+    "end\n"
+    "if idem ~= nil then\n"
+    "\tlocal name = string.sub(idem, #key + 7)\n"
+    "\tif string.sub(idem, 1, #key + 6) ~= key .. ':idem:' or #name < 1 or #name > 200 or\n"
+    "\t\tstring.find(name, '[^A-Za-z0-9_.:%-]') then\n"
+    "\t\treturn fail('KEYS[2] must be KEYS[1] .. \":idem:\" .. KEY, KEY of [A-Za-z0-9_.:-]{1,200}')\n"
+    "\tend\n"
     "end\n"
     "if payload == nil or payload == '' then\n"
     "\treturn fail('payload is empty')\n"
@@ -88,6 +116,26 @@ static const char publish_lua[] =
     "local ttl = count(ARGV[3], 604800)\n"
     "if ttl == nil then\n"
     "\treturn fail('ttl must be a positive integer')\n"
+    "end\n"
+    "local window = count(ARGV[4], 600)\n"
+    "if window == nil then\n"
+    "\treturn fail('window must be a positive integer')\n"
+    "end\n"
+    "if idem == nil and ARGV[4] ~= nil and ARGV[4] ~= '' then\n"
+    "\treturn fail('a window needs KEYS[2], the idempotency record')\n"
+    "end\n"
+    "if idem ~= nil then\n"
+    "\tlocal done = redis.call('GET', idem)\n"
+    "\tif done then\n"
+    "\t\tlocal was, sum = string.match(done, '^(%d+%-%d+) (%x+)$')\n"
+    "\t\tif was == nil then\n"
+    "\t\t\treturn fail('the idempotency record holds no id')\n"
+    "\t\tend\n"
+    "\t\tif sum ~= redis.sha1hex(payload) then\n"
+    "\t\t\treturn fail('idempotency key already used for another payload')\n"
+    "\t\tend\n"
+    "\t\treturn redis.status_reply(was)\n"
+    "\tend\n"
     "end\n"
     "\n"
     "local function split(id)\n"
@@ -139,6 +187,11 @@ static const char publish_lua[] =
     "\t\treturn r\n"
     "\tend\n"
     "end\n"
+    "-- The record goes first: from here on the entry exists.\n"
+    "if idem ~= nil then\n"
+    "\tredis.call('SET', idem, id .. ' ' .. redis.sha1hex(payload), 'EX',\n"
+    "\t\tstring.format('%d', window))\n"
+    "end\n"
     "redis.call('EXPIRE', key, string.format('%d', ttl))\n"
     "redis.call('PUBLISH', channel, env)\n"
     "return id\n";
@@ -147,13 +200,18 @@ static const char publish_lua[] =
  * The history script.
  *
  * Contract: KEYS[1] = P:U:history; ARGV[1] = since ("MS-SEQ", "" for none);
- * ARGV[2] = limit (1..1000).  Returns {truncated, last_id, env1, env2, ...},
- * oldest first: without since the newest `limit` envelopes, with since the
- * envelopes after it (exclusive).  truncated is 1 when the stream is gone or
- * entries after since may have been removed (since is before
+ * ARGV[2] = limit (1..1000); ARGV[3] = byte budget (optional, 0 = none).
+ * Returns {truncated, last_id, page_end, env1, env2, ...}, oldest first:
+ * without since the newest `limit` envelopes, with since the envelopes after
+ * it (exclusive), at most `limit`, stopping before the one that would pass
+ * the byte budget (but never at none).  truncated is 1 when the stream is
+ * gone or entries after since may have been removed (since is before
  * max-deleted-entry-id, or before the first entry of a trimmed stream: Redis
  * 7.0 does not count MAXLEN trimming in max-deleted-entry-id).  last_id is the
- * newest entry's id, "" when the stream is empty.
+ * newest entry's id, "" when the stream is empty; page_end is the id of the
+ * last entry the read looked at (envelope or not), "" when none: the next
+ * page starts after it, and entries wait after the page when it is before
+ * last_id.
  */
 static const char history_lua[] =
     "-- Herald history script: a user's envelopes after a cursor, in one round trip.\n"
@@ -161,16 +219,22 @@ static const char history_lua[] =
     "-- KEYS[1]  P:U:history\n"
     "-- ARGV[1]  since: \"MS-SEQ\" (or a bare \"MS\", meaning MS-0); \"\" for none\n"
     "-- ARGV[2]  limit, 1..1000 (optional, default 100)\n"
+    "-- ARGV[3]  byte budget of the page (optional, 0 or \"\" = none)\n"
     "--\n"
-    "-- Returns {truncated, last_id, env1, env2, ...}, envelopes oldest first:\n"
+    "-- Returns {truncated, last_id, page_end, env1, env2, ...}, envelopes oldest\n"
+    "-- first:\n"
     "--   - no since: the newest `limit` envelopes; truncated is 0;\n"
-    "--   - since: at most `limit` envelopes with an id after since (exclusive);\n"
+    "--   - since: at most `limit` envelopes with an id after since (exclusive),\n"
+    "--     stopping before the envelope that would take the page past the byte\n"
+    "--     budget (the first one always goes in);\n"
     "--     truncated is 1 when entries after since may have been removed: the\n"
     "--     stream is gone (expired), since is before the stream's\n"
     "--     max-deleted-entry-id (XDEL), or since is before the first entry and\n"
     "--     entries were removed (MAXLEN trimming, which Redis 7.0 does not count\n"
     "--     in max-deleted-entry-id).\n"
     "-- last_id is the id of the newest entry in the stream, \"\" when there is none.\n"
+    "-- page_end is the id of the last entry the read looked at, \"\" when none:\n"
+    "-- the next page starts after it; more entries wait when it is before last_id.\n"
     "-- Ids are compared as decimal strings, exactly (seq may pass 2^53).\n"
     "\n"
     "local key = KEYS[1]\n"
@@ -184,18 +248,26 @@ static const char history_lua[] =
     "\t\treturn redis.error_reply('ERR herald: limit must be 1..1000')\n"
     "\tend\n"
     "end\n"
+    "local budget = 0\n"
+    "if ARGV[3] ~= nil and ARGV[3] ~= '' then\n"
+    "\tbudget = tonumber(ARGV[3])\n"
+    "\tif budget == nil or budget < 0 or budget % 1 ~= 0 then\n"
+    "\t\treturn redis.error_reply('ERR herald: budget must be a byte count')\n"
+    "\tend\n"
+    "end\n"
     "\n"
-    "local function envelope(entry, out)\n"
+    "-- The entry's envelope, or nil: a foreign entry would break the reader.\n"
+    "local function envelope(entry)\n"
     "\tlocal f = entry[2]\n"
     "\tfor i = 1, #f, 2 do\n"
     "\t\tif f[i] == 'e' then\n"
-    "\t\t\t-- only envelopes: a foreign entry would break the reader\n"
     "\t\t\tif string.sub(f[i + 1], 1, 7) == '{\"id\":\"' then\n"
-    "\t\t\t\tout[#out + 1] = f[i + 1]\n"
+    "\t\t\t\treturn f[i + 1]\n"
     "\t\t\tend\n"
-    "\t\t\treturn\n"
+    "\t\t\treturn nil\n"
     "\t\tend\n"
     "\tend\n"
+    "\treturn nil\n"
     "end\n"
     "\n"
     "-- <0, 0, >0 for decimal strings a, b of any length.\n"
@@ -222,9 +294,10 @@ static const char history_lua[] =
     "\n"
     "if since == '' then\n"
     "\tlocal r = redis.call('XREVRANGE', key, '+', '-', 'COUNT', limit)\n"
-    "\tlocal out = {0, r[1] and r[1][1] or ''}\n"
+    "\tlocal newest = r[1] and r[1][1] or ''\n"
+    "\tlocal out = {0, newest, newest}\n"
     "\tfor i = #r, 1, -1 do\n"
-    "\t\tenvelope(r[i], out)\n"
+    "\t\tout[#out + 1] = envelope(r[i])\n"
     "\tend\n"
     "\treturn out\n"
     "end\n"
@@ -240,7 +313,7 @@ static const char history_lua[] =
     "sseq = string.gsub(sseq, '^0+(%d)', '%1')\n"
     "\n"
     "if redis.call('EXISTS', key) == 0 then\n"
-    "\treturn {1, ''}\n"
+    "\treturn {1, '', ''}\n"
     "end\n"
     "local info = redis.call('XINFO', 'STREAM', key)\n"
     "local h = {}\n"
@@ -259,77 +332,35 @@ static const char history_lua[] =
     "\ttruncated = 1\n"
     "end\n"
     "\n"
-    "local out = {truncated, h['last-entry'] and h['last-entry'][1] or ''}\n"
+    "local out = {truncated, h['last-entry'] and h['last-entry'][1] or '', ''}\n"
     "if sms == UMAX and sseq == UMAX then\n"
     "\treturn out\n"
     "end\n"
     "local r = redis.call('XRANGE', key, '(' .. sms .. '-' .. sseq, '+', 'COUNT', limit)\n"
+    "local bytes = 0\n"
     "for i = 1, #r do\n"
-    "\tenvelope(r[i], out)\n"
+    "\tlocal env = envelope(r[i])\n"
+    "\tif env then\n"
+    "\t\tif budget > 0 and bytes > 0 and bytes + #env > budget then\n"
+    "\t\t\tbreak\n"
+    "\t\tend\n"
+    "\t\tbytes = bytes + #env\n"
+    "\t\tout[#out + 1] = env\n"
+    "\tend\n"
+    "\tout[3] = r[i][1]\n"
     "end\n"
     "return out\n";
 
 struct redis_script redis_script_publish = {"publish", publish_lua, ""};
 struct redis_script redis_script_history = {"history", history_lua, ""};
 
-/* The longest key + argument list redis_eval_sync() takes (the scripts use 4). */
+/* The longest key + argument list redis_eval_sync() takes (the scripts use 6 at most). */
 #define EVAL_KV_MAX 16
 
 static const char *const numkeys_str[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
 
 static pthread_once_t scripts_once = PTHREAD_ONCE_INIT;
 static int scripts_rc;
-
-/* Decimal digits only (no sign, no blanks), at most max. */
-static int parse_uint(const char *s, size_t len, long max, long *out)
-{
-	long v = 0;
-
-	if (len == 0 || len > 10)
-		return HERR_INVAL;
-	for (size_t i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return HERR_INVAL;
-		v = v * 10 + (s[i] - '0');
-	}
-	if (v > max)
-		return HERR_INVAL;
-	*out = v;
-	return 0;
-}
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode len bytes of s into out (outlen bytes), NUL-terminated. */
-static int pct_decode(const char *s, size_t len, char *out, size_t outlen)
-{
-	size_t o = 0;
-
-	for (size_t i = 0; i < len; i++) {
-		int c = (unsigned char)s[i];
-
-		if (c == '%') {
-			if (len - i < 3 || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
-				return HERR_INVAL;
-			c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
-			i += 2;
-		}
-		if (c == 0 || o + 1 >= outlen)
-			return HERR_INVAL;
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	return 0;
-}
 
 static int copy_str(char *dst, size_t dstlen, const char *s, size_t len)
 {
@@ -346,15 +377,16 @@ static int copy_str(char *dst, size_t dstlen, const char *s, size_t len)
  * echoed in an error. */
 static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errlen)
 {
-	const char *slash = strchr(s, '/');
-	const char *end = slash != NULL ? slash : s + strlen(s);
-	const char *at = NULL, *host, *hend, *port = NULL;
-	long v;
+	/* The last '@' ends the password, whatever it holds ('/', '?', '@'):
+	 * everything after it may be echoed in an error, nothing before it. */
+	const char *at = strrchr(s, '@');
+	const char *rest = at != NULL ? at + 1 : s;
+	const char *slash = strchr(rest, '/');
+	const char *end = slash != NULL ? slash : rest + strlen(rest);
+	const char *host, *hend, *port = NULL;
+	uint64_t v;
 
-	for (const char *p = s; p < end; p++)
-		if (*p == '@')
-			at = p;
-	if (memchr(s, '?', (size_t)(end - s)) != NULL || (slash && strchr(slash, '?')))
+	if (strchr(rest, '?') != NULL)
 		return herr_set(HERR_INVAL, err, errlen,
 			    "redis_url: query parameters are for unix:// only");
 	host = s;
@@ -368,8 +400,8 @@ static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errl
 			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: ACL user names other than \"default\" are not "
 				    "supported; write redis://:password@host");
-		if (pct_decode(colon + 1, (size_t)(at - colon - 1), a->password,
-			       sizeof a->password) != 0)
+		if (text_pct_decode(colon + 1, (size_t)(at - colon - 1), a->password,
+				    sizeof a->password, 0) < 0)
 			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: bad password (too long, NUL or bad %%-escape)");
 		host = at + 1;
@@ -398,14 +430,14 @@ static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errl
 	if (copy_str(a->host, sizeof a->host, host, (size_t)(hend - host)) != 0)
 		return herr_set(HERR_INVAL, err, errlen, "redis_url: host name too long");
 	if (port != NULL) {
-		if (parse_uint(port, (size_t)(end - port), 65535, &v) != 0 || v == 0)
+		if (text_parse_uint(port, (size_t)(end - port), 65535, &v) != 0 || v == 0)
 			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: bad port \"%.*s\" (1..65535)", (int)(end - port),
 				    port);
 		a->port = (int)v;
 	}
 	if (slash != NULL && slash[1] != '\0') {
-		if (parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &v) != 0)
+		if (text_parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &v) != 0)
 			return herr_set(HERR_INVAL, err, errlen,
 				    "redis_url: bad database \"%s\" (a number after '/')",
 				    slash + 1);
@@ -419,7 +451,7 @@ static int parse_unix(const char *s, struct redis_addr *a, char *err, size_t err
 {
 	const char *q = strchr(s, '?');
 	size_t plen = q != NULL ? (size_t)(q - s) : strlen(s);
-	long v;
+	uint64_t v;
 
 	if (*s != '/' || plen < 2)
 		return herr_set(
@@ -435,13 +467,13 @@ static int parse_unix(const char *s, struct redis_addr *a, char *err, size_t err
 		size_t len = amp != NULL ? (size_t)(amp - p) : strlen(p);
 
 		if (len > 3 && memcmp(p, "db=", 3) == 0) {
-			if (parse_uint(p + 3, len - 3, INT_MAX, &v) != 0)
+			if (text_parse_uint(p + 3, len - 3, INT_MAX, &v) != 0)
 				return herr_set(HERR_INVAL, err, errlen,
 					    "redis_url: bad database \"%.*s\"", (int)(len - 3),
 					    p + 3);
 			a->db = (int)v;
 		} else if (len > 9 && memcmp(p, "password=", 9) == 0) {
-			if (pct_decode(p + 9, len - 9, a->password, sizeof a->password) != 0)
+			if (text_pct_decode(p + 9, len - 9, a->password, sizeof a->password, 0) < 0)
 				return herr_set(HERR_INVAL, err, errlen,
 					    "redis_url: bad password (too long, NUL or bad "
 					    "%%-escape)");

@@ -19,7 +19,9 @@
 #include "history.h"
 #include "log.h"
 #include "redis.h"
+#include "revoke.h"
 #include "clock.h"
+#include "umap.h"
 
 #define CONNECT_TIMEOUT_MS 2000
 #define BACKOFF_BASE_MS	   100
@@ -30,8 +32,6 @@
 #define CANARY_MISSES	  3
 /* Channels per SUBSCRIBE/UNSUBSCRIBE command. */
 #define BATCH_MAX 1000
-/* History requests remembered when their queue entry could not be allocated. */
-#define LOST_MAX 64
 /* A history read Redis answered with an error: retries after 250 ms doubling. */
 #define HIST_RETRY_BASE_MS 250
 #define HIST_RETRY_MAX	   5
@@ -62,9 +62,8 @@ enum chan_state {
 
 /* A user the hub wants subscribed (desired), or one still being unsubscribed. */
 struct chan {
-	struct chan *hnext;
-	struct chan *dnext; /* the dirty list */
-	unsigned hash;
+	struct umap_node node; /* in sub.chans, keyed by user */
+	struct chan *dnext;    /* the dirty list */
 	unsigned char desired;
 	unsigned char dirty;
 	/* The hub asked again: it waits for hub_on_subscribed even if Redis
@@ -90,6 +89,7 @@ struct op {
 	int has_since;
 	struct cursor since;
 	unsigned limit;
+	size_t max_bytes;
 	char user[AUTH_USER_MAX + 1];
 };
 
@@ -107,6 +107,7 @@ struct hist {
 	int retried; /* NOSCRIPT seen once in this try: SCRIPT LOAD sent */
 	struct cursor since;
 	unsigned limit;
+	size_t max_bytes;
 	char user[AUTH_USER_MAX + 1];
 };
 
@@ -126,6 +127,8 @@ struct sub {
 	char addrstr[300];
 	char canary[REDIS_KEY_MAX];
 	size_t canary_len;
+	char control[REDIS_KEY_MAX]; /* the control channel (revoke.h) */
+	size_t control_len;
 	long long canary_us; /* interval */
 
 	/* Loop thread only from here ... */
@@ -141,8 +144,7 @@ struct sub {
 
 	struct event *ev_ops, *ev_reconnect, *ev_timeout, *ev_canary;
 
-	struct chan **tab; /* chained hash of users, tab_size a power of two */
-	size_t tab_size, tab_count;
+	struct umap chans; /* of struct chan */
 	struct chan *dirty;
 	size_t n_desired, n_subscribed;
 	struct batch *bsub, *bunsub;
@@ -152,8 +154,8 @@ struct sub {
 	pthread_mutex_t q_lock; /* guards the queue below */
 	struct op *q_head, **q_tail;
 	int q_resync; /* a request was lost to ENOMEM: rebuild from the hub */
-	struct hub_req *q_lost[LOST_MAX];
-	size_t q_lost_n;
+	struct hub_req *q_lost; /* reads whose op could not be allocated, through
+				 * be_next: answered HERR_NOMEM from the loop */
 
 	pthread_mutex_t st_lock; /* guards st */
 	struct sub_status st;
@@ -224,47 +226,13 @@ static void status_add(struct sub *s, uint64_t *field)
 
 /* --- the user table ------------------------------------------------------ */
 
-static unsigned user_hash(const char *u)
-{
-	unsigned h = 2166136261u;
-
-	for (; *u != '\0'; u++) {
-		h ^= (unsigned char)*u;
-		h *= 16777619u;
-	}
-	return h;
-}
+#define CHAN(n) container_of(n, struct chan, node)
 
 static struct chan *chan_find(struct sub *s, const char *user)
 {
-	unsigned h = user_hash(user);
+	struct umap_node *n = umap_find(&s->chans, user);
 
-	for (struct chan *e = s->tab[h & (s->tab_size - 1)]; e != NULL; e = e->hnext)
-		if (e->hash == h && strcmp(e->user, user) == 0)
-			return e;
-	return NULL;
-}
-
-static int tab_grow(struct sub *s)
-{
-	size_t nsize = s->tab_size * 2;
-	struct chan **nt = calloc(nsize, sizeof(struct chan *));
-
-	if (nt == NULL)
-		return HERR_NOMEM;
-	for (size_t i = 0; i < s->tab_size; i++) {
-		struct chan *e = s->tab[i], *next;
-
-		for (; e != NULL; e = next) {
-			next = e->hnext;
-			e->hnext = nt[e->hash & (nsize - 1)];
-			nt[e->hash & (nsize - 1)] = e;
-		}
-	}
-	free(s->tab);
-	s->tab = nt;
-	s->tab_size = nsize;
-	return 0;
+	return n != NULL ? CHAN(n) : NULL;
 }
 
 static struct chan *chan_add(struct sub *s, const char *user)
@@ -280,30 +248,20 @@ static struct chan *chan_add(struct sub *s, const char *user)
 	n = redis_channel(channel, sizeof channel, s->conf->channel_prefix, user);
 	if (n < 0)
 		return NULL;
-	if (s->tab_count >= s->tab_size && tab_grow(s) != 0)
-		return NULL;
 	e = calloc(1, sizeof(*e) + (size_t)n + 1);
 	if (e == NULL)
 		return NULL;
-	e->hash = user_hash(user);
 	memcpy(e->user, user, ulen + 1);
 	memcpy(e->channel, channel, (size_t)n + 1);
 	e->chlen = (size_t)n;
-	e->hnext = s->tab[e->hash & (s->tab_size - 1)];
-	s->tab[e->hash & (s->tab_size - 1)] = e;
-	s->tab_count++;
+	umap_add(&s->chans, &e->node, e->user);
 	return e;
 }
 
 /* e must not be on the dirty list. */
 static void chan_remove(struct sub *s, struct chan *e)
 {
-	struct chan **pp = &s->tab[e->hash & (s->tab_size - 1)];
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	s->tab_count--;
+	umap_remove(&s->chans, &e->node);
 	free(e);
 }
 
@@ -385,22 +343,24 @@ static void be_unsubscribe(void *ud, const char *user)
 }
 
 static void be_history(void *ud, struct hub_req *req, const char *user, const struct cursor *since,
-		       unsigned limit)
+		       unsigned limit, size_t max_bytes)
 {
 	struct sub *s = ud;
 	struct op *o = op_new(OP_HISTORY, user);
 
 	if (o == NULL) {
-		/* Still answered exactly once, from the loop. */
+		/* Still answered exactly once, from the loop: the list goes
+		 * through the request itself, so keeping it cannot fail. */
 		pthread_mutex_lock(&s->q_lock);
-		if (s->q_lost_n < LOST_MAX)
-			s->q_lost[s->q_lost_n++] = req;
+		req->be_next = s->q_lost;
+		s->q_lost = req;
 		pthread_mutex_unlock(&s->q_lock);
 		event_active(s->ev_ops, EV_READ, 0);
 		return;
 	}
 	o->req = req;
 	o->limit = limit;
+	o->max_bytes = max_bytes;
 	if (since != NULL) {
 		o->has_since = 1;
 		o->since = *since;
@@ -423,7 +383,8 @@ static int hist_send(struct sub *s, struct hist *h, redisAsyncContext *ac)
 	struct history_argv ha;
 	int rc;
 
-	rc = history_argv(&ha, s->conf, h->user, h->has_since ? &h->since : NULL, h->limit);
+	rc = history_argv(&ha, s->conf, h->user, h->has_since ? &h->since : NULL, h->limit,
+			  h->max_bytes);
 	if (rc < 0)
 		return rc;
 	if (redisAsyncCommandArgv(ac, hist_send_cb, h, ha.argc, ha.argv, ha.argvlen) != REDIS_OK)
@@ -432,10 +393,9 @@ static int hist_send(struct sub *s, struct hist *h, redisAsyncContext *ac)
 }
 
 /* h must not be on the retrying list. */
-static void hist_done(struct hist *h, const struct history_entry *e, size_t n, int truncated,
-		      int err)
+static void hist_done(struct hist *h, const struct hub_page *p, int err)
 {
-	hub_history_done(h->s->hub, h->req, e, n, truncated, err);
+	hub_history_done(h->s->hub, h->req, p, err);
 	if (h->ev_retry != NULL)
 		event_free(h->ev_retry);
 	free(h);
@@ -461,7 +421,7 @@ static void hist_cancel_retries(struct sub *s, int err)
 	for (; h != NULL; h = next) {
 		next = h->next;
 		h->prev = h->next = NULL;
-		hist_done(h, NULL, 0, 0, err);
+		hist_done(h, NULL, err);
 	}
 }
 
@@ -476,7 +436,7 @@ static void hist_retry_cb(evutil_socket_t fd, short what, void *arg)
 	hist_unlink(s, h);
 	/* A lost link cancels the timers; this is only a safety net. */
 	if (s->state != SUB_CONNECTED || s->cmd.ac == NULL) {
-		hist_done(h, NULL, 0, 0, HERR_REDIS);
+		hist_done(h, NULL, HERR_REDIS);
 		return;
 	}
 	h->tries++;
@@ -484,7 +444,7 @@ static void hist_retry_cb(evutil_socket_t fd, short what, void *arg)
 	status_add(s, &s->st.history_retries);
 	rc = hist_send(s, h, s->cmd.ac);
 	if (rc != 0)
-		hist_done(h, NULL, 0, 0, rc);
+		hist_done(h, NULL, rc);
 }
 
 /*
@@ -527,7 +487,7 @@ static void hist_retry_later(struct sub *s, struct hist *h, const char *why)
 	return;
 fail:
 	status_add(s, &s->st.history_failures);
-	hist_done(h, NULL, 0, 0, HERR_AGAIN);
+	hist_done(h, NULL, HERR_AGAIN);
 }
 
 /*
@@ -540,11 +500,12 @@ static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata)
 	struct sub *s = h->s;
 	redisReply *reply = r;
 	struct history_result res;
+	struct hub_page page;
 	char err[160];
 	int rc;
 
 	if (reply == NULL) {
-		hist_done(h, NULL, 0, 0, s->closing ? HERR_CLOSED : HERR_REDIS);
+		hist_done(h, NULL, s->closing ? HERR_CLOSED : HERR_REDIS);
 		return;
 	}
 	if (redis_reply_is_noscript(reply) && !h->retried && ac->data != NULL) {
@@ -555,7 +516,7 @@ static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata)
 				      redis_script_history.source) == REDIS_OK &&
 		    hist_send(s, h, ac) == 0)
 			return;
-		hist_done(h, NULL, 0, 0, HERR_REDIS);
+		hist_done(h, NULL, HERR_REDIS);
 		return;
 	}
 	rc = history_parse_reply(reply, &res, err, sizeof err);
@@ -572,10 +533,15 @@ static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata)
 			     "history read for user %s: %s; closing its connection", h->user, err);
 			status_add(s, &s->st.history_failures);
 		}
-		hist_done(h, NULL, 0, 0, rc);
+		hist_done(h, NULL, rc);
 		return;
 	}
-	hist_done(h, res.entries, res.n, res.truncated, 0);
+	page.e = res.entries;
+	page.n = res.n;
+	page.truncated = res.truncated;
+	page.more = res.more;
+	page.end = res.page_end;
+	hist_done(h, &page, 0);
 	history_result_free(&res);
 }
 
@@ -585,16 +551,16 @@ static void hist_start(struct sub *s, const struct op *o)
 	int rc;
 
 	if (s->closing) {
-		hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_CLOSED);
+		hub_history_done(s->hub, o->req, NULL, HERR_CLOSED);
 		return;
 	}
 	if (s->state != SUB_CONNECTED || s->cmd.ac == NULL) {
-		hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_REDIS);
+		hub_history_done(s->hub, o->req, NULL, HERR_REDIS);
 		return;
 	}
 	h = calloc(1, sizeof(*h));
 	if (h == NULL) {
-		hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_NOMEM);
+		hub_history_done(s->hub, o->req, NULL, HERR_NOMEM);
 		return;
 	}
 	h->s = s;
@@ -602,10 +568,11 @@ static void hist_start(struct sub *s, const struct op *o)
 	h->has_since = o->has_since;
 	h->since = o->since;
 	h->limit = o->limit;
+	h->max_bytes = o->max_bytes;
 	memcpy(h->user, o->user, sizeof h->user);
 	rc = hist_send(s, h, s->cmd.ac);
 	if (rc != 0) {
-		hist_done(h, NULL, 0, 0, rc);
+		hist_done(h, NULL, rc);
 		return;
 	}
 	status_add(s, &s->st.history_reads);
@@ -629,11 +596,10 @@ static void resync_one(void *arg, const char *user)
 
 static void resync(struct sub *s)
 {
-	for (size_t i = 0; i < s->tab_size; i++)
-		for (struct chan *e = s->tab[i]; e != NULL; e = e->hnext) {
-			set_desired(s, e, 0);
-			chan_dirty(s, e);
-		}
+	for (struct umap_node *n = umap_first(&s->chans); n != NULL; n = umap_next(&s->chans, n)) {
+		set_desired(s, CHAN(n), 0);
+		chan_dirty(s, CHAN(n));
+	}
 	hub_foreach_user(s->hub, resync_one, s);
 }
 
@@ -672,9 +638,8 @@ static void apply(struct sub *s, const struct op *o)
 static void ops_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sub *s = arg;
-	struct hub_req *lost[LOST_MAX];
+	struct hub_req *lost, *lnext;
 	struct op *list, *next;
-	size_t nlost;
 	int again;
 
 	(void)fd;
@@ -685,13 +650,14 @@ static void ops_cb(evutil_socket_t fd, short what, void *arg)
 	s->q_tail = &s->q_head;
 	again = s->q_resync;
 	s->q_resync = 0;
-	nlost = s->q_lost_n;
-	memcpy(lost, s->q_lost, nlost * sizeof(struct hub_req *));
-	s->q_lost_n = 0;
+	lost = s->q_lost;
+	s->q_lost = NULL;
 	pthread_mutex_unlock(&s->q_lock);
 
-	for (size_t i = 0; i < nlost; i++)
-		hub_history_done(s->hub, lost[i], NULL, 0, 0, HERR_NOMEM);
+	for (; lost != NULL; lost = lnext) {
+		lnext = lost->be_next;
+		hub_history_done(s->hub, lost, NULL, HERR_NOMEM);
+	}
 	for (; list != NULL; list = next) {
 		next = list->next;
 		apply(s, list);
@@ -782,15 +748,12 @@ static void chans_reset(struct sub *s)
 		e->dnext = NULL;
 		e->dirty = 0;
 	}
-	for (size_t i = 0; i < s->tab_size; i++) {
-		struct chan *next;
-
-		for (e = s->tab[i]; e != NULL; e = next) {
-			next = e->hnext;
-			e->state = CH_NONE;
-			if (!e->desired)
-				chan_remove(s, e);
-		}
+	for (struct umap_node *n = umap_first(&s->chans), *next; n != NULL; n = next) {
+		next = umap_next(&s->chans, n);
+		e = CHAN(n);
+		e->state = CH_NONE;
+		if (!e->desired)
+			chan_remove(s, e);
 	}
 	s->n_subscribed = 0;
 }
@@ -815,6 +778,80 @@ static void on_canary(struct sub *s, const redisReply *payload)
 }
 
 static void maybe_ready(struct sub *s);
+
+static int control_match(void *arg, long long iat, const char *jti)
+{
+	return revoke_match(arg, iat, jti);
+}
+
+/* A command on the control channel: close the matching connections here. */
+static void on_control(struct sub *s, const redisReply *payload)
+{
+	struct revoke_cmd cmd;
+	unsigned n;
+
+	if (revoke_parse(payload->str, payload->len, &cmd) != 0) {
+		status_add(s, &s->st.control_invalid);
+		emit(s, LOG_LEVEL_WARN, "control channel %s: ignoring a malformed message of %zu bytes",
+		     s->control, payload->len);
+		return;
+	}
+	status_add(s, &s->st.control_messages);
+	n = hub_close_user(s->hub, cmd.user, control_match, &cmd,
+			   cmd.kind == REVOKE_DISCONNECT ? HUB_CLOSE_DISCONNECT : HUB_CLOSE_REVOKED);
+	if (n > 0 || cmd.kind == REVOKE_DISCONNECT)
+		emit(s, LOG_LEVEL_INFO, "control: %s for user %s: %u connection%s closed",
+		     cmd.kind == REVOKE_DISCONNECT ? "disconnect"
+		     : cmd.kind == REVOKE_BEFORE   ? "tokens revoked before a time"
+						   : "token revoked by jti",
+		     cmd.user, n, n == 1 ? "" : "s");
+}
+
+/* --- commands for the program (sub_command) ------------------------------- */
+
+struct sub_call {
+	sub_reply_fn fn; /* NULL once cancelled */
+	void *ud;
+};
+
+static void call_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct sub_call *call = privdata;
+
+	(void)ac;
+	if (call->fn != NULL)
+		call->fn(call->ud, r);
+	free(call);
+}
+
+int sub_command(struct sub *s, int argc, const char **argv, const size_t *argvlen,
+		sub_reply_fn fn, void *ud, struct sub_call **out)
+{
+	struct sub_call *call;
+
+	if (out != NULL)
+		*out = NULL;
+	if (s->closing || s->state != SUB_CONNECTED || s->cmd.ac == NULL)
+		return HERR_REDIS;
+	call = calloc(1, sizeof *call);
+	if (call == NULL)
+		return HERR_NOMEM;
+	call->fn = fn;
+	call->ud = ud;
+	if (redisAsyncCommandArgv(s->cmd.ac, call_cb, call, argc, argv, argvlen) != REDIS_OK) {
+		free(call);
+		return HERR_REDIS;
+	}
+	if (out != NULL)
+		*out = call;
+	return 0;
+}
+
+void sub_call_cancel(struct sub_call *call)
+{
+	if (call != NULL)
+		call->fn = NULL;
+}
 
 static void on_user_reply(struct sub *s, const char *kind, const redisReply *chan,
 			  const redisReply *arg)
@@ -888,6 +925,12 @@ static void ps_cb(redisAsyncContext *ac, void *r, void *privdata)
 	chan = reply->element[1];
 	if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
 		return;
+	if (chan->len == s->control_len && memcmp(chan->str, s->control, chan->len) == 0) {
+		if (strcmp(kind->str, "message") == 0 &&
+		    reply->element[2]->type == REDIS_REPLY_STRING)
+			on_control(s, reply->element[2]);
+		return;
+	}
 	if (chan->len == s->canary_len && memcmp(chan->str, s->canary, chan->len) == 0) {
 		if (strcmp(kind->str, "subscribe") == 0) {
 			s->ps.state = LINK_READY;
@@ -953,9 +996,8 @@ static void maybe_ready(struct sub *s)
 	status_sync(s, NULL);
 	emit(s, LOG_LEVEL_INFO, "redis %s: connected, resubscribing %zu users", s->addrstr,
 	     s->n_desired);
-	for (size_t i = 0; i < s->tab_size; i++)
-		for (struct chan *e = s->tab[i]; e != NULL; e = e->hnext)
-			chan_dirty(s, e);
+	for (struct umap_node *n = umap_first(&s->chans); n != NULL; n = umap_next(&s->chans, n))
+		chan_dirty(s, CHAN(n));
 	reconcile(s);
 	send_canary(s);
 }
@@ -1135,8 +1177,11 @@ static int link_open(struct sub *s, struct link *l, int pubsub, char *err, size_
 		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s", s->addr.password);
 	if (s->addr.db != 0)
 		redisAsyncCommand(ac, setup_cb, (void *)"SELECT", "SELECT %d", s->addr.db);
+	/* The control channel first: the canary's confirmation, which makes
+	 * the link ready, then means both are subscribed. */
 	if (pubsub)
-		redisAsyncCommand(ac, ps_cb, s, "SUBSCRIBE %b", s->canary, s->canary_len);
+		redisAsyncCommand(ac, ps_cb, s, "SUBSCRIBE %b %b", s->control, s->control_len,
+				  s->canary, s->canary_len);
 	else
 		redisAsyncCommand(ac, setup_cb, (void *)"PING", "PING");
 	return 0;
@@ -1281,20 +1326,26 @@ int sub_new(struct sub **out, struct event_base *base, const struct conf *c, str
 		return HERR_INVAL;
 	}
 	s->canary_len = (size_t)rc;
+	rc = revoke_channel(s->control, sizeof s->control, c->channel_prefix);
+	if (rc < 0) {
+		snprintf(err, errlen, "channel_prefix too long");
+		sub_free(s);
+		return HERR_INVAL;
+	}
+	s->control_len = (size_t)rc;
 	s->canary_us =
 	    (long long)(canary_interval_ms ? canary_interval_ms : CANARY_DEFAULT_MS) * 1000;
 	s->rng = (uint64_t)clock_mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)s;
 	if (s->rng == 0)
 		s->rng = 1;
-	s->tab_size = 64;
-	s->tab = calloc(s->tab_size, sizeof(struct chan *));
+	rc = umap_init(&s->chans, 0);
 	s->bsub = calloc(1, sizeof(*s->bsub));
 	s->bunsub = calloc(1, sizeof(*s->bunsub));
 	s->ev_ops = event_new(base, -1, 0, ops_cb, s);
 	s->ev_reconnect = evtimer_new(base, reconnect_cb, s);
 	s->ev_timeout = evtimer_new(base, timeout_cb, s);
 	s->ev_canary = event_new(base, -1, EV_PERSIST, canary_cb, s);
-	if (s->tab == NULL || s->bsub == NULL || s->bunsub == NULL || s->ev_ops == NULL ||
+	if (rc != 0 || s->bsub == NULL || s->bunsub == NULL || s->ev_ops == NULL ||
 	    s->ev_reconnect == NULL || s->ev_timeout == NULL || s->ev_canary == NULL) {
 		sub_free(s);
 		goto nomem;
@@ -1331,11 +1382,15 @@ void sub_free(struct sub *s)
 	for (o = s->q_head; o != NULL; o = next) {
 		next = o->next;
 		if (o->kind == OP_HISTORY)
-			hub_history_done(s->hub, o->req, NULL, 0, 0, HERR_CLOSED);
+			hub_history_done(s->hub, o->req, NULL, HERR_CLOSED);
 		free(o);
 	}
-	for (size_t i = 0; i < s->q_lost_n; i++)
-		hub_history_done(s->hub, s->q_lost[i], NULL, 0, 0, HERR_CLOSED);
+	while (s->q_lost != NULL) {
+		struct hub_req *req = s->q_lost;
+
+		s->q_lost = req->be_next;
+		hub_history_done(s->hub, req, NULL, HERR_CLOSED);
+	}
 	hist_cancel_retries(s, HERR_CLOSED);
 	if (s->ev_ops != NULL)
 		event_free(s->ev_ops);
@@ -1345,15 +1400,11 @@ void sub_free(struct sub *s)
 		event_free(s->ev_timeout);
 	if (s->ev_canary != NULL)
 		event_free(s->ev_canary);
-	for (size_t i = 0; s->tab != NULL && i < s->tab_size; i++) {
-		struct chan *e, *n;
-
-		for (e = s->tab[i]; e != NULL; e = n) {
-			n = e->hnext;
-			free(e);
-		}
+	for (struct umap_node *n = umap_first(&s->chans), *hnext; n != NULL; n = hnext) {
+		hnext = umap_next(&s->chans, n);
+		free(CHAN(n));
 	}
-	free(s->tab);
+	umap_free(&s->chans);
 	free(s->bsub);
 	free(s->bunsub);
 	pthread_mutex_destroy(&s->q_lock);

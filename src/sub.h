@@ -30,6 +30,15 @@
  * pub/sub connection is subscribed to; when it does not come back within
  * three intervals the subscriber reports unhealthy and reconnects.
  *
+ * Disconnect and revocation (src/revoke.h): the pub/sub connection is also
+ * subscribed to the control channel P:__herald:control (before the canary,
+ * so a confirmed canary means a confirmed control channel, after every
+ * reconnect too); each valid command closes the matching connections of
+ * its user with hub_close_user().  A malformed one is counted and logged.
+ *
+ * Other commands on the command connection (sub_command): for a program's
+ * own reads on the loop, such as the revocation check at connect.
+ *
  * The library never prints: events worth a log line go to the event
  * callback with a level (enum log_level) and a complete message.
  */
@@ -39,6 +48,7 @@
 #include <stdint.h>
 
 #include <event2/event.h>
+#include <hiredis/hiredis.h>
 
 #include "conf.h"
 #include "hub.h"
@@ -58,6 +68,8 @@ struct sub_status {
 	uint64_t history_reads;     /* history reads the hub asked for */
 	uint64_t history_retries;   /* reads sent again after Redis answered an error */
 	uint64_t history_failures;  /* reads given up: their connection is closed */
+	uint64_t control_messages;  /* control channel commands applied */
+	uint64_t control_invalid;   /* control channel messages ignored as malformed */
 	uint64_t canary_rtt_us;     /* last canary round trip */
 	char last_error[160];       /* "" or the last connection error */
 };
@@ -85,5 +97,28 @@ void sub_set_event_cb(struct sub *s, sub_event_fn fn, void *ud);
 
 /* Thread-safe snapshot. */
 void sub_get_status(struct sub *s, struct sub_status *st);
+
+/*
+ * The answer of a sub_command(): r is the reply (borrowed until the
+ * callback returns; it may be an error reply), or NULL when the link went
+ * away (or the subscriber is being freed) before an answer.
+ */
+typedef void (*sub_reply_fn)(void *ud, const redisReply *r);
+
+struct sub_call;
+
+/*
+ * Send one command (argv/argvlen copied) on the command connection, from
+ * the loop thread.  Returns 0: fn(ud, ...) will be called exactly once, from
+ * the loop, unless *call (may be NULL) is cancelled first; HERR_REDIS when
+ * Redis is not connected now, HERR_NOMEM: fn is never called then.
+ */
+int sub_command(struct sub *s, int argc, const char **argv, const size_t *argvlen,
+		sub_reply_fn fn, void *ud, struct sub_call **call);
+
+/* The caller does not want the answer any more (its connection closed):
+ * fn will not be called.  The memory is freed when Redis answers.  Loop
+ * thread; call at most once, and never after fn ran. */
+void sub_call_cancel(struct sub_call *call);
 
 #endif

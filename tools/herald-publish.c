@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "conf.h"
@@ -18,6 +19,8 @@
 #include "err.h"
 #include "publish.h"
 #include "redis.h"
+#include "revoke.h"
+#include "text.h"
 
 #define PROG	       "herald-publish"
 #define LINE_MAX_BYTES (1024 * 1024)
@@ -41,6 +44,9 @@ struct lines {
 static void usage(FILE *f)
 {
 	fputs("Usage: " PROG " [OPTIONS] USER [PAYLOAD | -]\n"
+	      "       " PROG " [OPTIONS] --disconnect USER\n"
+	      "       " PROG " [OPTIONS] --revoke-before USER [UNIX_TIME]\n"
+	      "       " PROG " [OPTIONS] --revoke-jti USER JTI [EXPIRES_UNIX_TIME]\n"
 	      "\n"
 	      "Publish a JSON notification to user USER through the Herald publish script:\n"
 	      "it is appended to the user's history (PREFIX:USER:history) and delivered live\n"
@@ -51,16 +57,37 @@ static void usage(FILE *f)
 	      "be up to 1 MiB, payloads up to 64 KiB.  Every line is checked before anything\n"
 	      "is published; then they go out in pipelines of up to 1000, in order.\n"
 	      "\n"
+	      "Log a user out everywhere: every herald-ws and herald-fcgi process sharing the\n"
+	      "Redis is told on the control channel PREFIX:__herald:control and closes the\n"
+	      "user's connections at once (WebSocket close 4403 or 4401, SSE `event:\n"
+	      "disconnect`):\n"
+	      "  --disconnect       close every connection of USER now (herald.js stops);\n"
+	      "                     new connections are not refused\n"
+	      "  --revoke-before    refuse tokens of USER issued (iat) before UNIX_TIME\n"
+	      "                     (default: now), and close the connections that use one;\n"
+	      "                     kept in PREFIX:USER:nbf until UNIX_TIME + token_max_age\n"
+	      "  --revoke-jti       refuse the token of USER whose jti is JTI, and close its\n"
+	      "                     connections; kept in PREFIX:USER:revoked:JTI until\n"
+	      "                     EXPIRES_UNIX_TIME (the token's exp; default: now +\n"
+	      "                     token_max_age)\n"
+	      "Each prints how many Herald processes got the command.\n"
+	      "\n"
 	      "Options:\n"
 	      "  -c, --config FILE      read the configuration FILE (default: $HERALD_CONFIG)\n"
 	      "  -u, --redis-url URL    redis://[:password@]host[:port][/db] or\n"
 	      "                         unix:///path[?db=N]; overrides redis_url\n"
+	      "  -k, --idempotency-key KEY\n"
+	      "                         name this publish, so that running the same command\n"
+	      "                         again within idempotency_window stores nothing and\n"
+	      "                         prints the same ids; KEY is [A-Za-z0-9_.:-]{1,128};\n"
+	      "                         with stdin, payload N (from 0) is recorded as KEY:N\n"
 	      "      --check-config     check the configuration (file, environment, flags)\n"
 	      "                         and exit: 0 when it is valid, 2 when not\n"
 	      "  -h, --help             show this help and exit\n"
 	      "  -V, --version          show the version and exit\n"
 	      "\n"
-	      "Configuration keys used: redis_url, channel_prefix, history_max, history_ttl.\n"
+	      "Configuration keys used: redis_url, channel_prefix, history_max, history_ttl,\n"
+	      "idempotency_window, token_max_age.\n"
 	      "\n"
 	      "Environment:\n"
 	      "  HERALD_CONFIG          the configuration file when --config is not given\n"
@@ -71,10 +98,13 @@ static void usage(FILE *f)
 	      "  " PROG " 42 '{\"title\":\"Meeting moved\",\"at\":\"10:30\"}'\n"
 	      "  printf '%s\\n' '{\"n\":1}' '{\"n\":2}' | " PROG
 	      " -u redis://127.0.0.1:6379/0 42 -\n"
+	      "  " PROG " -k invoice-81-paid 42 '{\"title\":\"Invoice paid\"}'   # safe to retry\n"
+	      "  " PROG " --revoke-before 42      # password changed: old tokens out everywhere\n"
+	      "  seq 5000 | sed 's/.*/{\"n\":&}/' | " PROG " 42 -   # 5,000 test notifications\n"
 	      "\n"
 	      "Exit status:\n"
 	      "  0  published\n"
-	      "  1  bad input: user id, payload or input line (nothing published)\n"
+	      "  1  bad input: user id, payload, input line, time or jti (nothing published)\n"
 	      "  2  usage or configuration error\n"
 	      "  3  Redis error (unreachable, or it refused the script)\n",
 	      f);
@@ -164,9 +194,13 @@ static int read_lines(const char *user, struct lines *l)
 	return status;
 }
 
-/* Publish n payloads in pipelines, printing ids; returns an exit status. */
+/*
+ * Publish n payloads in pipelines, printing ids; returns an exit status.
+ * With key (stdin), payload N of the input is recorded as KEY:N across the
+ * pipelines, so the same input published again stores nothing.
+ */
 static int publish_all(redisContext *rc, const struct conf *c, const char *user,
-		       const char *const *payloads, const size_t *lens, size_t n)
+		       const char *const *payloads, const size_t *lens, size_t n, const char *key)
 {
 	char err[512], buf[CURSOR_STR_MAX];
 	struct cursor *ids;
@@ -181,8 +215,8 @@ static int publish_all(redisContext *rc, const struct conf *c, const char *user,
 	}
 	for (size_t off = 0; off < n && status == EXIT_OK; off += BATCH_MAX) {
 		size_t m = n - off < BATCH_MAX ? n - off : BATCH_MAX;
-		int rv =
-		    publish_batch(rc, c, user, payloads + off, lens + off, m, ids, err, sizeof err);
+		int rv = publish_batch_idem(rc, c, user, payloads + off, lens + off, m, key, off,
+					    ids, NULL, err, sizeof err);
 
 		/* Print what was published even when a later payload failed. */
 		for (size_t i = 0; i < m; i++) {
@@ -205,28 +239,143 @@ static int publish_all(redisContext *rc, const struct conf *c, const char *user,
 	return status;
 }
 
+/* Publish the one PAYLOAD argument; with key, recorded as KEY itself. */
+static int publish_arg(redisContext *rc, const struct conf *c, const char *user,
+		       const char *payload, const char *key)
+{
+	char err[512], buf[CURSOR_STR_MAX];
+	struct cursor id;
+
+	if (publish_one_idem(rc, c, user, payload, strlen(payload), key, &id, NULL, err,
+			     sizeof err) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return EXIT_REDIS;
+	}
+	cursor_format(&id, buf, sizeof buf);
+	if (puts(buf) == EOF || fflush(stdout) != 0) {
+		fprintf(stderr, PROG ": writing standard output: %s\n", strerror(errno));
+		return EXIT_REDIS;
+	}
+	return EXIT_OK;
+}
+
+/*
+ * --disconnect, --revoke-before, --revoke-jti: the key (if any) and the
+ * control message in one MULTI/EXEC, so no process sees the message
+ * without the key being there for the connections that come after.
+ */
+static int revoke_run(redisContext *rc, const struct conf *c, const struct revoke_cmd *cmd,
+		      long long expires)
+{
+	char chan[REDIS_KEY_MAX], key[REDIS_KEY_MAX], msg[REVOKE_MSG_MAX + 1], val[24], exat[24];
+	const char *argv[5];
+	size_t argvlen[5];
+	int cn, kn = 0, mn, nreplies = 1, status = EXIT_OK;
+	redisReply *r = NULL;
+	long long receivers = -1;
+
+	cn = revoke_channel(chan, sizeof chan, c->channel_prefix);
+	mn = revoke_format(cmd, msg, sizeof msg);
+	if (cmd->kind == REVOKE_BEFORE)
+		kn = revoke_nbf_key(key, sizeof key, c->channel_prefix, cmd->user);
+	else if (cmd->kind == REVOKE_JTI)
+		kn = revoke_jti_key(key, sizeof key, c->channel_prefix, cmd->user, cmd->jti);
+	if (cn < 0 || mn < 0 || kn < 0) {
+		fprintf(stderr, PROG ": channel_prefix: empty, too long, or holds '\"', '\\' "
+				"or a control character\n");
+		return EXIT_USAGE;
+	}
+	if (cmd->kind != REVOKE_DISCONNECT) {
+		snprintf(val, sizeof val, "%lld", cmd->kind == REVOKE_BEFORE ? cmd->before : 1LL);
+		snprintf(exat, sizeof exat, "%lld", expires);
+		redisAppendCommand(rc, "MULTI");
+		argv[0] = "SET";
+		argv[1] = key;
+		argv[2] = val;
+		argv[3] = "EXAT";
+		argv[4] = exat;
+		for (int i = 0; i < 5; i++)
+			argvlen[i] = strlen(argv[i]);
+		redisAppendCommandArgv(rc, 5, argv, argvlen);
+		nreplies = 4;
+	}
+	argv[0] = "PUBLISH";
+	argv[1] = chan;
+	argv[2] = msg;
+	argvlen[0] = 7;
+	argvlen[1] = (size_t)cn;
+	argvlen[2] = (size_t)mn;
+	redisAppendCommandArgv(rc, 3, argv, argvlen);
+	if (nreplies > 1)
+		redisAppendCommand(rc, "EXEC");
+	for (int i = 0; i < nreplies; i++) {
+		if (redisGetReply(rc, (void **)&r) != REDIS_OK || r == NULL) {
+			fprintf(stderr, PROG ": redis: %s\n", rc->errstr[0] ? rc->errstr : "no reply");
+			return EXIT_REDIS;
+		}
+		if (r->type == REDIS_REPLY_ERROR) {
+			fprintf(stderr, PROG ": redis: %s\n", r->str);
+			status = EXIT_REDIS;
+		} else if (i == nreplies - 1) {
+			/* PUBLISH's count, alone or last of EXEC's array */
+			const redisReply *p = r;
+
+			if (r->type == REDIS_REPLY_ARRAY && r->elements == 2)
+				p = r->element[1];
+			if (p->type == REDIS_REPLY_INTEGER)
+				receivers = p->integer;
+			else if (status == EXIT_OK) {
+				fprintf(stderr, PROG ": redis: the transaction was not executed\n");
+				status = EXIT_REDIS;
+			}
+		}
+		freeReplyObject(r);
+	}
+	if (status == EXIT_OK)
+		printf("%s: %s sent to %lld Herald process%s\n", cmd->user, msg, receivers,
+		       receivers == 1 ? "" : "es");
+	return status;
+}
+
+/* A unix time argument: digits, at most AUTH_EXP_MAX.  0 or -1. */
+static int parse_time(const char *s, long long *out)
+{
+	uint64_t v;
+
+	if (text_parse_uint(s, strlen(s), (uint64_t)AUTH_EXP_MAX, &v) != 0)
+		return -1;
+	*out = (long long)v;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
 	    {"redis-url", required_argument, NULL, 'u'},
+	    {"idempotency-key", required_argument, NULL, 'k'},
 	    {"check-config", no_argument, NULL, 'C'},
+	    {"disconnect", no_argument, NULL, 'D'},
+	    {"revoke-before", no_argument, NULL, 'B'},
+	    {"revoke-jti", no_argument, NULL, 'J'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *config = NULL, *url = NULL, *user, *payload = "-";
+	const char *config = NULL, *url = NULL, *user, *payload = "-", *idem = NULL;
 	struct conf c;
 	struct redis_addr addr;
 	struct lines l = {NULL, NULL, 0, 0};
 	redisContext *rc = NULL;
 	char err[512], key[REDIS_KEY_MAX];
-	int opt, status, check_only = 0;
+	int opt, status, check_only = 0, revoke = 0;
+	struct revoke_cmd rcmd;
+	long long expires = 0;
 
 	/* A Redis that goes away mid-pipeline is an error message and exit 3,
 	 * not death by SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
-	while ((opt = getopt_long(argc, argv, "c:u:hV", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:u:k:hV", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
 			config = optarg;
@@ -234,8 +383,20 @@ int main(int argc, char **argv)
 		case 'u':
 			url = optarg;
 			break;
+		case 'k':
+			idem = optarg;
+			break;
 		case 'C':
 			check_only = 1;
+			break;
+		case 'D':
+			revoke = REVOKE_DISCONNECT;
+			break;
+		case 'B':
+			revoke = REVOKE_BEFORE;
+			break;
+		case 'J':
+			revoke = REVOKE_JTI;
 			break;
 		case 'h':
 			usage(stdout);
@@ -248,7 +409,51 @@ int main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	if (!check_only && (argc - optind < 1 || argc - optind > 2)) {
+	if (revoke != 0 && !check_only) {
+		int nargs = argc - optind, max = revoke == REVOKE_DISCONNECT ? 1
+						 : revoke == REVOKE_BEFORE    ? 2
+									      : 3;
+		int min = revoke == REVOKE_JTI ? 2 : 1;
+		long long now = (long long)time(NULL);
+
+		if (nargs < min || nargs > max) {
+			fprintf(stderr, PROG ": expected %s\nTry '" PROG " --help'.\n",
+				revoke == REVOKE_DISCONNECT ? "--disconnect USER"
+				: revoke == REVOKE_BEFORE   ? "--revoke-before USER [UNIX_TIME]"
+							    : "--revoke-jti USER JTI [EXPIRES_UNIX_TIME]");
+			return EXIT_USAGE;
+		}
+		memset(&rcmd, 0, sizeof rcmd);
+		rcmd.kind = revoke;
+		user = argv[optind];
+		if (!auth_user_valid(user, strlen(user))) {
+			fprintf(stderr, PROG ": user \"%s\": must match [A-Za-z0-9_.-]{1,64}\n", user);
+			return EXIT_INPUT;
+		}
+		memcpy(rcmd.user, user, strlen(user) + 1);
+		if (revoke == REVOKE_BEFORE) {
+			rcmd.before = now;
+			if (nargs == 2 && parse_time(argv[optind + 1], &rcmd.before) != 0) {
+				fprintf(stderr, PROG ": UNIX_TIME \"%s\": seconds since the epoch\n",
+					argv[optind + 1]);
+				return EXIT_INPUT;
+			}
+		} else if (revoke == REVOKE_JTI) {
+			const char *jti = argv[optind + 1];
+
+			if (!auth_jti_valid(jti, strlen(jti))) {
+				fprintf(stderr, PROG ": jti \"%s\": 1 to %d printable ASCII characters "
+						"without spaces\n", jti, AUTH_JTI_MAX);
+				return EXIT_INPUT;
+			}
+			memcpy(rcmd.jti, jti, strlen(jti) + 1);
+			if (nargs == 3 && parse_time(argv[optind + 2], &expires) != 0) {
+				fprintf(stderr, PROG ": EXPIRES_UNIX_TIME \"%s\": seconds since the "
+						"epoch\n", argv[optind + 2]);
+				return EXIT_INPUT;
+			}
+		}
+	} else if (!check_only && (argc - optind < 1 || argc - optind > 2)) {
 		fprintf(stderr, PROG ": expected USER [PAYLOAD | -]\nTry '" PROG " --help'.\n");
 		return EXIT_USAGE;
 	}
@@ -275,8 +480,27 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 
+	if (revoke != 0) {
+		/* Kept until every token it can refuse has expired anyway. */
+		if (revoke == REVOKE_BEFORE)
+			expires = rcmd.before + c.token_max_age;
+		else if (revoke == REVOKE_JTI && expires == 0)
+			expires = (long long)time(NULL) + c.token_max_age;
+		if (redis_connect(&addr, TIMEOUT_MS, &rc, err, sizeof err) != 0) {
+			fprintf(stderr, PROG ": %s\n", err);
+			status = EXIT_REDIS;
+		} else {
+			status = revoke_run(rc, &c, &rcmd, expires);
+		}
+		redisFree(rc);
+		conf_free(&c);
+		return status;
+	}
 	/* Check everything before connecting: bad input never reaches Redis. */
-	if (!auth_user_valid(user, strlen(user))) {
+	if (idem != NULL && publish_idem_check(idem, strlen(idem), err, sizeof err) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		status = EXIT_USAGE;
+	} else if (!auth_user_valid(user, strlen(user))) {
 		fprintf(stderr, PROG ": user \"%s\": must match [A-Za-z0-9_.-]{1,64}\n", user);
 		status = EXIT_INPUT;
 	} else if (redis_history_key(key, sizeof key, c.channel_prefix, user) < 0) {
@@ -296,11 +520,10 @@ int main(int argc, char **argv)
 			fprintf(stderr, PROG ": %s\n", err);
 			status = EXIT_REDIS;
 		} else if (strcmp(payload, "-") == 0) {
-			status = publish_all(rc, &c, user, (const char *const *)l.v, l.len, l.n);
+			status =
+			    publish_all(rc, &c, user, (const char *const *)l.v, l.len, l.n, idem);
 		} else {
-			size_t len = strlen(payload);
-
-			status = publish_all(rc, &c, user, &payload, &len, 1);
+			status = publish_arg(rc, &c, user, payload, idem);
 		}
 	}
 	redisFree(rc);

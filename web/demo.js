@@ -4,9 +4,20 @@
  *   #token=JWT&publish_key=KEY            what scripts/dev.sh run prints
  *   &debug=0                              no ladder lines on the console
  *   &transports=sse,poll                  another ladder
+ *   &ws_url=ws://127.0.0.1:8001/api/v1/ws/notifications   the WebSocket elsewhere
+ *                                         (the stream flavour: herald.js's wsUrl)
  *   &poll_interval=MS&long_poll=S&probe_interval=MS&backoff=MS&stable_after=MS
  * The list of received notifications is kept in sessionStorage, so it
- * survives a reload of this tab: each notification shows once.
+ * survives a reload of this tab: each notification shows once.  The list
+ * shows the newest LIST_MAX; the count is all this tab received.  herald.js
+ * keeps the cursor in localStorage, so a page opened again (a reload, a new
+ * tab, the next visit) resumes where the last one stopped and receives what
+ * was published meanwhile.
+ *
+ * Each notification is also dispatched on window as a CustomEvent
+ * 'herald-demo:notification' (detail: the envelope), and a reset as
+ * 'herald-demo:reset': a hook for scripts and tests that want every
+ * notification, beyond the newest LIST_MAX the page shows.
  */
 import Herald from '/herald.js';
 
@@ -15,7 +26,8 @@ const frag = new URLSearchParams(location.hash.slice(1));
 const token = frag.get('token') || '';
 const publishKey = frag.get('publish_key') || '';
 const LIST_KEY = 'herald-demo:list';
-const LIST_MAX = 200;
+const TOTAL_KEY = 'herald-demo:total';
+const LIST_MAX = 200; /* rows shown and kept: the page stays quick with a backlog of thousands */
 
 function num(name) {
 	const v = parseInt(frag.get(name) || '', 10);
@@ -59,15 +71,20 @@ const logger = {
 /* --- the list --- */
 
 let items = [];
+let total = 0; /* notifications received in this tab, shown or not */
 try {
 	items = JSON.parse(sessionStorage.getItem(LIST_KEY) || '[]');
+	total = parseInt(sessionStorage.getItem(TOTAL_KEY) || '', 10) || items.filter((i) => !i.reset).length;
 } catch (e) {
 	items = [];
 }
 
+/* At each notification, so that a reload shows each one once: herald.js
+ * stores its cursor at each one too. */
 function save() {
 	try {
 		sessionStorage.setItem(LIST_KEY, JSON.stringify(items.slice(-LIST_MAX)));
+		sessionStorage.setItem(TOTAL_KEY, String(total));
 	} catch (e) {
 		/* the list then lives until the next reload */
 	}
@@ -103,6 +120,8 @@ function render(item) {
 }
 
 function add(item) {
+	if (!item.reset)
+		total++;
 	items.push(item);
 	if (items.length > LIST_MAX)
 		items.shift();
@@ -115,8 +134,9 @@ function add(item) {
 }
 
 function count() {
-	const n = items.filter((i) => !i.reset).length;
-	$('count').textContent = String(n);
+	const shown = items.filter((i) => !i.reset).length;
+	$('count').textContent = String(total);
+	$('count').title = shown < total ? `the newest ${shown} shown` : '';
 	$('empty').hidden = items.length > 0;
 }
 
@@ -126,6 +146,7 @@ count();
 
 $('clear').addEventListener('click', () => {
 	items = [];
+	total = 0;
 	save();
 	$('list').replaceChildren();
 	count();
@@ -161,14 +182,20 @@ if (!token) {
 		onNotification(env) {
 			add({ env, via: client ? client.transport : null, at: Date.now() });
 			$('cursor').textContent = client.cursor || 'none';
+			dispatchEvent(new CustomEvent('herald-demo:notification', { detail: env }));
 		},
 		onReset() {
 			add({ reset: true, at: Date.now() });
+			dispatchEvent(new CustomEvent('herald-demo:reset'));
 		},
 		onState: showState,
 	};
 	if (frag.get('transports'))
 		opts.transports = frag.get('transports').split(',');
+	if (frag.get('ws_url'))
+		opts.wsUrl = frag.get('ws_url');
+	if (frag.get('tickets') === '0')
+		opts.tickets = false;
 	const map = {
 		poll_interval: 'pollInterval',
 		long_poll: 'longPoll',

@@ -21,14 +21,18 @@ const VERSION = '1.0.0';
 
 const DEFAULTS = {
 	base: '', /* where Herald is: '' for this page's origin, or 'https://push.example' */
+	wsUrl: null, /* the WebSocket endpoint when it is elsewhere (nginx/herald-stream.conf): 'wss://push.example:8443/api/v1/ws/notifications' */
 	token: null, /* a JWT, or */
-	getToken: null, /* async () => JWT: called at start without token, and once on 4401/401 */
+	getToken: null, /* async () => JWT: called at start without token, once on 4401/401, and ahead of expiry */
+	refreshAt: 0.8, /* call getToken at this fraction of the token's life (a little earlier, jittered); 0: only on 4401/401 */
 	cookie: false, /* true: the herald_token cookie authenticates; no token in URLs */
+	tickets: true, /* WebSocket and SSE: a single-use ticket in the URL, not the token; false: ?token= */
 	transports: ['ws', 'sse', 'poll'], /* the ladder, best first */
 	paths: {
 		ws: '/api/v1/ws/notifications',
 		sse: '/api/v1/sse/notifications',
 		poll: '/api/v1/notifications/poll',
+		ticket: '/api/v1/notifications/ticket',
 	},
 	onNotification: null, /* (envelope) => void */
 	onState: null, /* ({state, transport, role, ...}) => void */
@@ -40,9 +44,10 @@ const DEFAULTS = {
 	longPoll: 25, /* seconds a poll may wait at the server; 0: plain polling */
 	backoffBase: 1000, /* ms: first retry within [0, base) */
 	backoffMax: 30000, /* ms: retries within [0, max) at most */
+	healthyAfter: 30000, /* ms open before the backoff starts again from zero */
 	fallAfter: 2, /* failed attempts in a row before falling one rung */
 	probeInterval: 60000, /* ms between tries of a better transport */
-	stableAfter: 5000, /* ms open before a connection counts as good */
+	stableAfter: 5000, /* ms open before a connection counts as working (ladder, token) */
 	connectTimeout: 15000, /* ms a WebSocket or SSE attempt may take to open */
 	debug: false, /* log the ladder on the console */
 	logger: null, /* {log, warn} to use instead of console */
@@ -89,8 +94,22 @@ function tokenSubject(token) {
 	}
 }
 
+/* The token's exp and iat (seconds), read without checking it: only to
+ * renew it in time.  null when it has no numeric exp. */
+function tokenTimes(token) {
+	try {
+		const p = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+		const c = JSON.parse(atob(p + '==='.slice((p.length + 3) % 4)));
+		if (typeof c.exp !== 'number' || !isFinite(c.exp))
+			return null;
+		return { exp: c.exp, iat: typeof c.iat === 'number' && isFinite(c.iat) ? c.iat : 0 };
+	} catch (e) {
+		return null;
+	}
+}
+
 function hideToken(url) {
-	return String(url).replace(/([?&]token=)[^&]*/, '$1***');
+	return String(url).replace(/([?&](?:token|ticket)=)[^&]*/, '$1***');
 }
 
 /* Full jitter: a uniform pick in [0, min(max, base * 2^attempt)). */
@@ -116,10 +135,14 @@ function storageSet(key, value) {
 }
 
 /* --- transports ------------------------------------------------------------
- * Each opener starts one attempt and reports through h: open() once it
+ * Each opener starts one attempt (WebSocket and SSE with the ticket that
+ * Client._begin fetched, or null: the token or the cookie) and reports
+ * through h: open() once it
  * works, message(envelope), reset(), and close(info) once, where info.kind is
  *   'auth'    the token was refused (4401, 401): get a new one
- *   'slow'    the server dropped us for reading too slowly (4408): resume now
+ *   'disconnected' the server logged the user out (4403, SSE `event:
+ *             disconnect`): stop, do not reconnect
+ *   'slow'    the server dropped us for reading too slowly (4408): resume
  *   'limit'   too many connections (4429 / 429): back off, do not fall
  *   'refused' this transport is not served here (404, 1008): fall at once
  *   'normal'  an orderly end (1000, 1001, end of an SSE stream): resume
@@ -127,10 +150,15 @@ function storageSet(key, value) {
  * and returns {close()} that ends it without reporting.
  */
 
-function wsClose(code, opened) {
+function wsClose(code, opened, reason) {
 	switch (code) {
 	case 4401:
-		return 'auth';
+		/* A ticket refused (used, expired, or Redis down at the server):
+		 * the token itself was accepted for it, so a new ticket, not a new
+		 * token, is what the next attempt needs. */
+		return reason === 'bad_ticket' ? 'fail' : 'auth';
+	case 4403:
+		return 'disconnected';
 	case 4408:
 		return 'slow';
 	case 4429:
@@ -145,9 +173,12 @@ function wsClose(code, opened) {
 	}
 }
 
-function openWs(c, h) {
-	const url = c._url('ws', { since: c._cursor });
-	url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+function openWs(c, h, ticket) {
+	const url = c._url('ws', { since: c._cursor }, false, ticket);
+	if (url.protocol === 'https:')
+		url.protocol = 'wss:';
+	else if (url.protocol === 'http:')
+		url.protocol = 'ws:';
 	c._log(`[WebSocket] Connecting to: ${hideToken(url)}`);
 	let opened = false;
 	let ws;
@@ -179,14 +210,25 @@ function openWs(c, h) {
 		}
 		if (m && m.reset === true && !('id' in m))
 			h.reset();
+		else if (m && typeof m.type === 'string' && !('id' in m))
+			h.control(m); /* the server's own: refreshed, expiring (docs/protocol.md) */
 		else if (m && typeof m === 'object')
 			h.message(m);
 	};
 	ws.onclose = (e) => {
 		clearTimeout(timer);
-		h.close({ kind: wsClose(e.code, opened), code: e.code });
+		h.close({ kind: wsClose(e.code, opened, e.reason), code: e.code, detail: e.reason || undefined });
 	};
 	return {
+		/* A new token for this connection: herald-ws moves its expiry. */
+		refresh(token) {
+			try {
+				ws.send(JSON.stringify({ type: 'refresh', token }));
+				return true;
+			} catch (e) {
+				return false;
+			}
+		},
 		close() {
 			clearTimeout(timer);
 			ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
@@ -209,8 +251,8 @@ function statusKind(status) {
 	return 'fail';
 }
 
-function openSse(c, h) {
-	const url = c._url('sse', { last_event_id: c._cursor });
+function openSse(c, h, ticket) {
+	const url = c._url('sse', { last_event_id: c._cursor }, false, ticket);
 	c._log(`[SSE] Connecting to: ${hideToken(url)}`);
 	let opened = false;
 	let closed = false;
@@ -240,6 +282,20 @@ function openSse(c, h) {
 	es.addEventListener('notification', onEvent);
 	es.onmessage = onEvent;
 	es.addEventListener('reset', () => h.reset());
+	/* Closed by the server's control channel: reason "disconnect" (stop)
+	 * or "revoked" (the token was revoked: get a new one). */
+	es.addEventListener('disconnect', (e) => {
+		let reason = '';
+		try {
+			reason = JSON.parse(e.data).reason;
+		} catch (x) {
+			/* no reason: a disconnect */
+		}
+		clearTimeout(timer);
+		es.close();
+		if (!closed)
+			h.close({ kind: reason === 'revoked' ? 'auth' : 'disconnected', detail: reason });
+	});
 	/*
 	 * EventSource would reconnect by itself, but it hides why it failed:
 	 * the client reconnects itself, with its own cursor and backoff, and asks
@@ -255,7 +311,10 @@ function openSse(c, h) {
 			return;
 		}
 		ctrl = new AbortController();
-		fetch(url.href, c._fetchInit(ctrl.signal, false))
+		/* A ticket works once, and this one is spent: the question goes
+		 * with the token in Authorization, which keeps it out of the URL. */
+		const ask = ticket ? c._url('sse', { last_event_id: c._cursor }, true) : url;
+		fetch(ask.href, c._fetchInit(ctrl.signal, false, !!ticket))
 			.then((res) => {
 				ctrl.abort();
 				if (!closed)
@@ -282,6 +341,7 @@ function openPoll(c, h) {
 	let opened = false;
 	let timer = null;
 	let ctrl = null;
+	let draining = false; /* the last answer said more: true */
 	const once = async () => {
 		timer = null;
 		const cursor = c._cursor;
@@ -289,8 +349,9 @@ function openPoll(c, h) {
 		 * history ends: the other transports start live too. */
 		const learn = !cursor && !c._primed;
 		/* The first request answers at once: it proves the endpoint and the
-		 * token (state 'connected') and catches up; then long-polls. */
-		const wait = opened && c._primed && c._longPoll > 0 ? c._longPoll : 0;
+		 * token (state 'connected') and catches up; then long-polls.  Pages of
+		 * a backlog (more: true) are asked for without wait= too. */
+		const wait = opened && c._primed && c._longPoll > 0 && !draining ? c._longPoll : 0;
 		const url = c._url('poll', { since: cursor, limit: learn ? 1 : 100, wait: wait || null }, true);
 		c._log(`[Polling] GET ${hideToken(url)}`);
 		ctrl = new AbortController();
@@ -345,10 +406,16 @@ function openPoll(c, h) {
 			if (cursor && typeof body.cursor === 'string')
 				c._advance(body.cursor);
 		}
+		/* more: true: further entries wait after body.cursor; ask for them at
+		 * once, page after page, as long as each page moves the cursor on (a
+		 * server that says more without progress gets the normal pace). */
+		draining =
+			!learn && body.more === true && typeof body.cursor === 'string' && ID_RE.test(body.cursor) &&
+			(!cursor || cmpId(body.cursor, cursor) > 0);
 		let next = c.o.pollInterval || (body.poll_interval > 0 ? body.poll_interval * 1000 : 60000);
 		/* Long-polling goes again at once; a held poll answered empty at once
 		 * means the server does not hold them: poll at the interval. */
-		if (c._longPoll > 0 && c._primed && (!wait || list.length > 0 || Date.now() - started >= 1000))
+		if (draining || (c._longPoll > 0 && c._primed && (!wait || list.length > 0 || Date.now() - started >= 1000)))
 			next = 0;
 		timer = setTimeout(once, next);
 	};
@@ -394,14 +461,20 @@ class Client {
 		this._closed = false;
 		this._level = 0;
 		this._fails = 0; /* failed attempts in a row on this rung */
-		this._attempt = 0; /* backoff exponent */
+		this._attempt = 0; /* backoff exponent: closes since the last healthy connection */
 		this._authRetried = false;
 		this._everConnected = false;
 		this._conn = null;
 		this._probe = null;
 		this._retryTimer = null;
 		this._probeTimer = null;
+		this._refreshTimer = null; /* getToken ahead of the token's expiry */
+		this._refreshing = false;
+		this._refreshedAt = 0;
+		this._renewal = null; /* an SSE (or cookie) connection replacing this._conn with a new token */
+		this._noTickets = false; /* the server has no ticket endpoint: ?token= */
 		this._stableTimer = null;
+		this._healthyTimer = null;
 		this._chan = null;
 		this._release = null;
 		this._lockAbort = null;
@@ -435,6 +508,7 @@ class Client {
 			return;
 		this._closed = true;
 		this._stopConnections();
+		this._clearTimer('_refreshTimer');
 		if (this._release)
 			this._release();
 		if (this._lockAbort)
@@ -453,6 +527,7 @@ class Client {
 	setToken(token) {
 		this._token = token;
 		this._authRetried = false;
+		this._scheduleRefresh();
 		if (this._state === 'unauthorized' && this._role !== 'follower' && !this._closed)
 			this._open();
 	}
@@ -516,6 +591,7 @@ class Client {
 
 	_lead(role) {
 		this._role = role;
+		this._scheduleRefresh();
 		this._log(`[Notifications] this tab ${role === 'solo' ? 'connects alone' : 'is the leader'}`);
 		this._cursor = newer(this._cursor, this._storedCursor());
 		if (this._cursor) {
@@ -604,6 +680,14 @@ class Client {
 				if (!conn.dead && conn === this._conn)
 					this._callReset();
 			},
+			control: (m) => {
+				if (conn.dead || conn !== this._conn)
+					return;
+				if (m.type === 'refreshed')
+					this._log(`[${NAMES[conn.kind]}] token refreshed on the open connection (exp ${m.expires_at})`);
+				else if (m.type === 'expiring')
+					this._onExpiring(m.expires_in);
+			},
 			close: (info) => {
 				if (conn.dead)
 					return;
@@ -611,12 +695,108 @@ class Client {
 				this._onClose(conn, info);
 			},
 		};
-		conn.impl = OPENERS[kind](this, h);
+		conn.impl = this._begin(kind, h);
 		return conn;
+	}
+
+	/*
+	 * One attempt of a transport.  With a token (not the cookie) and
+	 * `tickets`, a WebSocket or an SSE stream first trades the token for a
+	 * single-use ticket (POST paths.ticket, the token in Authorization) and
+	 * puts the ticket in its URL: the JWT then appears in no request line,
+	 * so in no proxy's log.  Every attempt (a retry, a probe, an SSE
+	 * renewal) takes a new ticket.  A ticket that cannot be had fails the
+	 * attempt as the transport would (h.close: the backoff and the ladder
+	 * apply; 401/403 is a refused token); a server without the endpoint
+	 * (404, 405, 501: older than tickets) gets ?token= from then on.
+	 */
+	_begin(kind, h) {
+		if (kind === 'poll' || !this._ticketed())
+			return OPENERS[kind](this, h, null);
+		const ctrl = new AbortController();
+		let impl = null;
+		let stopped = false;
+		this._ticket(ctrl).then((r) => {
+			if (stopped)
+				return;
+			if (r.ticket || r.noTickets)
+				impl = OPENERS[kind](this, h, r.ticket || null);
+			else
+				h.close(r);
+		});
+		return {
+			refresh(token) {
+				return !!(impl && impl.refresh && impl.refresh(token));
+			},
+			close() {
+				stopped = true;
+				ctrl.abort();
+				if (impl)
+					impl.close();
+			},
+		};
+	}
+
+	_ticketed() {
+		return this.o.tickets !== false && !this.o.cookie && !!this._token && !this._noTickets;
+	}
+
+	/* A ticket for the current token: {ticket}, {noTickets: true} when the
+	 * server has no ticket endpoint, or the close info of a failed attempt. */
+	async _ticket(ctrl) {
+		let late = false;
+		const timer = setTimeout(() => {
+			late = true;
+			ctrl.abort();
+		}, this.o.connectTimeout);
+		const url = this._url('ticket', null, true);
+		try {
+			const res = await fetch(url.href, Object.assign(this._fetchInit(ctrl.signal, true), { method: 'POST' }));
+			if (res.ok) {
+				const body = await res.json();
+				if (body && typeof body.ticket === 'string' && body.ticket !== '')
+					return { ticket: body.ticket };
+				return { kind: 'fail', detail: 'ticket: not a ticket answer' };
+			}
+			if (res.status === 404 || res.status === 405 || res.status === 501) {
+				/* An older Herald, or a proxy without the ticket location:
+				 * refusing to connect would break it; say so once. */
+				this._noTickets = true;
+				const l = this._logger();
+				(l.warn || l.log).call(l, `[Notifications] ${url.pathname} answered ${res.status}: this server has no tickets, ` +
+					'so the token goes in WebSocket and SSE URLs (and may reach proxy logs); update Herald and its proxy ' +
+					'config, or set tickets: false to silence this');
+				return { noTickets: true };
+			}
+			const ra = parseInt(res.headers.get('Retry-After') || '', 10);
+			return { kind: statusKind(res.status), code: res.status, detail: 'ticket', retryAfter: ra > 0 ? ra * 1000 : 0 };
+		} catch (e) {
+			return { kind: 'fail', detail: late ? 'ticket: no answer' : `ticket: ${e}` };
+		} finally {
+			clearTimeout(timer);
+		}
 	}
 
 	_onOpen(conn) {
 		conn.opened = true;
+		if (conn.renews) {
+			/* The renewal is open: it takes over, the old one goes.  It
+			 * resumed from the cursor it was opened with, so what the old one
+			 * delivered meanwhile is dropped as seen, and nothing is missed. */
+			this._renewal = null;
+			const old = conn.renews;
+			conn.renews = null;
+			if (old !== this._conn) {
+				conn.dead = true;
+				conn.impl.close();
+				return;
+			}
+			old.dead = true;
+			old.impl.close();
+			this._conn = conn;
+			conn.stable = old.stable;
+			this._log(`[${NAMES[conn.kind]}] renewed with the new token`);
+		}
 		if (conn.probe) {
 			/* A better transport works again: take it, drop the worse one.
 			 * Both resumed from the cursor, so nothing is lost or doubled. */
@@ -639,22 +819,62 @@ class Client {
 		this._setState('connected', conn.kind);
 		this._clearTimer('_stableTimer');
 		this._stableTimer = setTimeout(() => this._markStable(conn), this.o.stableAfter);
+		this._clearTimer('_healthyTimer');
+		this._healthyTimer = setTimeout(() => this._markHealthy(conn), this.o.healthyAfter);
 		/* a poll answered 200: the token and the transport are proven */
 		if (conn.kind === 'poll')
 			this._markStable(conn);
 		this._scheduleProbe();
 	}
 
+	/* The transport and the token work (open stableAfter ms, a notification
+	 * received, or a poll answered): the ladder's failure count starts again. */
 	_markStable(conn) {
 		if (conn.stable || conn.dead)
 			return;
 		conn.stable = true;
 		this._fails = 0;
-		this._attempt = 0;
 		this._authRetried = false;
 	}
 
+	/* Open healthyAfter ms: the server is not closing us in a loop, so the
+	 * backoff starts again from zero.  Delivering alone does not count: a
+	 * server that sends a page and closes must not reset it. */
+	_markHealthy(conn) {
+		this._healthyTimer = null;
+		if (conn.dead || conn !== this._conn)
+			return;
+		this._attempt = 0;
+	}
+
+	/*
+	 * The wait before the next attempt after a close.  _attempt counts the
+	 * closes since the last healthy connection: the first one after a healthy
+	 * connection retries at once for 4408 and a refused token (the server
+	 * asked us to resume), within [0, backoffBase) otherwise; each further
+	 * close doubles the window, full jitter, up to backoffMax.  A server that
+	 * keeps closing the client thus sees it come back a few times a minute,
+	 * not in a loop.  Retry-After, when given, is a floor.
+	 */
+	_nextDelay(kind, retryAfter) {
+		const n = this._attempt++;
+		const d = n === 0 && (kind === 'slow' || kind === 'auth') ? 0 : backoff(this.o.backoffBase, this.o.backoffMax, n);
+		return Math.max(retryAfter || 0, d);
+	}
+
 	_onClose(conn, info) {
+		if (conn === this._renewal) {
+			/* The old connection goes on until its own end (4401/401 then
+			 * takes the usual path). */
+			this._renewal = null;
+			this._log(`[${NAMES[conn.kind]}] renewal failed (${info.kind}${info.code ? ' ' + info.code : ''}); keeping the connection`);
+			return;
+		}
+		if (conn === this._conn && this._renewal) {
+			this._renewal.dead = true;
+			this._renewal.impl.close();
+			this._renewal = null;
+		}
 		if (conn.probe) {
 			this._probe = null;
 			this._log(`[Notifications] ${NAMES[conn.kind]} still unavailable (${info.kind}${info.code ? ' ' + info.code : ''})`);
@@ -668,6 +888,7 @@ class Client {
 			return;
 		this._conn = null;
 		this._clearTimer('_stableTimer');
+		this._clearTimer('_healthyTimer');
 		let kind = info.kind;
 		if (kind === 'normal' && !conn.stable)
 			kind = 'fail';
@@ -677,14 +898,15 @@ class Client {
 		case 'auth':
 			this._onUnauthorized(conn.kind);
 			return;
+		case 'disconnected':
+			this._warn(`[Notifications] ${name}: disconnected by the server; stopping (call setToken() to resume)`);
+			this._stopConnections();
+			this._setState('unauthorized', null, { detail: 'disconnected' });
+			return;
 		case 'slow':
-			this._open();
-			return;
 		case 'normal':
-			this._retry(backoff(this.o.backoffBase, this.o.backoffMax, 0));
-			return;
 		case 'limit':
-			this._retry(Math.max(info.retryAfter || 0, backoff(this.o.backoffBase, this.o.backoffMax, this._attempt++)));
+			this._retry(this._nextDelay(kind, info.retryAfter));
 			return;
 		case 'refused':
 			this._fails = this.o.fallAfter;
@@ -702,7 +924,7 @@ class Client {
 			this._open();
 			return;
 		}
-		this._retry(Math.max(info.retryAfter || 0, backoff(this.o.backoffBase, this.o.backoffMax, this._attempt++)));
+		this._retry(this._nextDelay(kind, info.retryAfter));
 	}
 
 	async _onUnauthorized(kind) {
@@ -729,11 +951,105 @@ class Client {
 			return;
 		}
 		this._token = t;
-		this._open();
+		this._scheduleRefresh();
+		this._retry(this._nextDelay('auth'));
+	}
+
+	/*
+	 * Renewal ahead of expiry: getToken at refreshAt (80%) of the token's
+	 * life, minus up to 5% of it at random so that the tabs of many users
+	 * do not ask in the same second.  The life is exp - iat when the token
+	 * has an iat (the issuer's clock on both: a skewed clock here does not
+	 * matter), or what is left until exp by this clock; whichever is
+	 * shorter.  A WebSocket sends the new token on the open connection
+	 * (herald-ws moves its expiry: no reconnect, no replay); SSE reconnects
+	 * with it from the cursor before the old stream is closed; polling
+	 * sends it with the next request.  Without a readable exp (or with the
+	 * cookie) herald-ws's "expiring" message, or the 4401/401, triggers it.
+	 */
+	_scheduleRefresh() {
+		this._clearTimer('_refreshTimer');
+		if (this._closed || this._role === 'follower' || this.o.cookie || !(this.o.refreshAt > 0) ||
+			typeof this.o.getToken !== 'function' || !this._token)
+			return;
+		const t = tokenTimes(this._token);
+		if (!t)
+			return;
+		const life = t.iat > 0 && t.exp > t.iat ? (t.exp - t.iat) * 1000 : 0;
+		const left = t.exp * 1000 - Date.now();
+		const base = life > 0 && left > 0 ? Math.min(life, left) : life || left;
+		if (!(base > 0))
+			return;
+		const f = Math.min(this.o.refreshAt, 0.95);
+		const delay = Math.max(1000, Math.floor(base * (f - 0.05 * Math.random())));
+		this._refreshTimer = setTimeout(() => {
+			this._refreshTimer = null;
+			this._refreshToken('ahead of expiry');
+		}, delay);
+	}
+
+	async _refreshToken(why) {
+		this._clearTimer('_refreshTimer');
+		if (this._refreshing || this._closed || this._role === 'follower' || typeof this.o.getToken !== 'function')
+			return;
+		this._refreshing = true;
+		const old = this._token;
+		let t = null;
+		try {
+			t = await this.o.getToken();
+		} catch (e) {
+			this._warn('[Notifications] getToken failed:', e);
+		}
+		this._refreshing = false;
+		if (this._closed || this._role === 'follower')
+			return;
+		if (!t) {
+			this._warn('[Notifications] getToken gave no token ahead of expiry; the server will close at expiry');
+			return;
+		}
+		this._refreshedAt = Date.now();
+		if (!this.o.cookie)
+			this._token = t;
+		this._log(`[Notifications] new token (${why})`);
+		const c = this._conn;
+		if (c && c.opened && !c.dead) {
+			if (c.kind === 'ws' && !this.o.cookie && c.impl.refresh && c.impl.refresh(t))
+				this._log('[WebSocket] refreshing the token on the open connection');
+			else if (c.kind !== 'poll')
+				this._renew(c);
+		}
+		/* The same token again (an app that caches it): the server's warning
+		 * or its 4401 asks next time, not a timer every second. */
+		if (t !== old)
+			this._scheduleRefresh();
+	}
+
+	/* herald-ws: the connection ends in `seconds` unless refreshed. */
+	_onExpiring(seconds) {
+		this._log(`[Notifications] the server says the token expires in ${seconds} s`);
+		if (Date.now() - this._refreshedAt < 5000)
+			return; /* our refresh crossed the warning */
+		this._refreshToken('the server warned');
+	}
+
+	/* Make before break: a connection on the same rung with the new token,
+	 * from the cursor; it replaces c once open (_onOpen). */
+	_renew(c) {
+		if (this._renewal || c !== this._conn || this._closed)
+			return;
+		this._log(`[${NAMES[c.kind]}] reconnecting with the new token before the old one expires`);
+		const conn = this._connect(c.level, false);
+		conn.renews = c;
+		this._renewal = conn;
 	}
 
 	_retry(delay) {
 		this._clearTimer('_retryTimer');
+		if (delay <= 0) {
+			this._log('[Notifications] reconnecting now');
+			this._open();
+			return;
+		}
 		this._setState('reconnecting', this.o.transports[this._level], { delay });
 		this._log(`[Notifications] reconnecting in ${delay} ms`);
 		this._retryTimer = setTimeout(() => {
@@ -757,14 +1073,14 @@ class Client {
 	}
 
 	_stopConnections() {
-		for (const t of ['_retryTimer', '_probeTimer', '_stableTimer'])
+		for (const t of ['_retryTimer', '_probeTimer', '_stableTimer', '_healthyTimer'])
 			this._clearTimer(t);
-		for (const c of [this._conn, this._probe])
+		for (const c of [this._conn, this._probe, this._renewal])
 			if (c) {
 				c.dead = true;
 				c.impl.close();
 			}
-		this._conn = this._probe = null;
+		this._conn = this._probe = this._renewal = null;
 	}
 
 	_clearTimer(name) {
@@ -851,10 +1167,16 @@ class Client {
 		}
 	}
 
-	/* URL of one endpoint; query values that are null are left out. */
-	_url(kind, query, header) {
-		const u = new URL(this.o.paths[kind], this._baseUrl);
-		if (this._token && !this.o.cookie && !header)
+	/* URL of one endpoint; query values that are null are left out.  The
+	 * token goes in it unless header (it goes in Authorization), a ticket
+	 * stands for it, or the cookie authenticates. */
+	_url(kind, query, header, ticket) {
+		const u = kind === 'ws' && this.o.wsUrl
+			? new URL(this.o.wsUrl, this._baseUrl)
+			: new URL(this.o.paths[kind], this._baseUrl);
+		if (ticket)
+			u.searchParams.set('ticket', ticket);
+		else if (this._token && !this.o.cookie && !header)
 			u.searchParams.set('token', this._token);
 		for (const [k, v] of Object.entries(query || {}))
 			if (v != null)
@@ -862,9 +1184,9 @@ class Client {
 		return u;
 	}
 
-	_fetchInit(signal, header) {
+	_fetchInit(signal, header, auth = header) {
 		const headers = { Accept: header ? 'application/json' : 'text/event-stream' };
-		if (header && this._token && !this.o.cookie)
+		if (auth && this._token && !this.o.cookie)
 			headers.Authorization = `Bearer ${this._token}`;
 		return {
 			headers,

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "listen.h"
 #include "log.h"
+#include "notify.h"
 #include "server.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:8000"
@@ -36,9 +37,21 @@ static const char usage[] =
 	"\n"
 	"Every configuration key can also be set as HERALD_<KEY> in the environment.\n"
 	"Signals: TERM closes every connection with 1001 and exits; HUP reopens the\n"
-	"log file and reloads the JWT key.\n";
+	"log file and reloads the JWT key; USR1 reopens the log file (as nginx does).\n";
 
 static struct event_base *loop_base;
+
+/* This process is the service's main process and tells systemd its state
+ * (notify.h; a no-op outside systemd).  Workers of --workers leave it to
+ * their parent. */
+static int notify_here;
+
+static void notify_log(int rc, const char *what)
+{
+	if (rc < 0)
+		log_warn("sd_notify(%s) to $NOTIFY_SOCKET failed: %s, continuing", what,
+			 rc == HERR_IO ? strerror(errno) : herr_str(rc));
+}
 
 struct worker_ctx {
 	struct wss *srv;
@@ -50,14 +63,25 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	struct worker_ctx *w = arg;
 	char err[256];
 
+	if (sig == SIGUSR1) {
+		log_reopen();
+		log_info("SIGUSR1: log reopened");
+		return;
+	}
 	if (sig == SIGHUP) {
+		if (notify_here)
+			notify_log(notify_reloading(), "RELOADING=1");
 		log_reopen();
 		if (wss_reload(w->srv, err, sizeof err) != 0)
 			log_error("reload on SIGHUP failed: %s, keeping the previous key", err);
 		else
 			log_info("SIGHUP: log reopened, JWT key reloaded");
+		if (notify_here)
+			notify_log(notify_ready(NULL), "READY=1");
 		return;
 	}
+	if (notify_here)
+		notify_log(notify_stopping(), "STOPPING=1");
 	log_info("%s received, closing connections", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	wss_shutdown(w->srv);
 }
@@ -67,8 +91,9 @@ static int run_worker(const struct conf *c, int lfd, unsigned hs_ms, const char 
 {
 	struct wss_opts o = {hs_ms, 0, 0};
 	struct worker_ctx w = {NULL, c};
-	struct event *sigs[3] = {NULL, NULL, NULL};
-	static const int signums[3] = {SIGTERM, SIGINT, SIGHUP};
+	static const int signums[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
+	struct event *sigs[sizeof signums / sizeof signums[0]] = {NULL};
+	const int nsigs = (int)(sizeof signums / sizeof signums[0]);
 	char err[512];
 	int i, rc;
 
@@ -84,15 +109,17 @@ static int run_worker(const struct conf *c, int lfd, unsigned hs_ms, const char 
 		event_base_free(loop_base);
 		return EXIT_FAILURE;
 	}
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < nsigs; i++) {
 		sigs[i] = evsignal_new(loop_base, signums[i], on_signal, &w);
 		if (sigs[i] != NULL)
 			evsignal_add(sigs[i], NULL);
 	}
 	log_info("listening on %s (pid %d)", addr, (int)getpid());
+	if (notify_here)
+		notify_log(notify_ready(addr), "READY=1");
 	event_base_dispatch(loop_base);
 	wss_free(w.srv);
-	for (i = 0; i < 3; i++)
+	for (i = 0; i < nsigs; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);
 	event_base_free(loop_base);
@@ -100,12 +127,14 @@ static int run_worker(const struct conf *c, int lfd, unsigned hs_ms, const char 
 	return EXIT_SUCCESS;
 }
 
-static volatile sig_atomic_t got_term, got_hup, got_chld;
+static volatile sig_atomic_t got_term, got_hup, got_usr1, got_chld;
 
 static void parent_signal(int sig)
 {
 	if (sig == SIGHUP)
 		got_hup = 1;
+	else if (sig == SIGUSR1)
+		got_usr1 = 1;
 	else if (sig == SIGCHLD)
 		got_chld = 1;
 	else
@@ -118,9 +147,11 @@ static pid_t spawn(const struct conf *c, int *fds, int n, int k, unsigned hs_ms,
 
 	if (pid != 0)
 		return pid;
+	notify_here = 0;
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
 	signal(SIGCHLD, SIG_DFL);
 	{
 		sigset_t none;
@@ -136,7 +167,7 @@ static pid_t spawn(const struct conf *c, int *fds, int n, int k, unsigned hs_ms,
 
 /*
  * --workers N: N processes, each with its own SO_REUSEPORT socket (a unix
- * socket is shared).  The parent forwards TERM and HUP, restarts a worker
+ * socket is shared).  The parent forwards TERM, HUP and USR1, restarts a worker
  * that dies, and exits when all have stopped after TERM.
  */
 static int run_workers(const struct conf *c, const char *addr, int n, unsigned hs_ms)
@@ -166,31 +197,44 @@ static int run_workers(const struct conf *c, const char *addr, int n, unsigned h
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	sigaction(SIGCHLD, &sa, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGUSR1);
 	sigaddset(&block, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &block, &old);
 	for (i = 0; i < n; i++)
 		pids[i] = spawn(c, fds, n, i, hs_ms, addr);
 	log_info("%d workers started on %s", n, addr);
+	notify_log(notify_ready(addr), "READY=1");
 	while (alive > 0) {
 		pid_t pid;
 		int st;
 
-		while (!got_term && !got_hup && !got_chld)
+		while (!got_term && !got_hup && !got_usr1 && !got_chld)
 			sigsuspend(&old);
+		if (got_usr1) {
+			got_usr1 = 0;
+			log_reopen();
+			for (i = 0; i < n; i++)
+				if (pids[i] > 0)
+					kill(pids[i], SIGUSR1);
+		}
 		if (got_hup) {
 			got_hup = 0;
+			notify_log(notify_reloading(), "RELOADING=1");
 			log_reopen();
 			for (i = 0; i < n; i++)
 				if (pids[i] > 0)
 					kill(pids[i], SIGHUP);
+			notify_log(notify_ready(NULL), "READY=1");
 		}
 		if (got_term == 1) {
 			got_term = 2;
+			notify_log(notify_stopping(), "STOPPING=1");
 			for (i = 0; i < n; i++)
 				if (pids[i] > 0)
 					kill(pids[i], SIGTERM);
@@ -311,6 +355,7 @@ int main(int argc, char **argv)
 		log_warn("cannot open log file %s: %s, logging to stderr", c.log_file,
 			 strerror(errno));
 	addr = c.listen != NULL ? c.listen : DEFAULT_LISTEN;
+	notify_here = 1;
 	if (c.workers > 1) {
 		rc = run_workers(&c, addr, (int)c.workers, (unsigned)hs * 1000);
 	} else {

@@ -1,3 +1,14 @@
+/*
+ * server.c - herald-ws's connections, in the order a connection lives:
+ * accept (pausing the listener on EMFILE), the handshake read into a pooled
+ * buffer and answered (101, an error, health, probes, metrics), the open
+ * session (frames in through wsf_parse, messages out from the hub with
+ * writev, pings and deadlines on one timer per connection), then the close
+ * handshake and the drop.  One transport behind struct hub_conn_ops: the hub
+ * calls hub_wake / hub_close under its lock, and they only make the
+ * connection's write event active; the loop does the rest.  Single thread:
+ * see server.h.
+ */
 #include "config.h"
 #include "server.h"
 
@@ -21,13 +32,18 @@
 #include "auth.h"
 #include "cursor.h"
 #include "err.h"
-#include "frame.h"
-#include "handshake.h"
+#include "ws_frame.h"
+#include "ws_handshake.h"
+#include "ws_message.h"
 #include "http.h"
 #include "hub.h"
 #include "log.h"
 #include "metrics.h"
+#include "proxy.h"
+#include "revoke.h"
+#include "slab.h"
 #include "sub.h"
+#include "ticket.h"
 #include "clock.h"
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -37,6 +53,7 @@
 #define ACCEPT_BATCH 64
 #define EMFILE_PAUSE_MS 1000
 #define POOL_KEEP 64         /* handshake buffers kept for reuse */
+#define EXPIRY_WARN_MS 30000 /* "expiring" this long before the 4401 at most (a quarter of the time left) */
 
 enum conn_state {
 	CS_HANDSHAKE = 0,
@@ -62,9 +79,11 @@ struct conn {
 	uint8_t wev_on;             /* wev is added */
 	uint8_t hub_closed;         /* enum hub_close_reason from the hub's close() */
 	uint8_t upgraded;           /* counted in n_open */
+	uint8_t want_proxy;         /* the PROXY header has not arrived yet (proxy_protocol on) */
+	uint8_t addr_counted;       /* counted in the per-address table */
 	uint16_t code;              /* close code sent, for the log */
 	uint16_t hlen;              /* bytes of the request in hbuf */
-	uint16_t hout, hoff;        /* response in hbuf to write, and written so far */
+	uint32_t hout, hoff;        /* response in hbuf to write, and written so far */
 	uint16_t ctl_len, ctl_off;
 	uint8_t ohlen;
 	uint8_t ohdr[10];           /* header of the message being written */
@@ -74,15 +93,61 @@ struct conn {
 	struct hub_msg *out;        /* message being written (a reference), or NULL */
 	const char *odata;
 	size_t olen, ooff;          /* ooff counts header and payload bytes written */
-	long long due_hs;           /* monotonic ms deadlines; 0 = none */
+	union {                     /* monotonic ms deadlines; 0 = none */
+		long long due_hs;   /* CS_HANDSHAKE: the request (and its admission) */
+		long long due_warn; /* CS_OPEN: the "expiring" message; one field, two phases */
+	};
 	long long due_ping, due_pong, due_exp, due_close, due_stall;
 	long long armed;            /* deadline the timer is set to */
+	struct proxy_addr peer;     /* the client: PROXY header, X-Forwarded-For or the socket's */
+	struct admit *adm;          /* the ticket or revocation lookup in flight, or NULL */
+	char *jti;                  /* the token's jti (malloc), or NULL: hc.jti */
 	char user[AUTH_USER_MAX + 1];
 };
 
+/*
+ * A handshake whose answer waits for Redis (the ticket's GETDEL, then the
+ * revocation check): what the 101 needs, kept off struct conn, which every
+ * open connection pays for.  Reading stops meanwhile; the handshake
+ * timeout still runs.
+ */
+struct admit {
+	struct conn *c;
+	struct sub_call *call;
+	int step;                   /* ADMIT_TICKET, then ADMIT_REVOKE */
+	int has_since;
+	struct cursor since;
+	struct auth_identity id;
+	char ticket[TICKET_LEN + 1];
+	char accept[WSH_ACCEPT_LEN + 1];
+	char since_s[CURSOR_STR_MAX + 8];
+	size_t extra_len;           /* frames the client sent right behind the request */
+	uint8_t extra[];
+};
+
+enum { ADMIT_TICKET = 1, ADMIT_REVOKE = 2, ADMIT_RECHECK = 3 /* after a refresh */ };
+
 /* Close codes counted in the metrics, each in its slot. */
-static const int close_codes[] = {1000, 1001, 1002, 1007, 1008, 1009, 1011, 4401, 4408, 4429};
+static const int close_codes[] = {1000, 1001, 1002, 1007, 1008, 1009, 1011,
+				  4401, 4403, 4408, 4429};
 #define CLOSE_CODES (sizeof close_codes / sizeof close_codes[0])
+
+/*
+ * Open connections per client address, for max_connections_per_address: a
+ * chained hash of the addresses that have one (the port is not part of the
+ * key), an entry freed with its last connection.  Kept only when the limit
+ * is set.
+ */
+struct addr_ent {
+	struct addr_ent *next;
+	struct proxy_addr a;        /* port 0 */
+	uint32_t n;
+};
+
+struct addr_tab {
+	struct addr_ent **b;
+	size_t nb, n;               /* buckets (a power of two), entries */
+};
 
 struct wss {
 	struct event_base *base;
@@ -97,14 +162,25 @@ struct wss {
 	int stopping;
 	struct event stop_timer;
 	struct conn *conns;
+	struct slab conn_slab;      /* the conns: mapped chunks, given back as they empty */
 	struct wsf_pool fpool;
 	struct event trim_ev;
 	int trim_due;               /* much was freed: give it back to the system */
 	uint64_t trim_peak;         /* most sockets open since the last trim */
 	uint8_t rbuf[READ_BUF];
 	/* metrics */
-	uint64_t n_conns, n_open, accepted, upgraded, refused_auth, refused_limit, http_errors;
+	uint64_t n_conns, n_open, accepted, upgraded, refused_auth, refused_limit, refused_origin;
+	uint64_t http_errors;
+	/* revocation: refused at connect (4401 revoked), checks that could
+	 * not be made (Redis down: let in, fail open); tickets refused */
+	uint64_t refused_revoked, revoke_check_errors, refused_ticket;
+	long long revoke_warn_ms;   /* last fail-open warning, to keep the log quiet */
+	/* PROXY headers accepted by version (1, 2); refused: missing or
+	 * malformed where required, sent where not accepted */
+	uint64_t proxy_ok[2], proxy_bad, proxy_forged, refused_addr;
+	struct addr_tab addrs;      /* connections per client address (max_connections_per_address) */
 	uint64_t frames_out, bytes_out, protocol_errors, pings, pongs_missed, emfile_pauses;
+	uint64_t refresh_ok, refresh_refused, refresh_revoked, expiry_warnings;
 	uint64_t closes[CLOSE_CODES]; /* by close_slot() */
 	long long start_ms;         /* wall clock at wss_new, for uptime */
 	uint64_t lag_count, lag_bucket[LAG_BUCKETS];
@@ -121,6 +197,116 @@ static int close_slot(int code)
 	return -1;
 }
 
+/* --- connections per address --------------------------------------------- */
+
+static size_t addr_hash(const struct proxy_addr *a)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	h = (h ^ a->family) * 16777619u;
+	for (size_t i = 0; i < sizeof a->addr; i++)
+		h = (h ^ a->addr[i]) * 16777619u;
+	return h;
+}
+
+static struct addr_ent **addr_slot(struct addr_tab *t, const struct proxy_addr *a)
+{
+	struct addr_ent **pp = &t->b[addr_hash(a) & (t->nb - 1)];
+
+	while (*pp != NULL &&
+	       ((*pp)->a.family != a->family || memcmp((*pp)->a.addr, a->addr, sizeof a->addr) != 0))
+		pp = &(*pp)->next;
+	return pp;
+}
+
+/* Double the buckets when entries pass them; a failed malloc keeps the old ones. */
+static void addr_grow(struct addr_tab *t)
+{
+	size_t nb = t->nb != 0 ? t->nb * 2 : 64, i;
+	struct addr_ent **b = calloc(nb, sizeof *b);
+
+	if (b == NULL)
+		return;
+	for (i = 0; i < t->nb; i++) {
+		struct addr_ent *e = t->b[i], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->next;
+			e->next = b[addr_hash(&e->a) & (nb - 1)];
+			b[addr_hash(&e->a) & (nb - 1)] = e;
+		}
+	}
+	free(t->b);
+	t->b = b;
+	t->nb = nb;
+}
+
+/*
+ * Count one more connection from c's address unless it has max already.
+ * Returns 0 (counted, or no address to count), HERR_AGAIN (at the limit)
+ * or HERR_NOMEM.
+ */
+static int addr_take(struct wss *s, struct conn *c, long max)
+{
+	struct addr_tab *t = &s->addrs;
+	struct proxy_addr key = c->peer;
+	struct addr_ent **pp;
+
+	if (key.family == PROXY_AF_NONE)
+		return 0;
+	key.port = 0;
+	if (t->n >= t->nb)
+		addr_grow(t);
+	if (t->nb == 0)
+		return HERR_NOMEM;
+	pp = addr_slot(t, &key);
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof **pp);
+		if (*pp == NULL)
+			return HERR_NOMEM;
+		(*pp)->a = key;
+		t->n++;
+	}
+	if ((long)(*pp)->n >= max)
+		return HERR_AGAIN;
+	(*pp)->n++;
+	c->addr_counted = 1;
+	return 0;
+}
+
+static void addr_release(struct wss *s, struct conn *c)
+{
+	struct proxy_addr key = c->peer;
+	struct addr_ent **pp, *e;
+
+	if (!c->addr_counted || s->addrs.nb == 0)
+		return;
+	c->addr_counted = 0;
+	key.port = 0;
+	pp = addr_slot(&s->addrs, &key);
+	e = *pp;
+	if (e == NULL || --e->n > 0)
+		return;
+	*pp = e->next;
+	free(e);
+	s->addrs.n--;
+}
+
+static void addr_tab_free(struct addr_tab *t)
+{
+	for (size_t i = 0; i < t->nb; i++) {
+		struct addr_ent *e = t->b[i], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(t->b);
+	t->b = NULL;
+	t->nb = t->n = 0;
+}
+
 /* --- connection lifetime --------------------------------------------------- */
 
 static void conn_flush(struct conn *c);
@@ -135,6 +321,12 @@ static void conn_free(struct conn *c)
 		hub_detach(s->hub, &c->hc);
 		c->attached = 0;
 	}
+	if (c->adm != NULL) {
+		sub_call_cancel(c->adm->call);
+		free(c->adm);
+		c->adm = NULL;
+	}
+	free(c->jti);
 	event_del(&c->rev);
 	event_del(&c->wev);
 	event_del(&c->tev);
@@ -150,10 +342,14 @@ static void conn_free(struct conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	if (c->upgraded) {
-		log_debug("fd %d: user %s disconnected (close code %d)", c->fd,
-			  c->user[0] != '\0' ? c->user : "-", c->code);
+		char a[PROXY_ADDR_STRLEN];
+
+		log_debug("fd %d: user %s from %s disconnected (close code %d)", c->fd,
+			  c->user[0] != '\0' ? c->user : "-", proxy_addr_str(&c->peer, a, sizeof a),
+			  c->code);
 		s->n_open--;
 	}
+	addr_release(s, c);
 	s->n_conns--;
 	/*
 	 * malloc_trim(0) walks the whole heap: 1-3 ms on a heap that churned
@@ -164,7 +360,7 @@ static void conn_free(struct conn *c)
 	 */
 	if (c->code == 4408 || (s->trim_peak >= 64 && s->n_conns <= s->trim_peak / 4 * 3))
 		s->trim_due = 1;
-	free(c);
+	slab_free(&s->conn_slab, c);
 	if (s->paused)
 		listener_resume(s);
 	if (s->stopping && s->conns == NULL)
@@ -238,24 +434,27 @@ static void conn_close(struct conn *c, int code, const char *reason)
 	want_write(c);
 }
 
-/* A plain HTTP response, then close.  Used before the upgrade. */
+/*
+ * A plain HTTP response, then close.  Used before the upgrade.  The buffer
+ * has the response's exact size: /metrics grows with every metric added.
+ */
 static void conn_http(struct conn *c, int status, const char *extra, const char *ctype,
 		      const char *body, size_t blen)
 {
-	char out[WSH_MAX];
-	int n;
+	size_t n = 0;
 
-	n = wsh_response(out, sizeof out, status, extra, ctype, body, blen);
-	if (n < 0)
-		n = wsh_response(out, sizeof out, 500, NULL, NULL, NULL, 0);
 	free(c->hbuf);
-	c->hbuf = malloc((size_t)n);
+	c->hbuf = wsh_response_new(status, extra, ctype, body, blen, &n);
+	if (c->hbuf != NULL && n > UINT32_MAX) {
+		free(c->hbuf);
+		c->hbuf = NULL;
+	}
 	if (c->hbuf == NULL) {
+		log_warn("fd %d: no memory for a %zu-byte response, closing", c->fd, blen);
 		conn_free(c);
 		return;
 	}
-	memcpy(c->hbuf, out, (size_t)n);
-	c->hout = (uint16_t)n;
+	c->hout = (uint32_t)n;
 	c->hoff = 0;
 	c->close_queued = 1;
 	c->state = CS_CLOSING;
@@ -284,14 +483,28 @@ static void conn_http_error(struct conn *c, int status, const char *why)
 
 /* --- timers ---------------------------------------------------------------- */
 
+/*
+ * The next deadline that on_timer acts on in the connection's state.  Only
+ * those: a deadline that on_timer would not consume (an expiry already
+ * passed while closing) would re-arm the timer at zero, a busy loop.
+ */
 static long long conn_deadline(const struct conn *c)
 {
 	long long d = 0;
-	long long v[6] = {c->due_hs, c->ping_out ? c->due_pong : c->due_ping, c->due_exp,
-			  c->due_close, c->due_stall, 0};
+	long long v[4] = {0, 0, 0, 0};
 	int i;
 
-	for (i = 0; i < 5; i++)
+	if (c->state == CS_HANDSHAKE) {
+		v[0] = c->due_hs;
+	} else if (c->state == CS_CLOSING) {
+		v[0] = c->due_close;
+	} else {
+		v[0] = c->ping_out ? c->due_pong : c->due_ping;
+		v[1] = c->due_exp;
+		v[2] = c->due_stall;
+		v[3] = c->due_warn;
+	}
+	for (i = 0; i < 4; i++)
 		if (v[i] != 0 && (d == 0 || v[i] < d))
 			d = v[i];
 	return d;
@@ -317,6 +530,41 @@ static void conn_arm(struct conn *c)
 	event_add(&c->tev, &tv);
 }
 
+/*
+ * The token's exp (plus the leeway) becomes the connection's end: at
+ * connect and at each refresh.  The "expiring" message is due a quarter of
+ * the time left before it, EXPIRY_WARN_MS at most, none when under a
+ * second: a client that did not refresh on its own schedule (a clock that
+ * is off, a token it cannot read) is told in time.
+ */
+static void conn_set_expiry(struct conn *c, long long exp)
+{
+	long long now = clock_mono_ms();
+	long long left = (exp + c->srv->conf->jwt_leeway) * 1000 - clock_wall_ms();
+	long long warn;
+
+	if (left < 0)
+		left = 0;
+	warn = left / 4 < EXPIRY_WARN_MS ? left / 4 : EXPIRY_WARN_MS;
+	c->due_exp = now + left;
+	c->due_warn = warn >= 1000 ? c->due_exp - warn : 0;
+}
+
+/*
+ * One text frame of the server's own (ws_message.h) among the control
+ * frames: written between two envelopes, never inside one.  Dropped when
+ * the control buffer is full (a peer that floods pings and does not read,
+ * which the stall timer drops): these messages are advice.
+ */
+static void conn_send_text(struct conn *c, const char *text, size_t len)
+{
+	if (ctl_push(c, WSF_OP_TEXT, text, len) == 0)
+		want_write(c);
+	else
+		log_debug("fd %d user %s: no room for %.*s, not sent", c->fd, c->user, (int)len,
+			  text);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -333,7 +581,16 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		if (c->due_hs != 0 && now >= c->due_hs) {
 			log_debug("fd %d: handshake not complete in %u ms, closing", c->fd,
 				  s->o.handshake_timeout_ms);
-			if (c->hlen > 0) {
+			if (c->want_proxy) {
+				char a[PROXY_ADDR_STRLEN];
+
+				s->proxy_bad++;
+				log_info("fd %d from %s: no complete PROXY protocol header in %u ms, "
+					 "closing",
+					 c->fd, proxy_addr_str(&c->peer, a, sizeof a),
+					 s->o.handshake_timeout_ms);
+			}
+			if (c->hlen > 0 && !c->want_proxy) {
 				conn_http_error(c, 408, "request not complete in time");
 			} else {
 				conn_free(c);
@@ -344,6 +601,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		if (c->due_exp != 0 && now >= c->due_exp) {
 			conn_close(c, 4401, "expired");
 			return;
+		}
+		if (c->due_warn != 0 && now >= c->due_warn) {
+			char m[WSM_OUT_MAX];
+
+			c->due_warn = 0;
+			s->expiry_warnings++;
+			conn_send_text(c, m, wsm_expiring(m, (c->due_exp - now + 999) / 1000));
 		}
 		if (c->due_stall != 0 && now >= c->due_stall) {
 			log_debug("fd %d user %s: no write progress in %ld s, dropping", c->fd,
@@ -364,6 +628,13 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 				c->due_pong = now + s->conf->ws_pong_timeout * 1000;
 				s->pings++;
 				want_write(c);
+			} else {
+				/*
+				 * No room: pongs for a peer that pings and does not
+				 * read fill the control buffer.  Try again next
+				 * interval; the write stall timer drops the peer.
+				 */
+				c->due_ping = now + s->conf->ws_ping_interval * 1000;
 			}
 		}
 	}
@@ -400,6 +671,7 @@ static int write_some(struct conn *c)
 {
 	static const char reset_json[] = "{\"reset\":true}";
 	struct wss *s = c->srv;
+	int progress = 0; /* a byte went out in this call */
 	ssize_t n;
 
 	for (;;) {
@@ -407,7 +679,8 @@ static int write_some(struct conn *c)
 			n = send(c->fd, c->hbuf + c->hoff, c->hout - c->hoff, MSG_NOSIGNAL);
 			if (n < 0)
 				goto wouldblock;
-			c->hoff = (uint16_t)(c->hoff + n);
+			progress = 1;
+			c->hoff += (uint32_t)n;
 			if (c->hoff < c->hout)
 				continue;
 			c->hout = c->hoff = 0;
@@ -434,6 +707,7 @@ static int write_some(struct conn *c)
 			n = writev(c->fd, iov, k);
 			if (n < 0)
 				goto wouldblock;
+			progress = 1;
 			c->ooff += (size_t)n;
 			s->bytes_out += (uint64_t)n;
 			if (c->ooff < c->ohlen + c->olen)
@@ -449,6 +723,7 @@ static int write_some(struct conn *c)
 			n = send(c->fd, c->ctl + c->ctl_off, c->ctl_len - c->ctl_off, MSG_NOSIGNAL);
 			if (n < 0)
 				goto wouldblock;
+			progress = 1;
 			c->ctl_off = (uint16_t)(c->ctl_off + n);
 			if (c->ctl_off < c->ctl_len)
 				continue;
@@ -488,7 +763,10 @@ static int write_some(struct conn *c)
 wouldblock:
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
 		want_write(c);
-		if (c->state == CS_OPEN) {
+		/* The stall clock starts at the first block and restarts only
+		 * when bytes move: a wake-up that writes nothing (a new message,
+		 * a ping from a peer that does not read) does not extend it. */
+		if (c->state == CS_OPEN && (c->due_stall == 0 || progress)) {
 			c->due_stall = clock_mono_ms() + s->conf->ws_pong_timeout * 1000;
 			conn_arm(c);
 		}
@@ -520,6 +798,10 @@ static void conn_flush(struct conn *c)
 		c->hub_closed = 0;
 		if (why == HUB_CLOSE_SLOW)
 			conn_close(c, 4408, "too slow, resume with since");
+		else if (why == HUB_CLOSE_DISCONNECT)
+			conn_close(c, 4403, "disconnected");
+		else if (why == HUB_CLOSE_REVOKED)
+			conn_close(c, 4401, "revoked");
 		else if (why == HUB_CLOSE_ERROR)
 			conn_close(c, 1011, "internal error, resume");
 		else
@@ -580,6 +862,26 @@ static void serve_health(struct conn *c)
 	metrics_buf_free(&b);
 }
 
+/* The orchestrators' probes (metrics.h): live always 200, ready by
+ * metrics_ready() on the subscriber's snapshot and the shutdown flag. */
+static void serve_probe(struct conn *c, int probe)
+{
+	struct wss *s = c->srv;
+	struct sub_status st;
+	struct metrics_buf b;
+	int status;
+
+	sub_get_status(s->sub, &st);
+	metrics_buf_init(&b);
+	status = metrics_probe_json(&b, probe, &st, s->stopping);
+	if (b.err != 0)
+		conn_http_error(c, 500, "out of memory");
+	else
+		conn_http(c, status, status == 200 ? NULL : "Retry-After: 5\r\n",
+			  "application/json", b.data, b.len);
+	metrics_buf_free(&b);
+}
+
 static void serve_metrics(struct conn *c)
 {
 	struct wss *s = c->srv;
@@ -603,6 +905,21 @@ static void serve_metrics(struct conn *c)
 			s->refused_auth);
 	metrics_counter(&b, "herald_ws_limit_refused_total", "Handshakes closed with 4429.",
 			s->refused_limit);
+	metrics_counter(&b, "herald_ws_revoked_refused_total",
+			"Handshakes closed with 4401 because the token was revoked.",
+			s->refused_revoked);
+	metrics_counter(&b, "herald_ws_ticket_refused_total",
+			"Handshakes closed with 4401 for a ticket unknown, used, expired or "
+			"forged, or met while Redis was down.",
+			s->refused_ticket);
+	metrics_counter(&b, "herald_ws_revocation_check_errors_total",
+			"Revocation checks at connect that Redis could not answer: the "
+			"connection was let in (fail open).",
+			s->revoke_check_errors);
+	metrics_counter(&b, "herald_ws_origin_refused_total",
+			"Handshakes refused with 403 for their Origin (or a cookie's token "
+			"without an allowed one).",
+			s->refused_origin);
 	metrics_counter(&b, "herald_ws_http_errors_total", "Requests answered with an HTTP error.",
 			s->http_errors);
 	metrics_counter(&b, "herald_ws_protocol_errors_total",
@@ -616,8 +933,42 @@ static void serve_metrics(struct conn *c)
 			hs.slow_closed);
 	metrics_counter(&b, "herald_ws_pongs_missed_total", "Connections closed for a missing pong.",
 			s->pongs_missed);
+	metrics_printf(&b,
+		       "# HELP herald_ws_refresh_total Refresh messages: accepted (the expiry moved), "
+		       "refused (closed with 4401), revoked (accepted, then closed with 4401: "
+		       "Redis says its token is revoked).\n"
+		       "# TYPE herald_ws_refresh_total counter\n"
+		       "herald_ws_refresh_total{result=\"ok\"} %llu\n"
+		       "herald_ws_refresh_total{result=\"refused\"} %llu\n"
+		       "herald_ws_refresh_total{result=\"revoked\"} %llu\n",
+		       (unsigned long long)s->refresh_ok, (unsigned long long)s->refresh_refused,
+		       (unsigned long long)s->refresh_revoked);
+	metrics_counter(&b, "herald_ws_expiry_warnings_total",
+			"\"expiring\" messages sent before a token's expiry.", s->expiry_warnings);
 	metrics_counter(&b, "herald_ws_emfile_pauses_total",
 			"Times accept() ran out of descriptors.", s->emfile_pauses);
+	metrics_printf(&b,
+		       "# HELP herald_ws_proxy_headers_total PROXY protocol headers accepted, by "
+		       "version.\n"
+		       "# TYPE herald_ws_proxy_headers_total counter\n"
+		       "herald_ws_proxy_headers_total{version=\"1\"} %llu\n"
+		       "herald_ws_proxy_headers_total{version=\"2\"} %llu\n",
+		       (unsigned long long)s->proxy_ok[0], (unsigned long long)s->proxy_ok[1]);
+	metrics_printf(&b,
+		       "# HELP herald_ws_proxy_refused_total Connections closed for their PROXY "
+		       "protocol header: missing, malformed or too long where proxy_protocol is on "
+		       "(invalid), present where it is off (forged).\n"
+		       "# TYPE herald_ws_proxy_refused_total counter\n"
+		       "herald_ws_proxy_refused_total{reason=\"invalid\"} %llu\n"
+		       "herald_ws_proxy_refused_total{reason=\"forged\"} %llu\n",
+		       (unsigned long long)s->proxy_bad, (unsigned long long)s->proxy_forged);
+	metrics_counter(&b, "herald_ws_address_limit_refused_total",
+			"Handshakes closed with 4429 for max_connections_per_address.",
+			s->refused_addr);
+	metrics_gauge(&b, "herald_ws_client_addresses",
+		      "Client addresses with a connection now (counted when "
+		      "max_connections_per_address is set).",
+		      (double)s->addrs.n);
 	metrics_printf(&b, "# HELP herald_ws_closes_total Close frames sent, by code.\n"
 			   "# TYPE herald_ws_closes_total counter\n");
 	for (i = 0; i < CLOSE_CODES; i++)
@@ -646,22 +997,226 @@ static void serve_metrics(struct conn *c)
 
 static void frames_in(struct conn *c, const uint8_t *buf, size_t len);
 
+/*
+ * The HTTP flavour: nginx's HTTP proxy appends the address it saw to
+ * X-Forwarded-For ($proxy_add_x_forwarded_for), so the last entry is the
+ * client and the entries before it are the client's own claims.  Believed
+ * only from a proxy on this host (a unix socket or loopback peer) and never
+ * on a proxy_protocol listener, where the PROXY header said it and a client
+ * could add the header itself.
+ */
+static void peer_from_xff(struct conn *c, const char *xff)
+{
+	const char *last, *end;
+	struct proxy_addr a;
+
+	if (xff == NULL || c->srv->conf->proxy_protocol ||
+	    (c->peer.family != PROXY_AF_NONE && !proxy_addr_is_loopback(&c->peer)))
+		return;
+	last = strrchr(xff, ',');
+	last = last != NULL ? last + 1 : xff;
+	while (*last == ' ' || *last == '\t')
+		last++;
+	end = last + strlen(last);
+	while (end > last && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if (proxy_addr_parse(last, (size_t)(end - last), &a) == 0)
+		c->peer = a;
+}
+
+static void upgrade(struct conn *c, int code, const char *errstr, const struct auth_identity *idp,
+		    const char *accept, const struct cursor *sincep, const char *since_s,
+		    const uint8_t *extra_buf, size_t extra);
+static void admit_reply(void *ud, const redisReply *r);
+
+/* Send the admission's next lookup: 0, or HERR_REDIS / HERR_NOMEM. */
+static int admit_send(struct admit *a)
+{
+	struct wss *s = a->c->srv;
+	char key[REDIS_KEY_MAX];
+	struct revoke_argv ra;
+	int n;
+
+	if (a->step == ADMIT_TICKET) {
+		const char *argv[2] = {"GETDEL", key};
+		size_t argvlen[2] = {6, 0};
+
+		n = ticket_key(key, sizeof key, s->conf->channel_prefix, a->ticket);
+		if (n < 0)
+			return HERR_REDIS;
+		argvlen[1] = (size_t)n;
+		return sub_command(s->sub, 2, argv, argvlen, admit_reply, a, &a->call);
+	}
+	if (revoke_check_argv(&ra, s->conf->channel_prefix, &a->id) < 0)
+		return HERR_REDIS;
+	return sub_command(s->sub, ra.argc, ra.argv, ra.argvlen, admit_reply, a, &a->call);
+}
+
+/* Fail open: a revocation check Redis could not answer lets the client in. */
+static void admit_fail_open(struct wss *s, const char *user, const char *why)
+{
+	long long now = clock_mono_ms();
+
+	s->revoke_check_errors++;
+	if (s->revoke_warn_ms == 0 || now - s->revoke_warn_ms >= 10000) {
+		s->revoke_warn_ms = now;
+		log_warn("revocation check for user %s failed: %s; letting it in (fail open; "
+			 "the control channel still closes it; warned once per 10 s)",
+			 user, why);
+	}
+}
+
+/*
+ * After the token (or ticket's shape) and the cursor are good: look the
+ * ticket up and/or check revocation in Redis before answering.  0: the
+ * handshake completes from admit_reply.  Otherwise the caller upgrades now:
+ * HERR_REDIS / HERR_NOMEM without a ticket (fail open, counted); with a
+ * ticket the connection was answered here (refused).
+ */
+static int admit_start(struct conn *c, const char *ticket, const struct auth_identity *id,
+		       const char *accept, const struct cursor *since, const char *since_s,
+		       const uint8_t *extra, size_t extra_len)
+{
+	struct wss *s = c->srv;
+	struct admit *a = calloc(1, sizeof *a + extra_len);
+	int rc = HERR_NOMEM;
+
+	if (a != NULL) {
+		a->c = c;
+		a->step = ticket != NULL ? ADMIT_TICKET : ADMIT_REVOKE;
+		a->id = *id;
+		if (ticket != NULL) /* ticket_valid: TICKET_LEN characters */
+			memcpy(a->ticket, ticket, TICKET_LEN);
+		memcpy(a->accept, accept, sizeof a->accept);
+		if (since != NULL) {
+			a->has_since = 1;
+			a->since = *since;
+			snprintf(a->since_s, sizeof a->since_s, "%s", since_s);
+		}
+		a->extra_len = extra_len;
+		if (extra_len > 0)
+			memcpy(a->extra, extra, extra_len);
+		rc = admit_send(a);
+	}
+	if (rc != 0) {
+		free(a);
+		if (ticket == NULL) {
+			admit_fail_open(s, id->user, herr_str(rc));
+			return rc;
+		}
+		/* A ticket cannot be checked without Redis: refused like a bad token. */
+		log_info("fd %d: ticket not redeemed: Redis %s, refusing with 4401", c->fd,
+			 herr_str(rc));
+		s->refused_ticket++;
+		s->refused_auth++;
+		upgrade(c, 4401, auth_reason(AUTH_BAD_TICKET), id, accept, since, since_s, extra,
+			extra_len);
+		return 0;
+	}
+	c->adm = a;
+	/* No reading until answered; the handshake timeout bounds the wait. */
+	event_del(&c->rev);
+	free(c->hbuf);
+	c->hbuf = NULL;
+	c->hlen = 0;
+	c->due_hs = clock_mono_ms() + s->o.handshake_timeout_ms;
+	conn_arm(c);
+	return 0;
+}
+
+static void admit_reply(void *ud, const redisReply *r)
+{
+	struct admit *a = ud;
+	struct conn *c = a->c;
+	struct wss *s = c->srv;
+	const char *errstr = NULL;
+	int res, code = 0;
+
+	a->call = NULL;
+	if (a->step == ADMIT_RECHECK) {
+		res = revoke_check_reply(r, &a->id);
+		c->adm = NULL;
+		if (res == AUTH_REVOKED) {
+			s->refresh_revoked++;
+			log_info("fd %d user %s: the refreshed token is revoked, closing with 4401",
+				 c->fd, c->user);
+			conn_close(c, 4401, auth_reason(res));
+		} else if (res != AUTH_OK) {
+			admit_fail_open(s, a->id.user,
+					r == NULL ? "Redis connection lost"
+					: r->type == REDIS_REPLY_ERROR ? r->str
+								       : "unexpected reply");
+		}
+		free(a);
+		return;
+	}
+	if (a->step == ADMIT_TICKET) {
+		res = ticket_redeem_reply(r, time(NULL), s->conf->jwt_leeway, &a->id);
+		if (res == AUTH_OK) {
+			memcpy(c->user, a->id.user, sizeof c->user);
+			a->step = ADMIT_REVOKE;
+			res = admit_send(a);
+			if (res == 0)
+				return;
+			admit_fail_open(s, a->id.user, herr_str(res));
+		} else {
+			if (res == HERR_REDIS)
+				log_info("fd %d: ticket not redeemed: %s, refusing with 4401", c->fd,
+					 r == NULL ? "Redis connection lost" : "Redis error");
+			code = 4401;
+			errstr = auth_reason(res == HERR_REDIS ? AUTH_BAD_TICKET : res);
+			s->refused_ticket++;
+			s->refused_auth++;
+		}
+	} else {
+		res = revoke_check_reply(r, &a->id);
+		if (res == AUTH_REVOKED) {
+			code = 4401;
+			errstr = auth_reason(res);
+			s->refused_revoked++;
+			s->refused_auth++;
+		} else if (res != AUTH_OK) {
+			admit_fail_open(s, a->id.user,
+					r == NULL ? "Redis connection lost"
+					: r->type == REDIS_REPLY_ERROR ? r->str
+								       : "unexpected reply");
+		}
+	}
+	c->adm = NULL;
+	c->due_hs = 0;
+	event_add(&c->rev, NULL);
+	upgrade(c, code, errstr, &a->id, a->accept, a->has_since ? &a->since : NULL, a->since_s,
+		a->extra, a->extra_len);
+	free(a);
+}
+
 /* The request is complete: route it, and for the WebSocket path upgrade. */
 static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r, size_t reqlen)
 {
 	struct wss *s = c->srv;
 	const struct conf *cf = s->conf;
 	char accept[WSH_ACCEPT_LEN + 1], token[AUTH_TOKEN_MAX + 1], since_s[CURSOR_STR_MAX + 8];
+	char ticket[64];
 	struct auth_identity id;
 	struct cursor since;
-	int has_since = 0, rc, n, auth_rc;
+	enum auth_source from;
+	int has_since = 0, rc, auth_rc, probe, trc;
 	const char *errstr = NULL;
 	int code = 0;
 	size_t extra = len - reqlen;
-	uint8_t early[256];
 
 	memset(&id, 0, sizeof id);
 	c->due_hs = 0;
+	peer_from_xff(c, r->x_forwarded_for);
+	probe = metrics_probe_of(cf->path_health, r->path, strlen(r->path));
+	if (probe != METRICS_PROBE_NONE) {
+		if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
+			conn_http_error(c, 405, "GET only");
+			return;
+		}
+		serve_probe(c, probe);
+		return;
+	}
 	if (strcmp(r->path, cf->path_health) == 0 || strcmp(r->path, cf->path_metrics) == 0) {
 		if (strcmp(r->method, "GET") != 0 && strcmp(r->method, "HEAD") != 0) {
 			conn_http_error(c, 405, "GET only");
@@ -684,6 +1239,7 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 		return;
 	}
 	if (!wsh_origin_allowed(r->origin, cf->allowed_origins)) {
+		s->refused_origin++;
 		conn_http_error(c, 403, "origin not allowed");
 		return;
 	}
@@ -693,10 +1249,33 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 	}
 	/* Auth and cursor problems are told after the upgrade (DESIGN 4): a
 	 * browser sees the close code, not an HTTP status. */
-	auth_rc = auth_find_token(r->authorization, r->query, r->cookie, cf->jwt_cookie, token,
-				  sizeof token);
-	if (auth_rc == AUTH_OK)
+	auth_rc = auth_find_token_from(r->authorization, r->query, r->cookie, cf->jwt_cookie, token,
+				       sizeof token, &from);
+	/* A ticket (?ticket=) stands for the token: redeemed in Redis below. */
+	trc = http_query_get(r->query, "ticket", ticket, sizeof ticket);
+	if (trc == HERR_NOTFOUND)
+		trc = 0;
+	/*
+	 * Cross-site WebSocket hijacking: a page of any site can open a
+	 * WebSocket to us and the browser adds our cookie (no CORS here).  A
+	 * token from a cookie counts only with an Origin named in the list.
+	 */
+	if (trc == 0 && from == AUTH_FROM_COOKIE &&
+	    !wsh_origin_listed(r->origin, cf->allowed_origins)) {
+		s->refused_origin++;
+		conn_http_error(c, 403,
+				cf->allowed_origins == NULL
+				    ? "a token from a cookie needs allowed_origins"
+				    : "a token from a cookie needs an allowed Origin");
+		return;
+	}
+	if (trc != 0) {
+		auth_rc = trc > 0 && ticket_valid(ticket, (size_t)trc) ? AUTH_OK : AUTH_BAD_TICKET;
+		if (auth_rc != AUTH_OK)
+			s->refused_ticket++;
+	} else if (auth_rc == AUTH_OK) {
 		auth_rc = auth_verify(s->auth, token, strlen(token), time(NULL), &id);
+	}
 	if (auth_rc != AUTH_OK) {
 		code = 4401;
 		errstr = auth_reason(auth_rc);
@@ -716,10 +1295,32 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 			errstr = "bad since";
 		}
 	}
-	/* Keep frames the client sent right behind the request. */
-	if (extra > sizeof early)
-		extra = sizeof early;
-	memcpy(early, buf + reqlen, extra);
+	/* Valid so far: Redis has the last word (the ticket, then revocation). */
+	if (code == 0 &&
+	    admit_start(c, trc > 0 ? ticket : NULL, &id, accept, has_since ? &since : NULL,
+			since_s, (const uint8_t *)buf + reqlen, extra) == 0)
+		return;
+	upgrade(c, code, errstr, &id, accept, has_since ? &since : NULL, since_s,
+		(const uint8_t *)buf + reqlen, extra);
+}
+
+/*
+ * Answer 101 and either close at once with code (4401, 4429...) or attach
+ * to the hub and go live.  extra: frames the client sent right behind the
+ * request.
+ */
+static void upgrade(struct conn *c, int code, const char *errstr, const struct auth_identity *idp,
+		    const char *accept, const struct cursor *sincep, const char *since_s,
+		    const uint8_t *extra_buf, size_t extra)
+{
+	struct wss *s = c->srv;
+	const struct conf *cf = s->conf;
+	struct auth_identity id = *idp;
+	int has_since = sincep != NULL, rc, n;
+	struct cursor since;
+
+	if (sincep != NULL)
+		since = *sincep;
 	free(c->hbuf);
 	c->hbuf = malloc(160);
 	if (c->hbuf == NULL) {
@@ -727,7 +1328,7 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 		return;
 	}
 	n = wsh_response_101(c->hbuf, 160, accept);
-	c->hout = (uint16_t)n;
+	c->hout = (uint32_t)n;
 	c->hoff = 0;
 	c->hlen = 0;
 	c->state = CS_OPEN;
@@ -735,8 +1336,26 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 	s->n_open++;
 	c->upgraded = 1;
 	wsf_parser_init(&c->wp, &s->fpool);
+	wsf_parser_keep_text(&c->wp); /* refresh messages */
+	if (code == 0 && cf->max_connections_per_address > 0) {
+		rc = addr_take(s, c, cf->max_connections_per_address);
+		if (rc == HERR_AGAIN) {
+			code = 4429;
+			errstr = "too many connections from this address";
+			s->refused_addr++;
+		} else if (rc != 0) {
+			code = WSF_CLOSE_INTERNAL;
+			errstr = herr_str(rc);
+		}
+	}
+	if (code == 0 && id.jti[0] != '\0' && (c->jti = strdup(id.jti)) == NULL) {
+		code = WSF_CLOSE_INTERNAL;
+		errstr = herr_str(HERR_NOMEM);
+	}
 	if (code == 0) {
 		c->hc.ops = &ws_ops;
+		c->hc.iat = id.iat;
+		c->hc.jti = c->jti;
 		rc = hub_attach(s->hub, &c->hc, c->user, has_since ? &since : NULL);
 		if (rc == HERR_AGAIN) {
 			code = 4429;
@@ -750,26 +1369,123 @@ static void on_request(struct conn *c, char *buf, size_t len, struct wsh_req *r,
 		}
 	}
 	if (code != 0) {
-		log_debug("fd %d: upgraded and closed with %d (%s)", c->fd, code, errstr);
+		char a[PROXY_ADDR_STRLEN];
+
+		log_debug("fd %d from %s: upgraded and closed with %d (%s)", c->fd,
+			  proxy_addr_str(&c->peer, a, sizeof a), code, errstr);
 		conn_close(c, code, errstr);
 		write_some(c);
 		return;
 	}
+	conn_set_expiry(c, id.exp);
+	c->due_ping = clock_mono_ms() + cf->ws_ping_interval * 1000;
 	{
-		long long now = clock_mono_ms();
-		long long left = ((long long)id.exp + cf->jwt_leeway) * 1000 - clock_wall_ms();
+		char a[PROXY_ADDR_STRLEN];
 
-		c->due_exp = now + (left > 0 ? left : 0);
-		c->due_ping = now + cf->ws_ping_interval * 1000;
+		log_debug("fd %d: user %s connected from %s%s%s", c->fd, c->user,
+			  proxy_addr_str(&c->peer, a, sizeof a), has_since ? " since " : "",
+			  has_since ? since_s : "");
 	}
-	log_debug("fd %d: user %s connected%s%s", c->fd, c->user, has_since ? " since " : "",
-		  has_since ? since_s : "");
 	conn_arm(c);
+	/*
+	 * Frames the client sent right behind the request, all of them: buf is
+	 * the loop's read buffer (handshake_in parses there), and nothing in
+	 * between reads into it.
+	 */
 	if (write_some(c) && extra > 0)
-		frames_in(c, early, extra);
+		frames_in(c, extra_buf, extra);
 }
 
 /* --- reading --------------------------------------------------------------- */
+
+/*
+ * A refreshed token is checked against the revocation keys as at connect
+ * (revoke.h), after it took effect: a revoked one closes the connection
+ * (4401 revoked) when Redis answers; Redis down lets it stand (fail open,
+ * counted), as at connect.  A newer refresh replaces a check in flight.
+ */
+static void refresh_recheck(struct conn *c, const struct auth_identity *id)
+{
+	struct wss *s = c->srv;
+	struct admit *a;
+	int rc = HERR_NOMEM;
+
+	if (c->adm != NULL) {
+		sub_call_cancel(c->adm->call);
+		free(c->adm);
+		c->adm = NULL;
+	}
+	a = calloc(1, sizeof *a);
+	if (a != NULL) {
+		a->c = c;
+		a->step = ADMIT_RECHECK;
+		a->id = *id;
+		rc = admit_send(a);
+	}
+	if (rc != 0) {
+		free(a);
+		admit_fail_open(s, id->user, herr_str(rc));
+		return;
+	}
+	c->adm = a;
+}
+
+/*
+ * A client's text message (ws_message.h): a refresh whose token is valid
+ * for this connection's user moves its expiry (and the iat and jti that
+ * revocation matches) and is answered "refreshed"; anything else closes
+ * the connection with 4401, as an expired token does, with the reason's
+ * word (auth_reason's, wsm_reason's, or "other_user").
+ */
+static void on_text(struct conn *c, const uint8_t *data, size_t len)
+{
+	struct wss *s = c->srv;
+	char token[AUTH_TOKEN_MAX + 1], m[WSM_OUT_MAX];
+	struct auth_identity id;
+	const char *why;
+	int code = 4401;
+	int rc = wsm_parse(data, len, token, sizeof token);
+
+	if (rc != WSM_REFRESH) {
+		why = wsm_reason(rc);
+		if (rc == WSM_INTERNAL)
+			code = WSF_CLOSE_INTERNAL;
+		goto refused;
+	}
+	rc = auth_verify(s->auth, token, strlen(token), time(NULL), &id);
+	if (rc != AUTH_OK) {
+		why = auth_reason(rc);
+		goto refused;
+	}
+	if (strcmp(id.user, c->user) != 0) {
+		why = "other_user";
+		goto refused;
+	}
+	if (strcmp(id.jti, c->jti != NULL ? c->jti : "") != 0) {
+		char *jti = NULL;
+
+		if (id.jti[0] != '\0' && (jti = strdup(id.jti)) == NULL) {
+			why = "internal";
+			code = WSF_CLOSE_INTERNAL;
+			goto refused;
+		}
+		free(c->jti);
+		c->jti = jti;
+	}
+	c->hc.iat = id.iat;
+	c->hc.jti = c->jti;
+	conn_set_expiry(c, id.exp);
+	conn_arm(c);
+	s->refresh_ok++;
+	log_debug("fd %d user %s: token refreshed, expires at %lld", c->fd, c->user, id.exp);
+	conn_send_text(c, m, wsm_refreshed(m, id.exp));
+	refresh_recheck(c, &id);
+	return;
+refused:
+	s->refresh_refused++;
+	log_debug("fd %d user %s: refresh refused (%s), closing with %d", c->fd, c->user, why, code);
+	conn_close(c, code, why);
+}
 
 static void frames_in(struct conn *c, const uint8_t *buf, size_t len)
 {
@@ -786,8 +1502,9 @@ static void frames_in(struct conn *c, const uint8_t *buf, size_t len)
 			s->protocol_errors++;
 			conn_close(c, -rc,
 				   rc == -WSF_CLOSE_BAD_DATA ? "invalid UTF-8"
-				   : rc == -WSF_CLOSE_TOO_BIG ? "message over 4 KiB"
-							      : "protocol error");
+				   : rc == -WSF_CLOSE_TOO_BIG ? "message too big"
+				   : rc == -WSF_CLOSE_INTERNAL ? "out of memory"
+							       : "protocol error");
 			break;
 		}
 		if (rc == 0)
@@ -810,11 +1527,66 @@ static void frames_in(struct conn *c, const uint8_t *buf, size_t len)
 				   ev.code == WSF_CLOSE_NO_STATUS ? WSF_CLOSE_NORMAL : ev.code,
 				   NULL);
 			break;
+		case WSF_EV_MESSAGE:
+			/* Text: a command (a refresh).  Binary: ignored (DESIGN 5). */
+			if (ev.opcode == WSF_OP_TEXT)
+				on_text(c, ev.data, ev.len);
+			break;
 		default:
-			break; /* client data messages are ignored (DESIGN 5) */
+			break;
 		}
 	}
 	wsf_parser_trim(&c->wp);
+}
+
+/*
+ * proxy_protocol on: the first len bytes of the connection are in the
+ * loop's read buffer (a partial header from earlier reads included).  A
+ * complete header sets the client's address and is cut from the buffer,
+ * the request's bytes moved to its start; what was kept of an earlier read
+ * goes.  Returns the header's length, 0 when more is needed (kept in
+ * hbuf), or -1 after the connection was closed (no header, a malformed or
+ * oversized one: closed without a word, since nothing proved the peer is
+ * the proxy).
+ */
+static int proxy_in(struct conn *c, size_t len)
+{
+	struct wss *s = c->srv;
+	struct proxy_hdr h;
+	char a[PROXY_ADDR_STRLEN];
+	long n = proxy_parse(s->rbuf, len, &h);
+
+	if (n < 0) {
+		s->proxy_bad++;
+		log_info("fd %d from %s: %s, closing", c->fd, proxy_addr_str(&c->peer, a, sizeof a),
+			 n == HERR_TOOBIG    ? "PROXY protocol header too long"
+			 : proxy_sniff(s->rbuf, len) ? "malformed PROXY protocol header"
+						    : "no PROXY protocol header (proxy_protocol is on)");
+		conn_free(c);
+		return -1;
+	}
+	if (n == 0) {
+		if (c->hlen == 0) {
+			c->hbuf = malloc(len);
+			if (c->hbuf == NULL) {
+				conn_free(c);
+				return -1;
+			}
+			memcpy(c->hbuf, s->rbuf, len);
+		}
+		c->hlen = (uint16_t)len;
+		return 0;
+	}
+	c->want_proxy = 0;
+	s->proxy_ok[h.version - 1]++;
+	/* LOCAL or UNKNOWN: the proxy's own connection, its socket address stays. */
+	if (h.src.family != PROXY_AF_NONE)
+		c->peer = h.src;
+	free(c->hbuf);
+	c->hbuf = NULL;
+	c->hlen = 0;
+	memmove(s->rbuf, s->rbuf + n, len - (size_t)n);
+	return (int)n;
 }
 
 /*
@@ -854,6 +1626,23 @@ static void handshake_in(struct conn *c)
 		len += c->hlen;
 		/* wsh_parse splits in place: parse a scratch copy, keep the original */
 		memcpy(s->rbuf, nb, len);
+	}
+	if (c->want_proxy) {
+		rc = proxy_in(c, len);
+		if (rc <= 0)
+			return;
+		len -= (size_t)rc;
+		if (len == 0)
+			return;
+	} else if (proxy_sniff(s->rbuf, len) && len >= (buf[0] == 'P' ? 6 : 12)) {
+		char a[PROXY_ADDR_STRLEN];
+
+		s->proxy_forged++;
+		log_info("fd %d from %s: a PROXY protocol header where proxy_protocol is off, "
+			 "refused with 400",
+			 c->fd, proxy_addr_str(&c->peer, a, sizeof a));
+		conn_http_error(c, 400, "PROXY protocol header on a listener without proxy_protocol");
+		return;
 	}
 	rc = wsh_parse(buf, len, &r);
 	if (rc == 0) {
@@ -909,19 +1698,21 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 /* --- accepting ------------------------------------------------------------- */
 
-static void conn_new(struct wss *s, int fd)
+static void conn_new(struct wss *s, int fd, const struct sockaddr_storage *sa, socklen_t salen)
 {
-	struct conn *c = calloc(1, sizeof *c);
+	struct conn *c = slab_alloc(&s->conn_slab);
 	int one = 1;
 
 	if (c == NULL) {
-		log_error("malloc(%zu) failed for a connection, closing fd %d", sizeof *c, fd);
+		log_error("out of memory (%zu bytes) for a connection, closing fd %d", sizeof *c, fd);
 		close(fd);
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	c->srv = s;
 	c->fd = fd;
+	c->want_proxy = s->conf->proxy_protocol != 0;
+	proxy_addr_from_sockaddr(&c->peer, sa, salen);
 	event_assign(&c->rev, s->base, fd, EV_READ | EV_PERSIST, on_read, c);
 	event_assign(&c->wev, s->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
 	evtimer_assign(&c->tev, s->base, on_timer, c);
@@ -972,10 +1763,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	int i;
 
 	for (i = 0; i < ACCEPT_BATCH; i++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage sa;
+		socklen_t salen = sizeof sa;
+		int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
-			conn_new(s, fd);
+			conn_new(s, fd, &sa, salen);
 			continue;
 		}
 		if (errno == EINTR || errno == ECONNABORTED)
@@ -1036,6 +1829,7 @@ int wss_new(struct wss **out, struct event_base *base, const struct conf *c,
 	}
 	s->base = base;
 	s->start_ms = clock_wall_ms();
+	slab_init(&s->conn_slab, sizeof(struct conn));
 	s->conf = c;
 	s->o = *o;
 	if (s->o.handshake_timeout_ms == 0)
@@ -1047,12 +1841,7 @@ int wss_new(struct wss **out, struct event_base *base, const struct conf *c,
 	rc = auth_new(&s->auth, c, err, errlen);
 	if (rc != 0)
 		goto fail;
-	memset(&lim, 0, sizeof lim);
-	lim.send_queue_max = (size_t)c->send_queue_max;
-	lim.max_connections = (unsigned)c->max_connections;
-	lim.max_per_user = (unsigned)c->max_connections_per_user;
-	lim.history_limit = (unsigned)(c->history_max > HISTORY_LIMIT_MAX ? HISTORY_LIMIT_MAX
-									   : c->history_max);
+	hub_limits_conf(&lim, c);
 	rc = hub_new(&s->hub, &lim, NULL);
 	if (rc != 0) {
 		snprintf(err, errlen, "hub_new: %s", herr_str(rc));
@@ -1147,5 +1936,7 @@ void wss_free(struct wss *s)
 		close(s->lfd);
 	event_del(&s->trim_ev);
 	wsf_pool_clear(&s->fpool);
+	addr_tab_free(&s->addrs);
+	slab_destroy(&s->conn_slab);
 	free(s);
 }

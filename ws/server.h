@@ -1,14 +1,27 @@
 /*
- * server.h - herald-ws's connections on one libevent loop: accept, the
- * HTTP upgrade (handshake.h), WebSocket sessions (frame.h) fed by the hub,
- * health and metrics on the same port.
+ * server.h - herald-ws's server: every client connection on one libevent
+ * loop.  It accepts, reads the HTTP upgrade (codec/ws_handshake.h), runs the
+ * WebSocket sessions (codec/ws_frame.h) fed by the hub (src/hub.h), and
+ * answers health, probes and metrics on the same port.
+ *
+ * Who owns what:
+ *   - struct wss owns the listening socket, every struct conn, the hub, the
+ *     Redis subscriber (src/sub.h) and the token verifier (src/auth.h);
+ *     wss_free releases all of them.
+ *   - A connection owns its socket and its parser; messages are the hub's,
+ *     shared by reference (hub_msg_ref) until written.
+ *   - The configuration is borrowed from ws/main.c, which owns the loop, the
+ *     signals, --workers and the log.
  *
  * Memory: an open, idle connection holds its struct (hub_conn, parser,
  * two events, a timer) and nothing else.  The handshake buffer, control
  * frame payloads and pending control frames come from pools only while in
  * use; messages are written straight from the hub's shared copies.
  *
- * Single-threaded: every function runs on the loop's thread.
+ * Threads: one.  Every function here, every callback of the loop, the hub's
+ * wake and close (which only schedule an event) and the subscriber's
+ * callbacks run on the loop's thread; --workers gives each process its own
+ * loop and server.
  */
 #ifndef HERALD_WS_SERVER_H
 #define HERALD_WS_SERVER_H

@@ -3,15 +3,18 @@
 # herald.js in real headless Chromium (Debian's chromium, driven by
 # playwright-core from npm) against the whole stack: redis-server, herald-ws,
 # herald-fcgi and nginx with the shipped configs.  The seven checks of issue 5
-# run in tests/browser/run.mjs; this script owns every process and answers
-# the node script's requests ("CTL ..." lines on its stdout, one reply line
-# on its stdin): restart the stack with another nginx config, stop or start
-# herald-ws, publish with herald-publish, mint tokens, read herald-ws metrics.
+# and the backlog resume of issue 11 run in tests/browser/run.mjs; this
+# script owns every process and answers the node script's requests ("CTL ..."
+# lines on its stdout, one reply line on its stdin): restart the stack with
+# another nginx config, stop or start herald-ws or herald-fcgi, name nginx's
+# log directory, publish with herald-publish
+# (one at a time or a backlog), mint tokens, read herald-ws metrics.
 # TAP on stdout.  Artifacts (the demo page's screenshot, the consoles, the
 # server logs) go to BUILD/tests/browser/artifacts.
 #
 # playwright-core is installed once into BUILD/tests/browser/node (never into
 # the source tree); HERALD_BROWSER_NODE_DIR names another place to keep it.
+# HERALD_BROWSER_BACKLOG sets the size of test 9's backlog (default 2000).
 src=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=../integration/lib.sh
 . "$src/tests/integration/lib.sh"
@@ -25,6 +28,7 @@ CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 PATH=$PATH:/usr/sbin
 ART=$B/tests/browser/artifacts
 NODE_DIR=${HERALD_BROWSER_NODE_DIR:-$B/tests/browser/node}
+BACKLOG=${HERALD_BROWSER_BACKLOG:-2000}
 
 [ -x "$CHROMIUM" ] || skip_all "no $CHROMIUM (apt-get install chromium)"
 command -v node >/dev/null 2>&1 || skip_all "node not installed (apt-get install nodejs)"
@@ -47,9 +51,6 @@ if [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
 	fi
 fi
 
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA | HERALD_BROWSER_NODE_DIR) ;; *) unset "$v" ;; esac
-done
 start_redis || skip_all "cannot start redis-server"
 chmod 755 "$T" # nginx's workers run as another user and must reach the sockets
 
@@ -57,8 +58,15 @@ SECRET=browser-secret-$$
 export HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET
 HERALD_PUBLISH_KEY=$(openssl rand -hex 16)
 export HERALD_PUBLISH_KEY HERALD_LOG_LEVEL=info
+# Test 9 publishes a backlog of 2,000 to one user: the history keeps them all.
+export HERALD_HISTORY_MAX=5000
+# Test 12's 20 s tokens end their connections 2 s after exp, not 30.
+export HERALD_JWT_LEEWAY=2
 RUN=$T/run
 PORT=$(port_pick)
+# Test 7d authenticates the WebSocket with the herald_token cookie, which
+# herald-ws takes only from an allowed Origin: the demo page's.
+export HERALD_ALLOWED_ORIGINS=http://127.0.0.1:$PORT
 STACK_UP=0
 SERIES_PID=
 NODE_PID=
@@ -97,7 +105,7 @@ stack() {
 	fi
 	STACK_UP=1
 	case $1 in
-	full | legacy) stack_start "$RUN" "$B" "$PORT" "$1" ;;
+	full | legacy | stream) stack_start "$RUN" "$B" "$PORT" "$1" ;;
 	nosse)
 		nosse_conf
 		STACK_RUN=$RUN STACK_BUILD=$B
@@ -108,6 +116,12 @@ stack() {
 		;;
 	*) return 1 ;;
 	esac
+}
+
+# ws_metric NAME: one herald-ws metric's value (NAME with its labels)
+ws_metric() {
+	curl -s --max-time 5 --unix-socket "$RUN/ws.sock" http://herald/api/v1/notifications/metrics |
+		awk -v k="$1" '$1 == k { print $2 }'
 }
 
 ws_connections() {
@@ -124,9 +138,17 @@ ctl() {
 	set -- $cmd
 	set +f
 	case $1 in
-	stack) if stack "$2" 2>"$T/stack.err"; then REPLY="ok http://127.0.0.1:$PORT"; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
+	stack) if stack "$2" 2>"$T/stack.err"; then
+		REPLY="ok http://127.0.0.1:$PORT"
+		# the stream flavour: its ws:// and wss:// ports too
+		[ "$2" = stream ] && REPLY="$REPLY $NGINX_STREAM_PORT $NGINX_STREAM_TLS_PORT"
+	else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
 	ws-stop) stack_stop_ws && REPLY=ok ;;
 	ws-start) if stack_start_ws 2>"$T/stack.err"; then REPLY=ok; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
+	fcgi-stop) stack_stop_fcgi && REPLY=ok ;;
+	fcgi-start) if stack_start_fcgi 2>"$T/stack.err"; then REPLY=ok; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
+	# nginx's logs (error.log, access.log): test 13 reads them
+	nginx-logs) REPLY="ok $RUN/nginx/logs" ;;
 	token) REPLY=$(herald_token "$SECRET" "$2" "$3") ;;
 	badtoken) REPLY=$(herald_token "not-$SECRET" "$2" 3600) ;;
 	publish)
@@ -144,12 +166,23 @@ ctl() {
 		SERIES_PID=$!
 		REPLY=ok
 		;;
+	backlog)
+		# backlog USER N: publish N payloads {"title":"backlog i","n":i} with
+		# one herald-publish (it pipelines); replies "COUNT FIRST_ID LAST_ID"
+		if seq "$3" | awk '{ printf "{\"title\":\"backlog %d\",\"n\":%d}\n", $1, $1 }' |
+			"$B/herald-publish" "$2" - >"$T/backlog.ids" 2>"$T/backlog.err"; then
+			REPLY="$(wc -l <"$T/backlog.ids") $(head -1 "$T/backlog.ids") $(tail -1 "$T/backlog.ids")"
+		else
+			REPLY="error $(tr '\n' ' ' <"$T/backlog.err")"
+		fi
+		;;
 	series-wait)
 		wait "$SERIES_PID"
 		SERIES_PID=
 		REPLY=$(tr '\n' ' ' <"$T/series.ids" | sed 's/ $//')
 		;;
 	ws-conns) REPLY=$(ws_connections) ;;
+	ws-metric) REPLY=$(ws_metric "$2") ;;
 	*) REPLY="error unknown request: $cmd" ;;
 	esac
 }
@@ -157,8 +190,8 @@ ctl() {
 # Bounded: the node script gives up after its own limit; timeout is the
 # backstop.  Two FIFOs carry its lines here and the replies back.
 mkfifo "$T/to-node" "$T/from-node"
-HERALD_PW_DIR=$NODE_DIR CHROMIUM=$CHROMIUM HERALD_ART=$ART \
-	timeout -k 5 170 node "$src/tests/browser/run.mjs" <"$T/to-node" >"$T/from-node" \
+HERALD_PW_DIR=$NODE_DIR CHROMIUM=$CHROMIUM HERALD_ART=$ART HERALD_BACKLOG=$BACKLOG \
+	timeout -k 5 380 node "$src/tests/browser/run.mjs" <"$T/to-node" >"$T/from-node" \
 	2>"$ART/node-stderr.log" &
 NODE_PID=$!
 exec 7>"$T/to-node" 8<"$T/from-node"

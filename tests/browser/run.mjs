@@ -1,11 +1,12 @@
-// The browser checks of issue 5, in headless Chromium through playwright-core.
+// The browser checks of issue 5, in headless Chromium through playwright-core,
+// and test 9: a page reopened after a backlog of 2,000 gets it whole (issue 11).
 // Run by tests/browser/browser.sh, which owns the servers: a line
 // "CTL REQUEST" on stdout asks it for something, the answer is the next line
 // on stdin.  TAP on stdout.  No timed assertions: every wait is for a
 // condition, with a generous bound.
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
-import { writeFileSync, appendFileSync } from 'node:fs';
+import { writeFileSync, appendFileSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 const require = createRequire(path.join(process.env.HERALD_PW_DIR, 'noop.js'));
@@ -14,12 +15,13 @@ const { chromium } = require('playwright-core');
 const ART = process.env.HERALD_ART;
 const PUBLISH_KEY = process.env.HERALD_PUBLISH_KEY;
 const USER = '42';
-const LIMIT_MS = 160000; // the whole run
+const LIMIT_MS = 370000; // the whole run
 const WAIT = 20000; // one condition
+const BACKLOG = parseInt(process.env.HERALD_BACKLOG || '', 10) || 2000; // test 9
 
 // --- TAP and the control channel ---------------------------------------------
 
-const PLAN = 16; // the seven tests of issue 5, some in several checks, and the classic loader
+const PLAN = 29; // the seven tests of issue 5, some in several checks, the classic loader, issue 11's backlog and backoff, issue 16's stream flavour, issue 12's renewal and tickets
 let n = 0;
 let failed = 0;
 function ok(cond, desc, ...diag) {
@@ -154,9 +156,11 @@ async function test1() {
 	const lines = page.lines.join('\n');
 	ok(
 		got && lines.includes('[WebSocket] Connecting to:') && lines.includes('[WebSocket] Connected successfully') &&
-			!lines.includes(token) && page.sockets.length === 1,
-		'1. full config: WebSocket, and a notification from herald-publish shows on the demo page',
+			!lines.includes(token) && page.sockets.length === 1 &&
+			page.sockets.every((u) => /[?&]ticket=/.test(u) && !u.includes('token=')),
+		'1. full config: WebSocket (a ticket in its URL, not the token), and a notification from herald-publish shows on the demo page',
 		await bodyData(page),
+		page.sockets.join(' '),
 		lines,
 	);
 
@@ -367,6 +371,7 @@ async function runClient(page, opts) {
 		Herald.connect({
 			token: o.token,
 			cookie: !!o.cookie,
+			tickets: o.tickets !== false,
 			getToken: async () => tokens[Math.min(r.calls++, tokens.length - 1)],
 			transports: o.transports,
 			share: false,
@@ -404,6 +409,11 @@ async function test7() {
 	const bad = await ctl(`badtoken ${USER}`);
 	const ctx = await browser.newContext();
 	const page = await newPage(ctx, 't7');
+	page.tickets = 0;
+	page.on('request', (q) => {
+		if (q.url().includes('/notifications/ticket'))
+			page.tickets++;
+	});
 	await page.goto(`${base}/#`);
 
 	// Expired, and getToken has a good one: one call, then connected.
@@ -415,18 +425,21 @@ async function test7() {
 	ok(got && r.calls === 1, '7. expired token, getToken gives a fresh one: reconnects (one call)', JSON.stringify(r));
 
 	// Expired, and getToken gives a bad one: stops, says so, retries nothing.
+	// Each attempt asks for a ticket first, which the server refuses (401):
+	// no WebSocket is opened with a refused token.
 	const before = page.sockets.length;
+	const tickets0 = page.tickets;
 	i = await runClient(page, { token: expired, refresh: [bad, fresh], key: 't7b' });
 	const stopped = await waitRun(page, i, "r.states.includes('unauthorized:')");
-	const attempts = page.sockets.length - before;
-	// An observation window: a client in a retry loop would open more.
+	const attempts = page.tickets - tickets0;
+	// An observation window: a client in a retry loop would try more.
 	await page.waitForTimeout(3000);
 	r = await run(page, i);
 	ok(
-		stopped && r.calls === 1 && attempts === 2 && page.sockets.length - before === 2 &&
+		stopped && r.calls === 1 && attempts === 2 && page.tickets - tickets0 === 2 && page.sockets.length === before &&
 			r.states[r.states.length - 1] === 'unauthorized:',
-		'7b. expired token, getToken gives a bad one: state unauthorized, one getToken call, two attempts, no more',
-		`attempts=${attempts} then ${page.sockets.length - before}`,
+		'7b. expired token, getToken gives a bad one: state unauthorized, one getToken call, two attempts (ticket refused), no more',
+		`attempts=${attempts} then ${page.tickets - tickets0}, sockets ${page.sockets.length - before}`,
 		JSON.stringify(r),
 	);
 
@@ -445,9 +458,27 @@ async function test7() {
 	got = up && (await waitRun(page, i, 'r.got.includes(x)', id));
 	const urls = page.sockets.slice(from);
 	ok(
-		got && urls.length === 1 && !urls[0].includes('token='),
+		got && urls.length === 1 && !urls[0].includes('token=') && !urls[0].includes('ticket='),
 		'7d. cookie: true: the herald_token cookie authenticates the WebSocket, no token in the URL',
 		urls.join(' '),
+		JSON.stringify(await run(page, i)),
+	);
+	await ctx.clearCookies();
+
+	// tickets: false: the token in the URL, as before tickets.
+	const from2 = page.sockets.length;
+	const tickets2 = page.tickets;
+	i = await runClient(page, { token: fresh, tickets: false, refresh: [], key: 't7e' });
+	up = await waitRun(page, i, "r.states.includes('connected:ws')");
+	id = up ? await publish('with tickets: false') : '';
+	got = up && (await waitRun(page, i, 'r.got.includes(x)', id));
+	const urls2 = page.sockets.slice(from2);
+	ok(
+		got && urls2.length === 1 && urls2[0].includes(`token=${fresh}`) && !urls2[0].includes('ticket=') &&
+			page.tickets === tickets2,
+		'7e. tickets: false: no ticket asked for, the token in the WebSocket URL, receives',
+		urls2.join(' '),
+		`ticket requests ${page.tickets - tickets2}`,
 		JSON.stringify(await run(page, i)),
 	);
 	await ctx.close();
@@ -534,6 +565,445 @@ async function test8() {
 	await ctx.close();
 }
 
+// A page closed while BACKLOG notifications were published, opened again:
+// it resumes from the cursor herald.js keeps in localStorage and gets them
+// all, each once, in order, then a live one.  The demo shows the newest 200
+// rows (and the count of all); the envelopes are read from the demo's hook,
+// the 'herald-demo:notification' event.
+async function backlog(label, flavour, transport, extra, extraAfter = extra) {
+	const start = Date.now();
+	const base = await stack(flavour);
+	const token = await ctl(`token ${USER} 3600`);
+	const ctx = await browser.newContext();
+	await ctx.addInitScript(() => {
+		window.delivered = [];
+		addEventListener('herald-demo:notification', (e) =>
+			window.delivered.push({
+				id: e.detail.id,
+				n: e.detail.data ? e.detail.data.n : undefined,
+				t: Math.round(performance.now()),
+			}),
+		);
+	});
+	const tag = `t9-${transport}`;
+	let page = await newPage(ctx, `${tag}-before`);
+	await page.goto(demoUrl(base, token, `&backoff=200${extra}`));
+	const up = await waitState(page, 'connected', transport);
+	const mark = up ? await publish('before the backlog') : '';
+	const marked = up && (await waitIds(page, [mark]));
+	const cursor = await page.evaluate(() => window.herald && window.herald.cursor);
+	await page.close();
+	if (!marked || cursor !== mark) {
+		ok(false, `9${label}. backlog of ${BACKLOG}`, `up=${up} mark=${mark} cursor=${cursor}`);
+		await ctx.close();
+		return;
+	}
+
+	const t1 = Date.now();
+	const pub = (await ctl(`backlog ${USER} ${BACKLOG}`)).split(' ');
+	page = await newPage(ctx, `${tag}-after`);
+	const t0 = Date.now();
+	await page.goto(demoUrl(base, token, `&backoff=200${extraAfter}`));
+	// Until all have arrived, or nothing more came for 15 s, or 90 s.
+	let got = 0;
+	let moved = Date.now();
+	while (got < BACKLOG && Date.now() - moved < 15000 && Date.now() - t0 < 90000) {
+		await page.waitForTimeout(250);
+		const g = await page.evaluate(() => window.delivered.length);
+		if (g !== got)
+			moved = Date.now();
+		got = g;
+	}
+	const replayMs = Date.now() - t0;
+	const when = await page.evaluate(() => {
+		const d = window.delivered;
+		return d.length ? `first at ${d[0].t} ms, last at ${d[d.length - 1].t} ms after the page's start` : 'none';
+	});
+	console.log(`# 9${label}: first page ${t1 - start} ms, publish ${t0 - t1} ms, replay ${replayMs} ms (${when})`);
+	const live = got >= BACKLOG && (await waitState(page, 'connected', transport));
+	const liveId = live ? await ctl(`publish ${USER} {"title":"live after the backlog","n":${BACKLOG + 1}}`) : '';
+	if (live)
+		await page
+			.waitForFunction((k) => window.delivered.length >= k, BACKLOG + 1, { timeout: WAIT })
+			.catch(() => {});
+	const d = await page.evaluate(() => window.delivered);
+	writeFileSync(path.join(ART, `${tag}-delivered.json`), JSON.stringify(d));
+	const ui = await page.evaluate(() => ({
+		count: document.getElementById('count').textContent,
+		rows: document.querySelectorAll('#list li').length,
+		data: JSON.stringify(document.body.dataset),
+	}));
+	const inOrder = d.every((e, i) => e.n === i + 1);
+	const ids = new Set(d.map((e) => e.id));
+	const bad = d.findIndex((e, i) => e.n !== i + 1);
+	const lines = page.lines.join('\n');
+	ok(
+		pub[0] === String(BACKLOG) && d.length === BACKLOG + 1 && inOrder && ids.size === d.length &&
+			d[BACKLOG].id === liveId && ui.count === String(BACKLOG + 1) && ui.rows <= 200,
+		`9${label}. reopened after ${BACKLOG} were published: all ${BACKLOG} in order, each once, over ${NAMES[transport]}, then a live one`,
+		`published ${pub.join(' ')}; delivered ${d.length} in ${replayMs} ms (${got} when the wait ended), first out of order at ${bad}: ${JSON.stringify(d[bad])}`,
+		`live ${liveId}; demo count ${ui.count}, rows ${ui.rows}; ${ui.data}`,
+		lines.split('\n').slice(-40).join('\n'),
+	);
+	await ctx.close();
+}
+
+const NAMES = { ws: 'WebSocket', sse: 'SSE', poll: 'polling' };
+
+async function test9() {
+	await backlog('', 'full', 'ws', '');
+	await backlog('b', 'legacy', 'sse', '');
+	// The page opened again polls plainly every 5 s: only `more: true` drains
+	// the backlog (pages of 100, back to back) within the 90 s bound; at one
+	// page per poll 2,000 would take 100 s.
+	await backlog('c', 'nosse', 'poll', '', '&long_poll=0&poll_interval=5000');
+}
+
+// Servers that keep closing the client, played by Playwright's routes (no
+// Herald process involved): each client must back off, not loop.  Over one
+// 8 s window with the default backoff (backoffBase 1 s, full jitter, doubling
+// from the second close on) a client makes about five attempts; the bound
+// below is twice that, where the old client made hundreds (4408) or about
+// fifteen (a stream that ends after one event, a poll that fails after one
+// answer).
+const WINDOW = 8000;
+const LOOP_MAX = 10;
+
+async function test10() {
+	const base = await stack('full');
+	const ctx = await browser.newContext();
+	const page = await newPage(ctx, 't10');
+	const hits = { slow: 0, err: 0, sse: 0, poll: 0, healthy: 0, stuck: 0 };
+	const env = (id) => `{"id":"${id}","channel":"notifications:42","ts":1,"data":{}}`;
+	await page.routeWebSocket(/\/t10\/slow/, (ws) => {
+		hits.slow++;
+		setTimeout(() => ws.close({ code: 4408, reason: 'too slow' }).catch(() => {}), 20);
+	});
+	await page.routeWebSocket(/\/t10\/err/, (ws) => {
+		hits.err++;
+		ws.send(env('1-1'));
+		setTimeout(() => ws.close({ code: 1011, reason: 'internal' }).catch(() => {}), 20);
+	});
+	// open 1 s, then 4408; healthyAfter 500 ms: each reconnect at once
+	await page.routeWebSocket(/\/t10\/healthy/, (ws) => {
+		hits.healthy++;
+		setTimeout(() => ws.close({ code: 4408, reason: 'too slow' }).catch(() => {}), 1000);
+	});
+	// a stream that delivers one event and ends
+	await page.route(/\/t10\/sse/, (r) => {
+		hits.sse++;
+		r.fulfill({
+			status: 200,
+			headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' },
+			body: `retry: 3000\n\nid: 1-1\nevent: notification\ndata: ${env('1-1')}\n\n`,
+		});
+	});
+	// a poll answered, then the next one (held, wait=) fails
+	await page.route(/\/t10\/poll/, (r) => {
+		hits.poll++;
+		if (r.request().url().includes('wait='))
+			r.fulfill({ status: 500, body: 'boom' });
+		else
+			r.fulfill({
+				status: 200,
+				contentType: 'application/json',
+				body: '{"notifications":[],"cursor":"1-0","truncated":false,"more":false,"poll_interval":60}',
+			});
+	});
+	// more: true forever, the cursor never moving
+	await page.route(/\/t10\/stuck/, (r) => {
+		hits.stuck++;
+		r.fulfill({
+			status: 200,
+			contentType: 'application/json',
+			body: '{"notifications":[],"cursor":"1-0","truncated":false,"more":true,"poll_interval":60}',
+		});
+	});
+	await page.goto(`${base}/#`);
+	await page.evaluate(async () => {
+		const { default: Herald } = await import('/herald.js');
+		window.t10 = {};
+		const mk = (name, transports, paths, extra) => {
+			localStorage.setItem(`t10-${name}:cursor`, '1-0'); // resume: no priming poll
+			const r = { delays: [] };
+			window.t10[name] = r;
+			Herald.connect(
+				Object.assign(
+					{
+						token: 'x.e30.x',
+						tickets: false, // the routes play the server: no ticket endpoint
+						share: false,
+						storageKey: `t10-${name}`,
+						transports,
+						paths,
+						debug: true,
+						onState: (s) => {
+							if (s.delay !== undefined)
+								r.delays.push(s.delay);
+						},
+					},
+					extra,
+				),
+			);
+		};
+		mk('slow', ['ws'], { ws: '/t10/slow' });
+		mk('err', ['ws'], { ws: '/t10/err' });
+		mk('healthy', ['ws'], { ws: '/t10/healthy' }, { healthyAfter: 500 });
+		mk('sse', ['sse'], { sse: '/t10/sse' });
+		mk('poll', ['poll'], { poll: '/t10/poll' });
+		mk('stuck', ['poll'], { poll: '/t10/stuck' }, { longPoll: 0 });
+	});
+	// An observation window: a client in a loop would come back many times.
+	await page.waitForTimeout(WINDOW);
+	const h = Object.assign({}, hits);
+	const r = await page.evaluate(() => window.t10);
+	ok(
+		h.slow >= 2 && h.slow <= LOOP_MAX && h.err >= 2 && h.err <= LOOP_MAX && h.sse >= 2 && h.sse <= LOOP_MAX &&
+			h.poll >= 4 && h.poll <= 2 * LOOP_MAX,
+		`10. servers that keep closing (4408, 1011, an SSE stream that ends, a failing poll): at most ${LOOP_MAX} attempts in ${WINDOW / 1000} s`,
+		`attempts ${JSON.stringify(h)}`,
+		`delays ${JSON.stringify(r)}`,
+	);
+	ok(
+		h.healthy >= 4 && r.healthy.delays.length === 0,
+		'10b. a connection that stayed healthy (healthyAfter) and then got 4408: reconnects at once, every time',
+		`attempts ${h.healthy}, delays ${JSON.stringify(r.healthy.delays)}`,
+	);
+	ok(
+		h.stuck === 1,
+		'10c. a poll answer with more: true and a cursor that does not move: no second poll before the interval',
+		`polls ${h.stuck}`,
+	);
+	await ctx.close();
+}
+
+// The stream flavour (issue 16): nginx/herald-stream.conf relays the
+// WebSocket at L4 on ports of its own; the demo page (on the HTTP server)
+// is told where with herald.js's wsUrl (the page's &ws_url=).  ws:// and
+// wss:// (the test certificate, which this browser context accepts).
+async function test11() {
+	const [base, wsPort, wssPort] = (await stack('stream')).split(' ');
+	const token = await ctl(`token ${USER} 3600`);
+	const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+	for (const [scheme, port] of [['ws', wsPort], ['wss', wssPort]]) {
+		const page = await newPage(ctx, `t11-${scheme}`);
+		const wsUrl = `${scheme}://127.0.0.1:${port}/api/v1/ws/notifications`;
+		await page.goto(demoUrl(base, token, `&ws_url=${encodeURIComponent(wsUrl)}`));
+		const up = await waitState(page, 'connected', 'ws');
+		const id = await publish(`Over the stream flavour, ${scheme}`);
+		const got = up && (await waitIds(page, [id]));
+		ok(
+			got && page.sockets.length >= 1 && page.sockets.every((u) => u.startsWith(`${wsUrl}?`)),
+			`11. stream flavour: WebSocket over ${scheme}://127.0.0.1:${port} (herald.js wsUrl), a notification shows`,
+			await bodyData(page),
+			page.sockets.join(' '),
+			page.lines.join('\n'),
+		);
+		await page.close();
+	}
+	await ctx.close();
+}
+
+// Renewal ahead of expiry (issue 12): 20 s tokens (browser.sh sets the
+// leeway to 2 s, so a connection that is not renewed ends 22 s in) and a
+// getToken that mints fresh ones.  WebSocket: the token is refreshed on the
+// open connection, which stays the only one for 60 s (herald-ws counts one
+// upgrade) and delivers before and after the first token's end.  SSE: the
+// stream is renewed by reconnecting from the cursor before herald-fcgi ends
+// it at exp; the state never leaves connected and nothing is missed or
+// doubled.  The two pages run side by side.
+const RENEW_MS = 60000;
+
+async function test12() {
+	const base = await stack('full');
+	const metric = async (k) => Number(await ctl(`ws-metric ${k}`));
+	const upgrades0 = await metric('herald_ws_upgrades_total');
+	const refresh0 = await metric('herald_ws_refresh_total{result="ok"}');
+	const ctx = await browser.newContext();
+	const runs = {};
+	for (const [kind, user] of [['ws', 'rw'], ['sse', 'rs']]) {
+		const page = await newPage(ctx, `t12-${kind}`);
+		page.sse = 0;
+		page.on('request', (r) => {
+			if (r.url().includes('/sse/notifications'))
+				page.sse++;
+		});
+		await page.exposeFunction('mintToken', () => ctl(`token ${user} 20`));
+		await page.goto(`${base}/#`);
+		const first = await ctl(`token ${user} 20`);
+		await page.evaluate(
+			async ([t, k]) => {
+				const { default: Herald } = await import('/herald.js');
+				const r = { calls: 0, states: [], got: [] };
+				window.r12 = r;
+				Herald.connect({
+					token: t,
+					transports: [k],
+					share: false,
+					storageKey: `t12-${k}`,
+					debug: true,
+					getToken: async () => {
+						r.calls++;
+						return window.mintToken();
+					},
+					onNotification: (e) => r.got.push(e.id),
+					onState: (s) => r.states.push(`${s.state}:${s.transport || ''}`),
+				});
+			},
+			[first, kind],
+		);
+		runs[kind] = { page, user, t0: Date.now(), ids: [] };
+	}
+	const pub = async (x, title) => {
+		const id = await ctl(`publish ${x.user} {"title":"${title}"}`);
+		x.ids.push(id);
+		return id;
+	};
+	const has = (x) =>
+		x.page
+			.waitForFunction((want) => want.every((id) => window.r12.got.includes(id)), x.ids, { timeout: WAIT })
+			.then(
+				() => true,
+				() => false,
+			);
+	const up = {};
+	for (const k of Object.keys(runs)) {
+		const x = runs[k];
+		up[k] = await x.page
+			.waitForFunction((w) => window.r12.states.includes(w), `connected:${k}`, { timeout: WAIT })
+			.then(
+				() => true,
+				() => false,
+			);
+		if (up[k]) {
+			await pub(x, `before the renewal, ${k}`);
+			up[k] = await has(x);
+		}
+	}
+	// Past the first token's end (20 s + 2 s of leeway) with a margin.
+	await new Promise((res) => setTimeout(res, Math.max(0, runs.ws.t0 + RENEW_MS - Date.now())));
+	for (const k of Object.keys(runs))
+		if (up[k])
+			await pub(runs[k], `after the first token's end, ${k}`);
+	const got = {};
+	for (const k of Object.keys(runs)) {
+		got[k] = up[k] && (await has(runs[k]));
+		runs[k].r = await runs[k].page.evaluate(() => window.r12);
+	}
+	const upgrades = (await metric('herald_ws_upgrades_total')) - upgrades0;
+	const refreshed = (await metric('herald_ws_refresh_total{result="ok"}')) - refresh0;
+	const w = runs.ws;
+	const wl = w.page.lines.join('\n');
+	ok(
+		got.ws && sameList(w.r.got, w.ids) && w.page.sockets.length === 1 && upgrades === 1 && refreshed >= 1 &&
+			w.r.calls >= 1 && !w.r.states.some((st) => !st.startsWith('connected') && !st.startsWith('connecting')) &&
+			wl.includes('refreshing the token on the open connection'),
+		`12. WebSocket, 20 s tokens and getToken: refreshed in place, one connection for ${RENEW_MS / 1000} s, delivers after the first token's end`,
+		`sockets=${w.page.sockets.length} herald-ws upgrades=${upgrades} refreshes=${refreshed}`,
+		`want ${w.ids.join(' ')}`,
+		JSON.stringify(w.r),
+		wl,
+	);
+	const e = runs.sse;
+	const el = e.page.lines.join('\n');
+	ok(
+		got.sse && sameList(e.r.got, e.ids) && e.page.sse >= 2 && e.r.calls >= 1 &&
+			!e.r.states.some((st) => !st.startsWith('connected') && !st.startsWith('connecting')) &&
+			el.includes('renewed with the new token'),
+		`12b. SSE, 20 s tokens and getToken: renewed by reconnecting from the cursor before expiry, no gap, nothing missed or doubled`,
+		`sse requests=${e.page.sse}`,
+		`want ${e.ids.join(' ')}`,
+		JSON.stringify(e.r),
+		el,
+	);
+	await ctx.close();
+}
+
+// Tokens out of URLs (issue 12): herald.js opens WebSocket and SSE with a
+// single-use ticket.  herald-ws is stopped, so every WebSocket attempt (the
+// fallbacks, then the probes from SSE) is an upstream error that nginx logs
+// with its request line; then herald-fcgi too, so the ticket requests and
+// the polls fail there as well.  Both start again: the client delivers what
+// was published meanwhile, and what nginx logged meanwhile holds the
+// upstream errors but neither the JWT nor its payload or signature.
+async function test13() {
+	const base = await stack('full');
+	const logs = (await ctl('nginx-logs')).replace(/^ok /, '');
+	const token = await ctl(`token ${USER} 3001`); // this test's own token
+	const [, payload, sig] = token.split('.');
+	const size = (f) => {
+		try {
+			return statSync(path.join(logs, f)).size;
+		} catch (e) {
+			return 0;
+		}
+	};
+	const read = (f, from) => {
+		try {
+			return readFileSync(path.join(logs, f)).subarray(from).toString();
+		} catch (e) {
+			return '';
+		}
+	};
+	const err0 = size('error.log');
+	const acc0 = size('access.log');
+	const upstream = (re) =>
+		read('error.log', err0)
+			.split('\n')
+			.filter((l) => l.includes('while connecting to upstream') && re.test(l));
+	const until = async (cond, ms) => {
+		for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 200)))
+			if (cond())
+				return true;
+		return cond();
+	};
+	const WS_RE = /request: "GET \/api\/v1\/ws\/notifications\?/;
+	const TICKET_RE = /request: "POST \/api\/v1\/notifications\/ticket /;
+	const POLL_RE = /request: "GET \/api\/v1\/notifications\/poll\?/;
+
+	const ctx = await browser.newContext();
+	const page = await newPage(ctx, 't13');
+	await page.goto(demoUrl(base, token, '&backoff=200&probe_interval=1500&stable_after=500'));
+	const up = await waitState(page, 'connected', 'ws');
+	const ids = up ? [await publish('before the upstreams stop')] : [];
+	const before = up && (await waitIds(page, ids));
+	const wsStop = await ctl('ws-stop');
+	// two WebSocket attempts before the fall to SSE, then the probes
+	const wsDown = await until(() => upstream(WS_RE).length >= 3, 15000);
+	const fcgiStop = await ctl('fcgi-stop');
+	ids.push(await publish('while both are stopped'));
+	const fcgiDown = await until(() => upstream(TICKET_RE).length >= 1 && upstream(POLL_RE).length >= 1, 15000);
+	const started = [await ctl('fcgi-start'), await ctl('ws-start')];
+	ids.push(await publish('after the restart'));
+	const after = await waitIds(page, ids, 30000);
+	const shown = await shownIds(page);
+	const state = await bodyData(page);
+	const lines = page.lines.join('\n');
+	const errLog = read('error.log', err0);
+	const accLog = read('access.log', acc0);
+	const wsLines = upstream(WS_RE);
+	const counts = `upstream errors: ${wsLines.length} WebSocket, ${upstream(TICKET_RE).length} ticket, ${upstream(POLL_RE).length} poll`;
+	console.log(`# 13: ${counts}`);
+	ok(
+		before && wsStop === 'ok' && wsDown && fcgiStop === 'ok' && fcgiDown &&
+			wsLines.every((l) => /\?ticket=[A-Za-z0-9_-]+/.test(l)) &&
+			![errLog, accLog].some((t) => t.includes(token) || t.includes(payload) || t.includes(sig) || t.includes('token=')),
+		"13. herald-ws, then herald-fcgi stopped while the client retries: nginx's error log has the upstream errors with their request lines (tickets) and no JWT, nor its payload or signature",
+		`wsDown=${wsDown} fcgiDown=${fcgiDown} ${counts}`,
+		errLog.split('\n').filter((l) => l.includes(payload) || l.includes('token=')).slice(0, 5).join('\n'),
+		wsLines.slice(0, 3).join('\n'),
+	);
+	ok(
+		after && started.every((r) => r === 'ok') && sameList(shown, ids),
+		'13b. both started again: the client delivers what was published while they were down and after, each once',
+		`started ${started.join(' ')} ${state}`,
+		`want ${ids.join(' ')}`,
+		`got  ${shown.join(' ')}`,
+		lines.split('\n').slice(-40).join('\n'),
+	);
+	await ctx.close();
+}
+
 // --- main ------------------------------------------------------------------------
 
 const timer = setTimeout(() => {
@@ -548,9 +1018,11 @@ try {
 		headless: true,
 		args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
 	});
-	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8]) {
+	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13]) {
+		const t0 = Date.now();
 		try {
 			await t();
+			console.log(`# ${t.name}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 		} catch (e) {
 			ok(false, `${t.name} threw`, e.stack || e);
 		}

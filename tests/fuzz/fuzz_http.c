@@ -11,6 +11,7 @@
 
 #include "err.h"
 #include "http.h"
+#include "text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,9 +42,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memcpy(in, data, size);
 	in[size] = '\0';
 
-	rc = http_pct_decode(in, size, out, outlen, 1);
+	rc = text_pct_decode(in, size, out, outlen, 1);
 	check_result(rc, out, outlen);
-	rc = http_pct_decode(in, size, out, outlen, 0);
+	rc = text_pct_decode(in, size, out, outlen, 0);
 	check_result(rc, out, outlen);
 	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
 		rc = http_query_get(in, names[i], out, outlen);

@@ -10,6 +10,7 @@
 
 #include "err.h"
 #include "jsonv.h"
+#include "text.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -45,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* The UTF-8 walker always advances and never runs past the end. */
 	for (i = 0; i < size;) {
-		size_t n = jsonv_utf8_next(s + i, size - i, &ok);
+		size_t n = text_utf8_next(s + i, size - i, &ok);
 
 		if (n == 0 || n > 4 || n > size - i || (!ok && n > 3))
 			abort();

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../sse/sse.h"
+#include "sse.h"
 
 struct got {
 	int n;

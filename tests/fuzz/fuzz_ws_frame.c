@@ -2,7 +2,9 @@
  * libFuzzer target for herald-ws's frame parser: the input is split at a
  * point chosen by its first byte and fed in two calls, then byte by byte,
  * and both runs must report the same events.  Pool chunks must all come
- * back.
+ * back.  The client's reader (wsf_frame_read) walks a copy of the same
+ * input: every frame it returns lies inside the buffer, and a prefix of a
+ * frame is never taken for a whole one.
  */
 #include "config.h"
 
@@ -10,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../ws/frame.h"
+#include "ws_frame.h"
 
 static size_t run(const uint8_t *d, size_t n, size_t step, int *log, size_t cap)
 {
@@ -57,6 +59,31 @@ out:
 	return k;
 }
 
+/* The client's reader over a copy of d: frames stay in bounds, prefixes wait. */
+static void run_reader(const uint8_t *d, size_t n)
+{
+	uint8_t *buf = malloc(n + 1);
+	size_t off = 0;
+
+	if (buf == NULL)
+		return;
+	memcpy(buf, d, n);
+	while (off < n) {
+		struct wsf_frame f;
+		long used = wsf_frame_read(buf + off, n - off, 4096, &f);
+
+		if (used <= 0)
+			break;
+		if ((size_t)used > n - off || f.payload < buf + off ||
+		    f.payload + f.len != buf + off + (size_t)used)
+			abort();
+		if (used > 1 && wsf_frame_read(buf + off, (size_t)used - 1, 4096, &f) != 0)
+			abort();
+		off += (size_t)used;
+	}
+	free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -70,5 +97,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nb = run(data + 1, size - 1, (size_t)data[0] % 16 + 1, b, 4096);
 	if (na != nb || memcmp(a, b, na * sizeof a[0]) != 0)
 		abort();
+	run_reader(data + 1, size - 1);
 	return 0;
 }

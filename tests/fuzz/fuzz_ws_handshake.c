@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../ws/handshake.h"
+#include "ws_handshake.h"
 
 static void inside(const char *buf, size_t n, const char *p)
 {

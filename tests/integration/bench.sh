@@ -2,6 +2,8 @@
 # herald-bench against a real herald-ws and a real redis-server (issue 6):
 # ~50 WebSocket connections and the Redis-direct floor for ~2 s each; the
 # JSON line must carry every field, and nothing may be lost or duplicated.
+# --replay (issue 11): a 1,500-entry backlog (past the old 1,000-entry and
+# one-page limits) resumed over WS while 10 users get live messages.
 # No timing assertions.  TAP on stdout.
 
 . "$(dirname "$0")/lib.sh"
@@ -15,7 +17,7 @@ for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
 done
 start_redis || skip_all "cannot start redis-server"
 
-plan 25
+plan 36
 
 SECRET=bench-secret-$$
 WS_PID=
@@ -107,6 +109,46 @@ printf '%s\n' "$out" | grep -q '"pub_error":"ERR herald: channel must not hold q
 ok $? "pub_error holds Redis's message, no '-' or CR"
 printf '%s\n' "$out" | grep -q '"steal_ms":-\{0,1\}[0-9]'
 ok $? "steal_ms is reported"
+
+# --- --replay: one resume after a 1,500-entry backlog, 10 live users ------------------------
+out=$("$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \
+	--secret "$SECRET" -R "redis://127.0.0.1:$REDIS_PORT" -n 10 -r 50 -d 2 --settle 0.3 \
+	--drain 10 --replay 1500 --replay-bytes 120 --replay-at 0.5 --user-prefix rp)
+rc=$?
+diag "$out"
+is "$rc" 0 "herald-bench --replay exits 0"
+missing=
+for f in replay_ms replay_first_ms replay_backlog replay_lost replay_dup replay_ooo \
+	replay_live_sent replay_live_received during_replay_n during_replay_p99_ms replay_cursor; do
+	[ -n "$(field "$out" $f)" ] || missing="$missing $f"
+done
+is "${missing:-}" "" "every replay field is present"
+is "$(field "$out" replay_backlog)" 1500 "the whole backlog arrived (1500)"
+is "$(field "$out" replay_lost),$(field "$out" replay_dup),$(field "$out" replay_ooo)" "0,0,0" \
+	"the replay: nothing lost, duplicated or out of order"
+is "$(field "$out" replay_live_received)" "$(field "$out" replay_live_sent)" \
+	"the replay user's live messages followed the backlog ($(field "$out" replay_live_sent))"
+ok "$(awk -v v="$(field "$out" replay_ms)" 'BEGIN { exit !(v > 0) }'; echo $?)" \
+	"replay_ms is timed ($(field "$out" replay_ms) ms)"
+is "$(field "$out" lost),$(field "$out" dup)" "0,0" "the other users lose nothing meanwhile"
+# the cursor is the seed's stream id; the backlog is in the user's history
+cursor=$(field "$out" replay_cursor)
+ok "$(printf '%s' "$cursor" | grep -Eq '^[0-9]+-[0-9]+$'; echo $?)" "the cursor is a stream id ($cursor)"
+is "$(redis-cli -p "$REDIS_PORT" XLEN "notifications:rp10:history")" \
+	"$((1501 + $(field "$out" replay_live_sent)))" \
+	"the seed, the backlog and the live messages are in the replay user's history"
+
+# A history trimmed under the cursor (--history-max 100): the resume cannot be
+# whole, and herald-bench must say so (it is the check the row relies on).
+out=$("$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \
+	--secret "$SECRET" -R "redis://127.0.0.1:$REDIS_PORT" -n 2 -d 1 --settle 0 --drain 2 \
+	--replay 1000 --replay-at 0.2 --history-max 100 --user-prefix rt)
+rc=$?
+diag "$out"
+ok "$([ "$rc" = 1 ] && [ "$(field "$out" replay_lost)" -gt 0 ]; echo $?)" \
+	"a trimmed history: exit status 1, replay_lost $(field "$out" replay_lost)"
+"$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/x" -d 1 --replay 10 --replay-at 1 >/dev/null 2>&1
+is "$?" 2 "--replay-at past --duration: exit status 2"
 
 # --- usage -------------------------------------------------------------------------------
 "$BENCH" --help | grep -q -- '--publish-url'

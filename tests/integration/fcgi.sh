@@ -293,9 +293,9 @@ ok $r "hub entries back to zero"
 
 # --- POST publish (publishers without Redis access) ---------------------------------
 stop_fcgi
-HERALD_PUBLISH_KEY=pubkey-$$ start_fcgi
+HERALD_PUBLISH_KEY=pubkey-$$-0123456789abcdef start_fcgi
 PUBURL="$N/api/v1/notifications/publish"
-body=$(curl -s -H "Authorization: Bearer pubkey-$$" --data-binary '{"via":"http"}' "$PUBURL?user=carol")
+body=$(curl -s -H "Authorization: Bearer pubkey-$$-0123456789abcdef" --data-binary '{"via":"http"}' "$PUBURL?user=carol")
 pid_=$(printf '%s' "$body" | sed -n 's/^{"id":"\([0-9]*-[0-9]*\)"}$/\1/p')
 ok $((${#pid_} == 0)) "POST publish with the key: answers the id ($body)"
 body=$(curl -s "$POLL?token=$(mint_token carol 600)")
@@ -303,11 +303,11 @@ case $body in *"{\"id\":\"$pid_\",\"channel\":\"notifications:carol\""*'"data":{
 ok $r "the published message is in carol's history, as an envelope"
 is "$(code -H 'Authorization: Bearer wrong' --data-binary '{}' "$PUBURL?user=carol")" 401 "publish with a wrong key: 401"
 is "$(code --data-binary '{}' "$PUBURL?user=carol")" 401 "publish without a key: 401"
-is "$(code -H "Authorization: Bearer pubkey-$$" --data-binary '{"a":' "$PUBURL?user=carol")" 400 "publish of invalid JSON: 400"
-is "$(code -H "Authorization: Bearer pubkey-$$" --data-binary '{}' "$PUBURL?user=a:b")" 400 "publish for a bad user id: 400"
-is "$(code -H "Authorization: Bearer pubkey-$$" "$PUBURL?user=carol")" 405 "GET on publish: 405"
+is "$(code -H "Authorization: Bearer pubkey-$$-0123456789abcdef" --data-binary '{"a":' "$PUBURL?user=carol")" 400 "publish of invalid JSON: 400"
+is "$(code -H "Authorization: Bearer pubkey-$$-0123456789abcdef" --data-binary '{}' "$PUBURL?user=a:b")" 400 "publish for a bad user id: 400"
+is "$(code -H "Authorization: Bearer pubkey-$$-0123456789abcdef" "$PUBURL?user=carol")" 405 "GET on publish: 405"
 head -c 70000 /dev/zero | tr '\0' 'a' | sed 's/^/"/; s/$/"/' >"$T/big.json"
-is "$(code -H "Authorization: Bearer pubkey-$$" --data-binary "@$T/big.json" "$PUBURL?user=carol")" 413 "publish over 64 KiB: 413"
+is "$(code -H "Authorization: Bearer pubkey-$$-0123456789abcdef" --data-binary "@$T/big.json" "$PUBURL?user=carol")" 413 "publish over 64 KiB: 413"
 is "$(curl -s "$POLL?token=$(mint_token carol 600)" | grep -o '"channel"' | wc -l)" 1 "the refused publishes stored nothing"
 
 # --- SIGHUP: the JWT key and the log file are reloaded ------------------------------
@@ -390,4 +390,133 @@ if command -v lighttpd >/dev/null; then
 else
 	ok 0 "# SKIP lighttpd not installed"
 fi
+# --- POST publish is stored once, even when retried (issue 11, DESIGN 8) ------------
+# A timeout cannot tell whether a command reached Redis: a busy Redis runs it
+# when it gets to it.  herald-fcgi retries once on a new connection, so each
+# publish carries an idempotency key: the caller's Idempotency-Key, or one
+# herald-fcgi makes per request.
+rm -f "$T/fcgi.sock" # spawn-fcgi's, above: start_fcgi waits for the new one
+HERALD_PUBLISH_KEY=pubkey-$$-0123456789abcdef start_fcgi
+ok $? "idempotency: herald-fcgi started again, with a publish key"
+IPUB="$N/api/v1/notifications/publish"
+IAUTH="Authorization: Bearer pubkey-$$-0123456789abcdef"
+ipost() { curl -s -H "$IAUTH" "$@"; }
+b1=$(ipost -H 'Idempotency-Key: order-7:shipped' --data-binary '{"order":7}' "$IPUB?user=idem")
+b2=$(ipost -H 'Idempotency-Key: order-7:shipped' --data-binary '{"order":7}' "$IPUB?user=idem")
+iid=$(printf '%s' "$b1" | sed -n 's/^{"id":"\([0-9]*-[0-9]*\)"}$/\1/p')
+ok $((${#iid} == 0)) "Idempotency-Key: the first POST answers the id ($b1)"
+is "$b2" "{\"id\":\"$iid\",\"duplicate\":true}" "Idempotency-Key again: the same id, duplicate"
+b3=$(ipost -H 'Idempotency-Key: "order-7:shipped"' --data-binary '{"order":7}' "$IPUB?user=idem")
+is "$b3" "{\"id\":\"$iid\",\"duplicate\":true}" "Idempotency-Key as a quoted string: the same key"
+is "$(rcli XLEN notifications:idem:history)" 1 "Idempotency-Key three times: one entry"
+b4=$(ipost -w ' %{http_code}' -H 'Idempotency-Key: order-7:shipped' --data-binary '{"order":8}' \
+	"$IPUB?user=idem")
+is "$b4" '{"error":"idempotency_key_reused","detail":"Idempotency-Key: already used for another payload"} 409' \
+	"the same Idempotency-Key for another payload: 409, says why"
+is "$(ipost -H 'Idempotency-Key: no spaces' --data-binary '{}' "$IPUB?user=idem")" \
+	'{"error":"bad_request","detail":"Idempotency-Key: must match [A-Za-z0-9_.:-]{1,128}"}' \
+	"a malformed Idempotency-Key: 400, says why"
+is "$(code -H "$IAUTH" -H "Idempotency-Key: $(head -c 129 /dev/zero | tr '\0' k)" \
+	--data-binary '{}' "$IPUB?user=idem"),$(code -H "$IAUTH" -H 'Idempotency-Key;' \
+	--data-binary '{}' "$IPUB?user=idem")" "400,400" "an Idempotency-Key over 128 bytes, or empty: 400"
+is "$(rcli XLEN notifications:idem:history)" 1 "the refused POSTs stored nothing"
+ipost --data-binary '{"n":1}' "$IPUB?user=idem" >/dev/null
+ipost --data-binary '{"n":1}' "$IPUB?user=idem" >/dev/null
+is "$(rcli XLEN notifications:idem:history)" 3 "without Idempotency-Key every POST stores (a key of its own each)"
+
+# Redis busy past herald-fcgi's 2 s timeout: a script holds it for 5 s.  The
+# first try times out, the retry on a new connection too (503); when the
+# script ends Redis runs both commands, and the key makes the second a replay.
+evalsha_calls() { rcli INFO commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p'; }
+calls0=$(evalsha_calls)
+rcli CONFIG SET busy-reply-threshold 10000 >/dev/null
+rcli EVAL "local s = redis.call('TIME')
+	while true do
+		local t = redis.call('TIME')
+		if (t[1] - s[1]) * 1000000 + (t[2] - s[2]) > 5000000 then return 1 end
+	end" 0 >/dev/null &
+IBUSY=$!
+sleep 0.3
+st=$(ipost -o "$T/busy.out" -w '%{http_code}' --data-binary '{"busy":1}' "$IPUB?user=busy")
+wait $IBUSY
+rcli PING >/dev/null
+diag "POST while Redis was busy for 5 s: $st $(cat "$T/busy.out")"
+grep -q 'publish for busy: .*trying once more' "$T/fcgi.log"
+ok $? "Redis busy: herald-fcgi retried on a new connection"
+for _i in $(seq 20); do [ "$(evalsha_calls)" = $((calls0 + 2)) ] && break; sleep 0.1; done
+is "$(evalsha_calls)" $((calls0 + 2)) "Redis busy: Redis ran both tries after the script"
+is "$(rcli XLEN notifications:busy:history)" 1 "Redis busy: one entry stored"
+is "$(rcli --scan --pattern 'notifications:busy:history:idem:*' | wc -l | tr -d ' ')" 1 \
+	"Redis busy: under the one key herald-fcgi made for the request"
+rcli CONFIG SET busy-reply-threshold 5000 >/dev/null
+
+# Redis paused for writes past the timeout (CLIENT PAUSE 3000 WRITE): the first
+# try times out and Redis drops it with its connection; the retry runs when
+# the pause ends and answers late.
+rcli CLIENT PAUSE 3000 WRITE >/dev/null
+st=$(ipost -o "$T/pause.out" -w '%{http_code}' -H 'Idempotency-Key: paused-1' \
+	--data-binary '{"paused":1}' "$IPUB?user=paused")
+diag "POST while Redis was paused 3 s: $st $(cat "$T/pause.out")"
+sleep 0.5
+is "$(rcli XLEN notifications:paused:history)" 1 "Redis paused: one entry stored"
+pid_=$(rcli XRANGE notifications:paused:history - + | head -1)
+b5=$(ipost -H 'Idempotency-Key: paused-1' --data-binary '{"paused":1}' "$IPUB?user=paused")
+is "$b5" "{\"id\":\"$pid_\",\"duplicate\":true}" \
+	"Redis paused: the caller's own retry with its key answers that entry's id"
+is "$(rcli XLEN notifications:paused:history)" 1 "Redis paused: still one entry after the caller's retry"
+stop_fcgi
+
+# --- live / ready: the orchestrators' probes (issue 15) ------------------------------
+# live: 200 while the process runs.  ready: 503 with Retry-After while Redis
+# is down or the canary is late, 200 again once it is back.  Through nginx
+# (the legacy config, which exposes both).  Runs once herald-fcgi's handler
+# answers the routes (ROUTE_LIVE, ROUTE_READY) with the probe's body: until
+# then the router knows them but nothing answers them (nginx: 502).
+rm -f "$T/fcgi.sock"
+start_fcgi
+HP="$N/api/v1/notifications/health"
+for _i in $(seq 50); do [ "$(code "$HP")" = 200 ] && break; sleep 0.1; done
+# until_ready WANT TENTHS: until ready answers WANT; prints the tenths waited
+until_ready() {
+	local i=0
+	while [ $i -lt "$2" ]; do
+		[ "$(code --max-time 1 "$HP/ready")" = "$1" ] && break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo $i
+}
+st=$(curl -s -o "$T/live" -w '%{http_code}' --max-time 2 "$HP/live")
+if ! grep -q '"probe"' "$T/live"; then
+	ok 0 "# SKIP herald-fcgi does not answer health/live yet ($st): handler not wired"
+else
+	is "$st $(cat "$T/live")" '200 {"status":"ok","probe":"live"}' "live: 200 through nginx"
+	is "$(code "$HP/ready") $(curl -s "$HP/ready")" '200 {"status":"ok","probe":"ready"}' \
+		"ready: 200 through nginx with Redis up"
+	is "$(code -X POST "$HP/ready")" 405 "ready: POST is 405"
+	out=$(env GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET PATH_INFO=/api/v1/notifications/health/ready \
+		SCRIPT_NAME=/cgi-bin/herald "$FCGI" </dev/null)
+	case $out in "Status: 200 OK"*'{"status":"ok","probe":"ready"}'*) r=0 ;; *) r=1; diag "$out" ;; esac
+	ok $r "CGI by hand: ready answered (a PING stands for the subscriber)"
+	kill -9 "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null
+	t=$(until_ready 503 20)
+	[ "$t" -lt 20 ]
+	ok $? "Redis stopped: ready answers 503 within the canary interval ($t/10 s)"
+	curl -s -D "$T/rh" -o "$T/rb" "$HP/ready"
+	grep -qi '^Retry-After: ' "$T/rh" && grep -q '"status":"unavailable","probe":"ready","reason":"' "$T/rb"
+	ok $? "ready's 503 has Retry-After and says why: $(cat "$T/rb")"
+	is "$(code "$HP/live")" 200 "Redis stopped: live stays 200"
+	out=$(env GATEWAY_INTERFACE=CGI/1.1 REQUEST_METHOD=GET PATH_INFO=/api/v1/notifications/health/ready \
+		SCRIPT_NAME=/cgi-bin/herald "$FCGI" </dev/null)
+	case $out in "Status: 503"*'"probe":"ready","reason":'*) r=0 ;; *) r=1; diag "$out" ;; esac
+	ok $r "CGI by hand: ready answers 503 while Redis is down"
+	"$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$T/redis" --save '' \
+		--appendonly no --daemonize no --loglevel warning >>"$T/redis/log" 2>&1 &
+	REDIS_PID=$!
+	t=$(until_ready 200 150)
+	[ "$t" -lt 150 ]
+	ok $? "Redis back: ready answers 200 again ($t/10 s)"
+	is "$(code "$HP/live")" 200 "Redis back: live 200"
+fi
+stop_fcgi
 done_testing

@@ -6,8 +6,10 @@
  * Opens N connections to 127.0.0.1:PORT, GET /api/v1/sse/notifications with
  * the tokens of file TOKENS (one per line, used round-robin).  Prints
  * "ready" once every stream has its `retry:` line, then waits until every
- * stream saw WANT `id:` lines or SECONDS pass, prints a summary and exits
- * 0 when all got them.  Then it closes everything at once.
+ * stream saw WANT `id:` lines, or every stream was ended by the server, or
+ * SECONDS pass; prints a summary ("streams N ready R complete C closed K")
+ * and exits 0 when all got them.  Then it closes everything at once.  The
+ * open-files limit must allow N descriptors.
  */
 #include "config.h"
 
@@ -143,14 +145,18 @@ int main(int argc, char **argv)
 			}
 		}
 		if (ready) {
-			int c = 0;
+			int c = 0, closed = 0;
 
-			for (int i = 0; i < n; i++)
+			for (int i = 0; i < n; i++) {
 				c += st[i].ids >= want;
+				closed += st[i].closed;
+			}
 			if (c == n) {
 				all = 1;
 				break;
 			}
+			if (closed == n)
+				break;
 		}
 	}
 	{

@@ -7,10 +7,11 @@
 lib_init
 PUB="$HERALD_BUILDDIR/herald-publish"
 [ -x "$PUB" ] || skip_all "$PUB not built"
-unset HERALD_CONFIG HERALD_REDIS_URL HERALD_CHANNEL_PREFIX HERALD_HISTORY_MAX HERALD_HISTORY_TTL
+unset HERALD_CONFIG HERALD_REDIS_URL HERALD_CHANNEL_PREFIX HERALD_HISTORY_MAX HERALD_HISTORY_TTL \
+	HERALD_IDEMPOTENCY_WINDOW
 start_redis || skip_all "cannot start redis-server"
 
-plan 34
+plan 43
 
 # ids_increasing FILE: each line MS-SEQ, strictly increasing.
 ids_increasing() {
@@ -93,6 +94,32 @@ is "$(rcli XREVRANGE notifications:u4:history + - COUNT 1 | sed -n 1p)" "$(tail 
 
 : | "$PUB" -u "$REDIS_URL" u5 >"$T/out"
 is "$?:$(wc -c <"$T/out" | tr -d ' ')" "0:0" "empty stdin: nothing to do"
+
+# --- idempotency key: the same command run again stores nothing ----------------
+id1=$("$PUB" -u "$REDIS_URL" --idempotency-key invoice-81:paid k1 '{"paid":81}')
+id2=$("$PUB" -u "$REDIS_URL" -k invoice-81:paid k1 '{"paid":81}')
+is "$?:$id2" "0:$id1" "--idempotency-key: run twice, the same id"
+is "$(rcli XLEN notifications:k1:history)" 1 "--idempotency-key: stored once"
+ttl=$(rcli TTL notifications:k1:history:idem:invoice-81:paid)
+[ "$ttl" -gt 590 ] && [ "$ttl" -le 600 ]
+ok $? "--idempotency-key: the record lives idempotency_window ($ttl s)"
+"$PUB" -u "$REDIS_URL" -k invoice-81:paid k1 '{"paid":82}' >/dev/null 2>"$T/err"
+is "$?:$(cat "$T/err")" \
+	"3:herald-publish: idempotency key: already used for another payload" \
+	"--idempotency-key: the same key for another payload is refused"
+"$PUB" -u "$REDIS_URL" -k 'no spaces' k1 '{}' >/dev/null 2>"$T/err"
+is "$?:$(cat "$T/err")" \
+	"2:herald-publish: idempotency key: must match [A-Za-z0-9_.:-]{1,128}" \
+	"--idempotency-key: a malformed key, exit 2"
+seq 1 1500 | sed 's/.*/{"i":&}/' >"$T/in"
+HERALD_HISTORY_MAX=5000 "$PUB" -u "$REDIS_URL" -k batch-1 k2 - <"$T/in" >"$T/ids1"
+HERALD_HISTORY_MAX=5000 "$PUB" -u "$REDIS_URL" -k batch-1 k2 - <"$T/in" >"$T/ids2"
+is "$?:$(wc -l <"$T/ids2" | tr -d ' ')" "0:1500" "stdin with a key, run twice: 1500 ids"
+cmp -s "$T/ids1" "$T/ids2"
+ok $? "stdin with a key, run twice: the same ids, in order"
+is "$(rcli XLEN notifications:k2:history)" 1500 "stdin with a key, run twice: stored once"
+is "$(rcli EXISTS notifications:k2:history:idem:batch-1:0 notifications:k2:history:idem:batch-1:1499)" \
+	2 "stdin with a key: payload N (from 0) is recorded as KEY:N, across pipelines"
 
 # --- configuration --------------------------------------------------------------
 HERALD_REDIS_URL=$REDIS_URL "$PUB" envuser '{}' >/dev/null

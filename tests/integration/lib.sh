@@ -66,9 +66,14 @@ done_testing() {
 	exit $?
 }
 
+# KEEP_TEST_DIR=1 keeps the scratch directory (servers' logs) for a look.
 _lib_cleanup() {
 	stop_redis
-	[ -n "$T" ] && rm -rf "$T"
+	if [ -n "${KEEP_TEST_DIR:-}" ]; then
+		[ -n "$T" ] && echo "# kept $T" >&2
+	else
+		[ -n "$T" ] && rm -rf "$T"
+	fi
 }
 
 lib_init() {

@@ -15,16 +15,58 @@
 #   NGINX_TUNE=FUNCTION      called as FUNCTION DIR PORT after the files are
 #                            written, before nginx starts (bench/compare
 #                            raises workers and open files there).
+#
+#   The stream flavour: CONF nginx/herald-stream.conf goes in the main
+#   context (with load_module of Debian's stream module), its HTTP side is
+#   herald-legacy.conf from the same directory, in http {}.  Its listeners
+#   are 127.0.0.1:$NGINX_STREAM_PORT (ws://) and $NGINX_STREAM_TLS_PORT
+#   (wss://), picked when unset; the certificate is DIR/tls.crt and key
+#   DIR/tls.key, a self-signed one for localhost made with openssl when
+#   missing.
 
 # shellcheck source=../../scripts/net.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/scripts/net.sh"
 
 nginx_bin=${NGINX:-nginx}
 
+NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
+
+# _nginx_stream DIR WS_ADDR: the stream part of the stream flavour.
+_nginx_stream() {
+	local conf=$1 dir=$2 ws=$3
+	[ -f "$NGINX_STREAM_MODULE" ] || {
+		echo "# $NGINX_STREAM_MODULE missing (apt-get install libnginx-mod-stream)" >&2
+		return 1
+	}
+	NGINX_STREAM_PORT=${NGINX_STREAM_PORT:-$(port_pick)}
+	NGINX_STREAM_TLS_PORT=${NGINX_STREAM_TLS_PORT:-$(port_pick)}
+	if [ ! -s "$dir/tls.crt" ]; then
+		openssl req -x509 -newkey rsa:2048 -nodes -days 7 -subj /CN=localhost \
+			-addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+			-keyout "$dir/tls.key" -out "$dir/tls.crt" >/dev/null 2>&1 || {
+			echo "# openssl could not make a test certificate" >&2
+			return 1
+		}
+	fi
+	sed -e "s#listen 8443 ssl;#listen 127.0.0.1:$NGINX_STREAM_TLS_PORT ssl;#" \
+	    -e "s#listen 8001;#listen 127.0.0.1:$NGINX_STREAM_PORT;#" \
+	    -e "s#server 127.0.0.1:8000;#server $ws;#" \
+	    -e "s#/etc/herald/tls/herald.crt#$dir/tls.crt#" \
+	    -e "s#/etc/herald/tls/herald.key#$dir/tls.key#" \
+	    -e "s#/var/log/nginx/herald-stream.access.log#$dir/logs/stream.log#" \
+	    "$conf" >"$dir/herald-stream.conf"
+}
+
 nginx_prepare() {
-	local conf=$1 dir=$2 port=$3 ws=$4 fcgi=$5 web
+	local conf=$1 dir=$2 port=$3 ws=$4 fcgi=$5 web main_top='' main_end=''
 	web=$(cd "$(dirname "$conf")/.." && pwd)/web
 	mkdir -p "$dir/tmp" "$dir/logs"
+	if [ "$(basename "$conf")" = herald-stream.conf ]; then
+		_nginx_stream "$conf" "$dir" "$ws" || return 1
+		main_top="load_module $NGINX_STREAM_MODULE;"
+		main_end="include $dir/herald-stream.conf;"
+		conf=$(dirname "$conf")/herald-legacy.conf
+	fi
 	sed -e "s#listen 8080;#listen 127.0.0.1:$port;#" \
 	    -e "s#server 127.0.0.1:8000;#server $ws;#" \
 	    -e "s#server unix:/run/herald/fcgi.sock;#server $fcgi;#" \
@@ -32,6 +74,7 @@ nginx_prepare() {
 	    -e "s#/usr/share/herald/web#$web#" \
 	    "$conf" >"$dir/herald.conf"
 	cat >"$dir/nginx.conf" <<NGINX
+$main_top
 worker_processes 1;
 pid $dir/nginx.pid;
 error_log $dir/logs/error.log info;
@@ -47,6 +90,7 @@ http {
 	access_log $dir/logs/access.log;
 	include $dir/herald.conf;
 }
+$main_end
 NGINX
 	if [ -n "${NGINX_TUNE:-}" ]; then
 		"$NGINX_TUNE" "$dir" "$port" || return 1

@@ -5,10 +5,13 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <unistd.h>
 
 #include <check.h>
 
@@ -268,7 +271,7 @@ static void read_ok(redisContext *rc, const struct conf *c, const char *user,
 {
 	char err[256];
 
-	ck_assert_msg(history_read(rc, c, user, since, limit, hr, err, sizeof err) == 0, "%s", err);
+	ck_assert_msg(history_read(rc, c, user, since, limit, 0, hr, err, sizeof err) == 0, "%s", err);
 }
 
 START_TEST(history_since_and_newest)
@@ -428,9 +431,9 @@ START_TEST(history_bad_input)
 	conf_defaults(&c);
 	ck_assert_int_eq(cursor_parse("12-x", 4, &cur), HERR_INVAL);
 	ck_assert_int_eq(cursor_parse("-1", 2, &cur), HERR_INVAL);
-	ck_assert_int_eq(history_argv(&h, &c, "bad user", NULL, 10), HERR_INVAL);
-	ck_assert_int_eq(history_argv(&h, &c, "u", NULL, 0), HERR_INVAL);
-	ck_assert_int_eq(history_read(rc, &c, "u", NULL, 5000, &hr, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "bad user", NULL, 10, 0), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "u", NULL, 0, 0), HERR_INVAL);
+	ck_assert_int_eq(history_read(rc, &c, "u", NULL, 5000, 0, &hr, err, sizeof err), HERR_INVAL);
 
 	/* The script refuses what other callers may send. */
 	key_of(key, "bad");
@@ -574,7 +577,7 @@ START_TEST(history_read_down)
 	ck_assert_int_eq(fixture_redis_start(&down), 0);
 	rc = connect_url(down.url);
 	fixture_redis_kill(&down);
-	ck_assert_int_eq(history_read(rc, &c, "down", NULL, 10, &hr, err, sizeof err), HERR_REDIS);
+	ck_assert_int_eq(history_read(rc, &c, "down", NULL, 10, 0, &hr, err, sizeof err), HERR_REDIS);
 	ck_assert_ptr_null(hr.entries);
 	history_result_free(&hr);
 	redisFree(rc);
@@ -604,6 +607,337 @@ START_TEST(batch_one_invalid)
 }
 END_TEST
 
+/* ---- idempotency: a publish is stored once (DESIGN 8) ------------------------- */
+
+static void idem_ok(redisContext *rc, const struct conf *c, const char *user, const char *payload,
+		    const char *key, struct cursor *id, int *dup)
+{
+	char err[256];
+
+	ck_assert_msg(publish_one_idem(rc, c, user, payload, strlen(payload), key, id, dup, err,
+				       sizeof err) == 0,
+		      "%s", err);
+}
+
+static long long xlen(redisContext *rc, const char *user)
+{
+	char key[REDIS_KEY_MAX];
+
+	key_of(key, user);
+	return cmd_int(rc, "XLEN %s", key);
+}
+
+START_TEST(idem_same_key)
+{
+	redisContext *rc = conn(), *sub = conn(), *other = conn();
+	struct cursor a, b;
+	struct conf c;
+	char ids[CURSOR_STR_MAX];
+	int dup = -1;
+	long long ttl;
+	redisReply *r;
+
+	conf_defaults(&c);
+	r = cmd(sub, "SUBSCRIBE %s", "notifications:idem1");
+	freeReplyObject(r);
+	idem_ok(rc, &c, "idem1", "{\"n\":1}", "k-1", &a, &dup);
+	ck_assert_int_eq(dup, 0);
+	/* the same key again, and on another connection: the first id, nothing stored */
+	idem_ok(rc, &c, "idem1", "{\"n\":1}", "k-1", &b, &dup);
+	ck_assert_int_eq(dup, 1);
+	ck_assert_int_eq(cursor_cmp(&a, &b), 0);
+	idem_ok(other, &c, "idem1", "{\"n\":1}", "k-1", &b, &dup);
+	ck_assert_int_eq(dup, 1);
+	ck_assert_int_eq(cursor_cmp(&a, &b), 0);
+	ck_assert_int_eq(xlen(rc, "idem1"), 1);
+	/* ... and delivered once: the next message on the channel is the next publish */
+	idem_ok(rc, &c, "idem1", "{\"n\":2}", NULL, &b, &dup);
+	ck_assert_int_eq(dup, 0);
+	ck_assert_int_eq(redisGetReply(sub, (void **)&r), REDIS_OK);
+	ck_assert_ptr_nonnull(strstr(r->element[2]->str, "\"data\":{\"n\":1}"));
+	freeReplyObject(r);
+	ck_assert_int_eq(redisGetReply(sub, (void **)&r), REDIS_OK);
+	ck_assert_ptr_nonnull(strstr(r->element[2]->str, "\"data\":{\"n\":2}"));
+	freeReplyObject(r);
+	/* the record: the id and the payload's SHA1, for the window */
+	cursor_format(&a, ids, sizeof ids);
+	r = cmd(rc, "GET %s", "notifications:idem1:history:idem:k-1");
+	ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+	ck_assert_msg(strncmp(r->str, ids, strlen(ids)) == 0 && r->str[strlen(ids)] == ' ' &&
+			  strlen(r->str) == strlen(ids) + 41 &&
+			  strspn(r->str + strlen(ids) + 1, "0123456789abcdef") == 40,
+		      "record \"%s\"", r->str);
+	freeReplyObject(r);
+	ttl = cmd_int(rc, "TTL %s", "notifications:idem1:history:idem:k-1");
+	ck_assert_msg(ttl > 590 && ttl <= 600, "TTL %lld", ttl);
+	conf_free(&c);
+	redisFree(other);
+	redisFree(sub);
+	redisFree(rc);
+}
+END_TEST
+
+START_TEST(idem_different_keys)
+{
+	redisContext *rc = conn();
+	struct cursor a, b, none[2];
+	struct conf c;
+	int dup = -1;
+
+	conf_defaults(&c);
+	idem_ok(rc, &c, "idem2", "{}", "k-1", &a, &dup);
+	idem_ok(rc, &c, "idem2", "{}", "k-2", &b, &dup);
+	ck_assert_int_eq(dup, 0);
+	ck_assert_int_lt(cursor_cmp(&a, &b), 0);
+	/* without a key every publish stores, as before */
+	idem_ok(rc, &c, "idem2", "{}", NULL, &none[0], &dup);
+	idem_ok(rc, &c, "idem2", "{}", NULL, &none[1], &dup);
+	ck_assert_int_eq(dup, 0);
+	/* a key names a publish for one user only */
+	idem_ok(rc, &c, "idem2b", "{}", "k-1", &b, &dup);
+	ck_assert_int_eq(dup, 0);
+	ck_assert_int_eq(xlen(rc, "idem2"), 4);
+	ck_assert_int_eq(xlen(rc, "idem2b"), 1);
+	conf_free(&c);
+	redisFree(rc);
+}
+END_TEST
+
+START_TEST(idem_window_expires)
+{
+	redisContext *rc = conn();
+	struct cursor a, b;
+	struct conf c;
+	int dup = -1, i;
+
+	conf_defaults(&c);
+	c.idempotency_window = 1;
+	idem_ok(rc, &c, "idem3", "{}", "once", &a, &dup);
+	ck_assert_int_eq(cmd_int(rc, "TTL %s", "notifications:idem3:history:idem:once"), 1);
+	idem_ok(rc, &c, "idem3", "{}", "once", &b, &dup);
+	ck_assert_int_eq(dup, 1);
+	for (i = 0; i < 60 && cmd_int(rc, "EXISTS %s", "notifications:idem3:history:idem:once");
+	     i++)
+		usleep(50 * 1000);
+	ck_assert_msg(i < 60, "the record outlived its 1 s window");
+	/* past the window the same key is a new publish */
+	idem_ok(rc, &c, "idem3", "{}", "once", &b, &dup);
+	ck_assert_int_eq(dup, 0);
+	ck_assert_int_lt(cursor_cmp(&a, &b), 0);
+	ck_assert_int_eq(xlen(rc, "idem3"), 2);
+	conf_free(&c);
+	redisFree(rc);
+}
+END_TEST
+
+START_TEST(idem_refused)
+{
+	redisContext *rc = conn();
+	struct cursor a;
+	struct conf c;
+	char err[256], key[REDIS_KEY_MAX], first[CURSOR_STR_MAX];
+	const char *kv[6];
+	redisReply *r;
+	int dup = -1;
+
+	conf_defaults(&c);
+	/* malformed keys never reach Redis */
+	ck_assert_int_eq(
+	    publish_one_idem(rc, &c, "idem4", "{}", 2, "a b", &a, NULL, err, sizeof err),
+	    HERR_INVAL);
+	ck_assert_str_eq(err, "idempotency key: must match [A-Za-z0-9_.:-]{1,128}");
+	ck_assert_int_eq(publish_one_idem(rc, &c, "idem4", "{}", 2, "", &a, NULL, err, sizeof err),
+			 HERR_INVAL);
+	ck_assert_int_eq(cmd_int(rc, "EXISTS %s", "notifications:idem4:history"), 0);
+	/* a key used for another payload: refused, nothing stored */
+	idem_ok(rc, &c, "idem4", "{\"v\":1}", "k", &a, &dup);
+	ck_assert_int_eq(
+	    publish_one_idem(rc, &c, "idem4", "{\"v\":2}", 7, "k", &a, &dup, err, sizeof err),
+	    HERR_INVAL);
+	ck_assert_str_eq(err, "idempotency key: already used for another payload");
+	ck_assert_int_eq(xlen(rc, "idem4"), 1);
+
+	/* What a caller in another language sees from the script itself. */
+	key_of(key, "idem4");
+	kv[0] = key;
+	kv[1] = "notifications:other:history:idem:k";
+	kv[2] = "{}";
+	r = redis_eval_sync(rc, &redis_script_publish, 2, 1, kv, NULL, err, sizeof err);
+	ck_assert_int_eq(r->type, REDIS_REPLY_ERROR);
+	ck_assert_str_eq(r->str, "ERR herald: KEYS[2] must be KEYS[1] .. \":idem:\" .. KEY, KEY of "
+				 "[A-Za-z0-9_.:-]{1,200}");
+	freeReplyObject(r);
+	kv[1] = "notifications:idem4:history:idem:";
+	r = redis_eval_sync(rc, &redis_script_publish, 2, 1, kv, NULL, err, sizeof err);
+	ck_assert_int_eq(r->type, REDIS_REPLY_ERROR);
+	freeReplyObject(r);
+	kv[1] = "notifications:idem4:history:idem:a b";
+	r = redis_eval_sync(rc, &redis_script_publish, 2, 1, kv, NULL, err, sizeof err);
+	ck_assert_int_eq(r->type, REDIS_REPLY_ERROR);
+	freeReplyObject(r);
+	kv[1] = "notifications:idem4:history:idem:w";
+	kv[3] = "";
+	kv[4] = "";
+	kv[5] = "0";
+	r = redis_eval_sync(rc, &redis_script_publish, 2, 4, kv, NULL, err, sizeof err);
+	ck_assert_str_eq(r->str, "ERR herald: window must be a positive integer");
+	freeReplyObject(r);
+	/* a window without a record is a mistake, not a silent no-op */
+	kv[1] = "{}";
+	kv[2] = "";
+	kv[3] = "";
+	kv[4] = "60";
+	r = redis_eval_sync(rc, &redis_script_publish, 1, 4, kv, NULL, err, sizeof err);
+	ck_assert_str_eq(r->str, "ERR herald: a window needs KEYS[2], the idempotency record");
+	freeReplyObject(r);
+	/* a record that holds something else */
+	r = cmd(rc, "SET %s junk", "notifications:idem4:history:idem:junk");
+	freeReplyObject(r);
+	kv[1] = "notifications:idem4:history:idem:junk";
+	kv[2] = "{}";
+	r = redis_eval_sync(rc, &redis_script_publish, 2, 1, kv, NULL, err, sizeof err);
+	ck_assert_str_eq(r->str, "ERR herald: the idempotency record holds no id");
+	freeReplyObject(r);
+	ck_assert_int_eq(xlen(rc, "idem4"), 1);
+	/* two keys, defaults: a bulk id first, the same id as a status reply after */
+	kv[1] = "notifications:idem4:history:idem:py";
+	r = redis_eval_sync(rc, &redis_script_publish, 2, 1, kv, NULL, err, sizeof err);
+	ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+	snprintf(first, sizeof first, "%s", r->str);
+	freeReplyObject(r);
+	r = redis_eval_sync(rc, &redis_script_publish, 2, 1, kv, NULL, err, sizeof err);
+	ck_assert_int_eq(r->type, REDIS_REPLY_STATUS);
+	ck_assert_str_eq(r->str, first);
+	freeReplyObject(r);
+	ck_assert_int_gt(cmd_int(rc, "TTL %s", "notifications:idem4:history:idem:py"), 590);
+	ck_assert_int_eq(xlen(rc, "idem4"), 2);
+	conf_free(&c);
+	redisFree(rc);
+}
+END_TEST
+
+/*
+ * Two connections publish the same 300 keyed payloads at once, from both
+ * ends (started together, they meet in the middle, so both win some).
+ */
+struct racer {
+	struct cursor ids[300];
+	int dups[300];
+	int backwards;
+	int rv;
+	char err[256];
+};
+
+static pthread_barrier_t race_start;
+
+static void *race(void *arg)
+{
+	struct racer *rr = arg;
+	const char *p[300];
+	size_t len[300];
+	redisContext *rc = conn();
+	struct conf c;
+
+	conf_defaults(&c);
+	for (size_t i = 0; i < 300; i++) {
+		p[i] = "{\"race\":true}";
+		len[i] = strlen(p[i]);
+	}
+	/* one key per payload, each sent alone: the two connections interleave */
+	rr->rv = 0;
+	pthread_barrier_wait(&race_start);
+	for (size_t k = 0; k < 300 && rr->rv == 0; k++) {
+		size_t i = rr->backwards ? 299 - k : k;
+
+		rr->rv = publish_batch_idem(rc, &c, "idem5", p + i, len + i, 1, "race", i,
+					    rr->ids + i, rr->dups + i, rr->err, sizeof rr->err);
+	}
+	conf_free(&c);
+	redisFree(rc);
+	return NULL;
+}
+
+START_TEST(idem_concurrent)
+{
+	static struct racer r[2];
+	redisContext *rc = conn();
+	pthread_t t[2];
+	int both = 0;
+
+	ck_assert_int_eq(pthread_barrier_init(&race_start, NULL, 2), 0);
+	for (int k = 0; k < 2; k++) {
+		r[k].backwards = k;
+		ck_assert_int_eq(pthread_create(&t[k], NULL, race, &r[k]), 0);
+	}
+	for (int k = 0; k < 2; k++) {
+		pthread_join(t[k], NULL);
+		ck_assert_msg(r[k].rv == 0, "%s", r[k].err);
+	}
+	pthread_barrier_destroy(&race_start);
+	for (size_t i = 0; i < 300; i++) {
+		ck_assert_int_eq(cursor_cmp(&r[0].ids[i], &r[1].ids[i]), 0);
+		ck_assert_int_eq(r[0].dups[i] + r[1].dups[i], 1);
+		both += r[0].dups[i];
+	}
+	ck_assert_int_eq(xlen(rc, "idem5"), 300);
+	/* each side won some: they did run at the same time */
+	ck_assert_msg(both > 0 && both < 300, "connection 1 replayed %d of 300", both);
+	redisFree(rc);
+}
+END_TEST
+
+START_TEST(idem_batch)
+{
+	redisContext *rc = conn();
+	const char *p[] = {"{\"i\":0}", "{\"i\":1}", "{\"i\":2}",
+			   "{\"i\":3}", "{\"i\":4}", "{\"i\":5}"};
+	size_t len[6];
+	struct cursor ids[6], again[6];
+	int dups[6];
+	struct conf c;
+	char err[256];
+
+	conf_defaults(&c);
+	for (size_t i = 0; i < 6; i++)
+		len[i] = strlen(p[i]);
+	ck_assert_msg(
+	    publish_batch_idem(rc, &c, "idem6", p, len, 4, "B", 0, ids, dups, err, sizeof err) == 0,
+	    "%s", err);
+	for (size_t i = 0; i < 4; i++)
+		ck_assert_int_eq(dups[i], 0);
+	check_stream(rc, "idem6", ids, 4, 0);
+	/* the whole batch again: nothing stored, the same ids */
+	ck_assert_msg(publish_batch_idem(rc, &c, "idem6", p, len, 4, "B", 0, again, dups, err,
+					 sizeof err) == 0,
+		      "%s", err);
+	for (size_t i = 0; i < 4; i++) {
+		ck_assert_int_eq(dups[i], 1);
+		ck_assert_int_eq(cursor_cmp(&ids[i], &again[i]), 0);
+	}
+	/* resumed from payload 2 (a pipeline cut short): 2 and 3 replayed, 4 and 5 new */
+	ck_assert_msg(publish_batch_idem(rc, &c, "idem6", p + 2, len + 2, 4, "B", 2, ids + 2, dups,
+					 err, sizeof err) == 0,
+		      "%s", err);
+	ck_assert(dups[0] == 1 && dups[1] == 1 && dups[2] == 0 && dups[3] == 0);
+	ck_assert_int_eq(cursor_cmp(&ids[2], &again[2]), 0);
+	check_stream(rc, "idem6", ids, 6, 0);
+	ck_assert_int_eq(cmd_int(rc, "EXISTS %s", "notifications:idem6:history:idem:B:5"), 1);
+	ck_assert_int_eq(cmd_int(rc, "EXISTS %s", "notifications:idem6:history:idem:B"), 0);
+	/* a batch whose payload 1 differs from the recorded one: that one refused */
+	p[1] = "{\"i\":\"changed\"}";
+	len[1] = strlen(p[1]);
+	ck_assert_int_eq(
+	    publish_batch_idem(rc, &c, "idem6", p, len, 3, "B", 0, again, dups, err, sizeof err),
+	    HERR_INVAL);
+	ck_assert_str_eq(err, "payloads[1]: idempotency key: already used for another payload");
+	ck_assert(dups[0] == 1 && dups[2] == 1);
+	ck_assert(again[1].ms == 0 && again[1].seq == 0);
+	ck_assert_int_eq(xlen(rc, "idem6"), 6);
+	conf_free(&c);
+	redisFree(rc);
+}
+END_TEST
+
 static Suite *publish_suite(void)
 {
 	Suite *s = suite_create("publish");
@@ -619,6 +953,16 @@ static Suite *publish_suite(void)
 	tcase_add_test(tc, noscript_reload);
 	tcase_add_test(tc, batch_one_invalid);
 	tcase_add_test(tc, redis_down);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("idempotency");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, idem_same_key);
+	tcase_add_test(tc, idem_different_keys);
+	tcase_add_test(tc, idem_window_expires);
+	tcase_add_test(tc, idem_refused);
+	tcase_add_test(tc, idem_concurrent);
+	tcase_add_test(tc, idem_batch);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("history");

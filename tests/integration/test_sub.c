@@ -26,6 +26,7 @@
 #include "cursor.h"
 #include "err.h"
 #include "fixture.h"
+#include "history.h"
 #include "hub.h"
 #include "log.h"
 #include "redis.h"
@@ -45,6 +46,10 @@ struct fconn {
 	char *msg[MAX_MSGS];
 	size_t len[MAX_MSGS];
 	int kind[MAX_MSGS];
+	/* every message with an id, beyond MAX_MSGS too */
+	size_t ids;
+	size_t out_of_order; /* ids not larger than the one before */
+	struct cursor last;
 };
 
 struct ctx {
@@ -129,6 +134,12 @@ static void pump(struct ctx *x)
 		if (!c->attached)
 			continue;
 		while ((m = hub_pop(x->hub, &c->hc)) != NULL) {
+			if (m->has_id) {
+				if (c->ids > 0 && cursor_cmp(&m->id, &c->last) <= 0)
+					c->out_of_order++;
+				c->last = m->id;
+				c->ids++;
+			}
 			if (c->n < MAX_MSGS) {
 				c->msg[c->n] = strndup(m->data, m->len);
 				c->len[c->n] = m->len;
@@ -178,7 +189,7 @@ static void ctx_start_sub(struct ctx *x, unsigned canary_ms)
 /* A Redis, a loop, a hub; the subscriber when start_sub. */
 static void ctx_init(struct ctx *x, unsigned canary_ms, int start_sub)
 {
-	struct hub_limits lim = {256 * 1024, 0, 0, 100};
+	struct hub_limits lim = {256 * 1024, 0, 0, 100, 0};
 	char err[200];
 
 	memset(x, 0, sizeof *x);
@@ -462,6 +473,144 @@ START_TEST(test_resume)
 	ck_assert_ptr_nonnull(strstr(a->msg[3], ids[5]));
 	run_for(&x, 50);
 	ck_assert_uint_eq(a->n, 4);
+	ctx_done(&x);
+}
+END_TEST
+
+/*
+ * Publish n notifications of about size bytes to user, pipelined, keeping
+ * keep entries; ids[0] gets the first id, ids[1] the last.
+ */
+static void publish_n(const struct ctx *x, const char *user, int n, size_t size, long keep,
+		      char ids[2][CURSOR_STR_MAX])
+{
+	char key[REDIS_KEY_MAX], maxlen[24], err[200], *payload = malloc(size + 64);
+	const char *kv[3];
+	size_t kvlen[3];
+	redisContext *rc = sync_conn(x);
+	redisReply *r;
+
+	ck_assert_ptr_nonnull(rc);
+	ck_assert_ptr_nonnull(payload);
+	redis_history_key(key, sizeof key, "notifications", user);
+	snprintf(maxlen, sizeof maxlen, "%ld", keep);
+	for (int i = 0; i < n; i++) {
+		int len = snprintf(payload, size + 64, "{\"n\":%d,\"pad\":\"%0*d\"}", i,
+				   (int)size, 0);
+
+		kv[0] = key;
+		kv[1] = payload;
+		kv[2] = maxlen;
+		kvlen[0] = strlen(key);
+		kvlen[1] = (size_t)len;
+		kvlen[2] = strlen(maxlen);
+		if (i == 0) { /* loads the script */
+			r = redis_eval_sync(rc, &redis_script_publish, 1, 2, kv, kvlen, err,
+					    sizeof err);
+			ck_assert_msg(r != NULL && r->type == REDIS_REPLY_STRING, "%s", err);
+			snprintf(ids[0], CURSOR_STR_MAX, "%s", r->str);
+			freeReplyObject(r);
+			continue;
+		}
+		ck_assert_int_eq(redisAppendCommand(rc, "EVALSHA %s 1 %b %b %b",
+						    redis_script_publish.sha, kv[0], kvlen[0],
+						    kv[1], kvlen[1], kv[2], kvlen[2]),
+				 REDIS_OK);
+	}
+	for (int i = 1; i < n; i++) {
+		ck_assert_int_eq(redisGetReply(rc, (void **)&r), REDIS_OK);
+		ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+		if (i == n - 1)
+			snprintf(ids[1], CURSOR_STR_MAX, "%s", r->str);
+		freeReplyObject(r);
+	}
+	free(payload);
+	redisFree(rc);
+}
+
+/* The history script's pages: a byte budget, the page's end, more. */
+START_TEST(test_history_pages)
+{
+	struct ctx x;
+	struct history_result hr;
+	struct cursor since, last;
+	char ids[2][CURSOR_STR_MAX], err[200];
+	redisContext *rc;
+	size_t total = 0;
+	int pages = 0;
+
+	ctx_init(&x, 0, 0);
+	publish_n(&x, "7", 100, 400, 1000, ids);
+	rc = sync_conn(&x);
+	ck_assert_ptr_nonnull(rc);
+	ck_assert_int_eq(cursor_parse(ids[0], strlen(ids[0]), &since), 0);
+	ck_assert_int_eq(cursor_parse(ids[1], strlen(ids[1]), &last), 0);
+	for (;;) {
+		ck_assert_int_eq(history_read(rc, &x.conf, "7", &since, 1000, 4096, &hr, err,
+					      sizeof err),
+				 0);
+		pages++;
+		ck_assert_uint_ge(hr.n, 1);
+		ck_assert_uint_le(hr.n, 9); /* 4096 / ~450 */
+		ck_assert_int_eq(cursor_cmp(&hr.page_end, &hr.entries[hr.n - 1].id), 0);
+		ck_assert_int_eq(cursor_cmp(&hr.last, &last), 0);
+		total += hr.n;
+		since = hr.page_end;
+		if (!hr.more) {
+			ck_assert_int_eq(cursor_cmp(&hr.page_end, &last), 0);
+			history_result_free(&hr);
+			break;
+		}
+		history_result_free(&hr);
+		ck_assert_int_lt(pages, 100);
+	}
+	ck_assert_uint_eq(total, 99);
+	ck_assert_int_ge(pages, 11);
+	/* One entry over the budget still comes, alone. */
+	ck_assert_int_eq(cursor_parse(ids[0], strlen(ids[0]), &since), 0);
+	ck_assert_int_eq(history_read(rc, &x.conf, "7", &since, 1000, 10, &hr, err, sizeof err),
+			 0);
+	ck_assert_uint_eq(hr.n, 1);
+	ck_assert_int_eq(hr.more, 1);
+	history_result_free(&hr);
+	/* The page ends after entries that are not envelopes, too. */
+	freeReplyObject(redisCommand(rc, "XADD notifications:7:history * other x"));
+	ck_assert_int_eq(history_read(rc, &x.conf, "7", &last, 10, 0, &hr, err, sizeof err), 0);
+	ck_assert_uint_eq(hr.n, 0);
+	ck_assert_int_eq(hr.more, 0);
+	ck_assert_int_gt(cursor_cmp(&hr.page_end, &last), 0);
+	history_result_free(&hr);
+	redisFree(rc);
+	ctx_done(&x);
+}
+END_TEST
+
+/*
+ * A backlog far over send_queue_max and over many pages, resumed while
+ * notifications keep coming: all of it once, in order, then live.
+ */
+START_TEST(test_resume_paged)
+{
+	struct ctx x;
+	struct fconn *a;
+	char ids[2][CURSOR_STR_MAX], live[2][CURSOR_STR_MAX];
+
+	ctx_init(&x, 0, 1);
+	publish_n(&x, "42", 3000, 400, 5000, ids);
+	a = attach(&x, "42", ids[0]);
+	for (int i = 0; i < 20; i++) {
+		publish_n(&x, "42", 5, 100, 5000, live);
+		pump(&x);
+	}
+	ck_assert(WAIT_FOR(&x, a->ids == 2999 + 100 || a->closed, WAIT_MS * 3));
+	ck_assert_int_eq(a->closed, 0);
+	ck_assert_uint_eq(a->out_of_order, 0);
+	ck_assert_uint_ge(status(&x).history_reads, 10);
+	publish_n(&x, "42", 1, 10, 5000, live);
+	ck_assert(WAIT_FOR(&x, a->ids == 2999 + 101, WAIT_MS));
+	ck_assert_uint_eq(a->out_of_order, 0);
+	run_for(&x, 50);
+	ck_assert_uint_eq(a->ids, 2999 + 101);
 	ctx_done(&x);
 }
 END_TEST
@@ -905,6 +1054,8 @@ static Suite *sub_suite(void)
 	tcase_add_test(tc, test_live);
 	tcase_add_test(tc, test_refcount);
 	tcase_add_test(tc, test_resume);
+	tcase_add_test(tc, test_history_pages);
+	tcase_add_test(tc, test_resume_paged);
 	tcase_add_test(tc, test_reconnect);
 	tcase_add_test(tc, test_canary);
 	tcase_add_test(tc, test_free_pending);

@@ -20,6 +20,8 @@ for f in "$WS" "$PUB" "$CLI"; do [ -x "$f" ] || skip_all "$f not built"; done
 command -v "$nginx_bin" >/dev/null 2>&1 || skip_all "nginx not installed"
 command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
+# The caller's configuration keys (HERALD_CONFIG, HERALD_JWT_SECRET ...) would
+# change what the servers below do: each gets exactly the keys its checks need.
 for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
 	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
 done
@@ -58,16 +60,26 @@ wait_for() {
 
 WS_PORT=$(port_pick)
 HTTP_PORT=$(port_pick)
+# The variables Kubernetes injects for Services named herald and herald-ws
+# (issue 12): not keys, and they must not stop the program.
 start_ws() {
 	HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_JWT_LEEWAY=1 \
 	HERALD_ALLOWED_ORIGINS=https://app.example HERALD_MAX_CONNECTIONS_PER_USER=3 \
+	HERALD_PORT=tcp://10.0.0.1:80 HERALD_SERVICE_HOST=10.0.0.1 HERALD_SERVICE_PORT=80 \
+	HERALD_PORT_80_TCP=tcp://10.0.0.1:80 HERALD_WS_SERVICE_PORT=8000 \
+	HERALD_WS_SERVICE_HOST=10.0.0.2 \
 		$WS_TEST_WRAP "$WS" --listen "127.0.0.1:$WS_PORT" --handshake-timeout 2 --log-level debug \
 		>>"$T/ws.log" 2>&1 &
 	WS_PID=$!
 	port_wait "$WS_PORT" "$WS_PID"
 }
 start_ws
-ok $? "herald-ws starts on 127.0.0.1:$WS_PORT"
+ok $? "herald-ws starts on 127.0.0.1:$WS_PORT (with Kubernetes' HERALD_PORT, HERALD_SERVICE_HOST ... set)"
+out=$(HERALD_JWT_SECRET=x HERALD_JWT_SECRTE=y "$WS" --check-config 2>&1)
+is "$?:$out" "1:herald-ws: environment: unknown key HERALD_JWT_SECRTE: did you mean HERALD_JWT_SECRET?" \
+	"a near miss of a key in the environment is refused with the key it misses"
+out=$(HERALD_JWT_SECRET=x HERALD_PORT=tcp://10.0.0.1:80 HERALD_OF_ANOTHER_TOOL=1 "$WS" --check-config 2>&1)
+is "$?:$out" "0:herald-ws: configuration ok" "--check-config: unknown HERALD_ variables are not errors"
 
 nginx_test "$CONF" "$T/nginx" "$HTTP_PORT" "127.0.0.1:$WS_PORT" "unix:$T/fcgi.sock" 2>"$T/nginx-t.log"
 ok $? "nginx -t accepts nginx/herald.conf"
@@ -147,14 +159,24 @@ is "$(close_of "$T/o")" "close 4401 bad_signature" "forged token: 4401"
 "$CLI" -t 3 -H "Authorization: Bearer $(herald_token "$SECRET" 42 3600)" "$NG" /api/v1/ws/notifications >"$T/o" -n 0
 grep -q '^status 101' "$T/o" && ! grep -q '^close 4401' "$T/o"
 ok $? "a token in Authorization: Bearer is accepted"
-"$CLI" -t $((3 * S)) -n 1 -H "Cookie: x=1; herald_token=$(herald_token "$SECRET" 42 3600)" -S hello "$NG" \
-	/api/v1/ws/notifications >"$T/o" &
+"$CLI" -t $((3 * S)) -n 1 -H "Cookie: x=1; herald_token=$(herald_token "$SECRET" 42 3600)" -s 828300000000686969 \
+	-H "Origin: https://app.example" "$NG" /api/v1/ws/notifications >"$T/o" &
 c=$!
 wait_for "$T/o" "^status 101" && wait_subscribed 42
 publish 42 '{"cookie":1}' >/dev/null
 wait $c
 grep -q '"cookie":1' "$T/o"
-ok $? "a token in the herald_token cookie is accepted (and a client text frame ignored)"
+ok $? "a token in the herald_token cookie is accepted with an allowed Origin (and a client binary frame ignored)"
+# Cross-site WebSocket hijacking: any page can make the browser send the cookie.
+ck="Cookie: herald_token=$(herald_token "$SECRET" 42 3600)"
+"$CLI" -t 3 -H "$ck" "$NG" /api/v1/ws/notifications >"$T/o"
+is "$(head -1 "$T/o")" "status 403" "a token from a cookie without an Origin: 403"
+"$CLI" -t 3 -H "$ck" -H "Origin: https://evil.example" "$NG" /api/v1/ws/notifications >"$T/o"
+is "$(head -1 "$T/o")" "status 403" "a token from a cookie with another site's Origin: 403"
+"$CLI" -t 3 -n 0 -H "$ck" -H "Authorization: Bearer $(herald_token "$SECRET" 42 3600)" "$NG" \
+	/api/v1/ws/notifications >"$T/o"
+grep -q '^status 101' "$T/o" && ! grep -q '^close 4401' "$T/o"
+ok $? "a cookie beside a token in Authorization: the header's token, no Origin needed"
 "$CLI" -t 3 -H "Origin: https://evil.example" "$NG" "$(path 42)" >"$T/o"
 is "$(head -1 "$T/o")" "status 403" "bad Origin: 403 before the upgrade"
 "$CLI" -t 3 -H "Origin: https://app.example" -n 0 "$NG" "$(path 42)" >"$T/o"
@@ -175,7 +197,7 @@ frame_case "reserved bit: 1002" c1850000000041424344 "close 1002 protocol error"
 frame_case "unknown opcode 3: 1002" 83800000000 "close 1002 protocol error"
 frame_case "fragmented ping: 1002" 0980000000000 "close 1002 protocol error"
 frame_case "ping over 125 bytes: 1002" 89fe007e00000000 "close 1002 protocol error"
-frame_case "text frame over 4 KiB: 1009" 81fe138800000000 "close 1009 message over 4 KiB"
+frame_case "text frame over 8256 bytes: 1009" 81fe210000000000 "close 1009 message too big"
 frame_case "invalid UTF-8: 1007" 818200000000c0af "close 1007 invalid UTF-8"
 frame_case "close with a bad code: 1002" 888200000000000a "close 1002 protocol error"
 frame_case "client close 1000 is echoed" 88820000000003e8 "close 1000 "
@@ -184,6 +206,15 @@ c=$!
 wait_for "$T/o" '^pong'
 ok $? "a ping is answered with a pong"
 kill $c 2>/dev/null; wait $c 2>/dev/null
+
+# The upgrade request and 337 bytes of frames in one write: three binary
+# frames, a ping and a close, all read (the first 256 bytes only, once).
+req=$(printf 'GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' \
+	"$(path frames)" | od -An -tx1 | tr -d ' \n')
+bin=82e400000000$(printf '61%.0s' $(seq 100)) # binary: a text message is a command (refresh.sh)
+"$CLI" -t 3 -r "$req$bin$bin$bin"898700000000706f6e672d6d65"88820000000003e8" "127.0.0.1:$WS_PORT" x >"$T/o"
+is "$(tr '\n' ' ' <"$T/o")" "status 101 pong close 1000  " \
+	"frames pipelined behind the handshake (337 bytes): every one is read, the ping answered, the close echoed"
 
 "$CLI" -t 3 -r 160301020001000001fc0303 "127.0.0.1:$WS_PORT" x >"$T/o"
 is "$(head -1 "$T/o")" "status 400" "garbage before the handshake: 400 (direct)"
@@ -228,11 +259,20 @@ grep -q '^herald_ws_connections [0-9]' "$T/m" && grep -q '^herald_redis_up 1' "$
 	grep -q '^herald_ws_messages_delivered_total [1-9]' "$T/m" &&
 	grep -q '^herald_ws_publish_to_write_seconds_count [1-9]' "$T/m"
 ok $? "metrics: Prometheus text with connections, deliveries, Redis state, lag"
+curl -s -D "$T/mh" -o "$T/m" "http://127.0.0.1:$WS_PORT/api/v1/notifications/metrics"
+len=$(tr -d '\r' <"$T/mh" | sed -n 's/^Content-Length: //p')
+diag "herald-ws metrics: ${len:-?} bytes"
+[ -n "$len" ] && [ "$len" = "$(wc -c <"$T/m")" ] && head -1 "$T/mh" | grep -q ' 200 ' &&
+	tail -1 "$T/m" | grep -q '^herald_ws_publish_to_write_seconds_count [0-9]'
+ok $? "metrics: the whole text, Content-Length right, up to the last metric"
 sleep 2.5
 rss_half=$(rss_kb "$WS_PID")
 diag "RSS before the half-open test ${rss0} KiB, after ${rss_half} KiB"
-[ $(((rss_half - rss0) * 1024 / HALF_OPEN)) -lt 1024 ]
-ok_mem $? "memory after the half-open connections: under 1 KiB per connection of the peak (libevent keeps its fd table)"
+# The connections live in herald-ws's slab (src/slab.c) and go back to the
+# kernel with them; what stays is libevent's per-descriptor table (~90 bytes
+# a descriptor; 9.6 MiB stayed when they came from the heap).
+[ $(((rss_half - rss0) * 1024 / HALF_OPEN)) -lt 256 ]
+ok_mem $? "memory after the half-open connections: under 256 bytes per connection of the peak (libevent keeps its fd table)"
 
 # --- a slow consumer ----------------------------------------------------------------
 "$CLI" -q -p 4 -t 30 "$NG" "$(path slow)" >"$T/slow" &
@@ -287,6 +327,56 @@ done
 curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/health" | grep -q '"status":"ok"'
 ok $? "health is ok again after Redis came back"
 
+# --- live / ready: the orchestrators' probes (issue 15) ------------------------------
+# live: 200 while the process runs.  ready: 503 with Retry-After while Redis
+# is down or the canary is late (sub.h: three canary intervals of 2 s), 200
+# again once it is back.  probe PATH prints "STATUS BODY".
+HP="http://127.0.0.1:$WS_PORT/api/v1/notifications/health"
+probe() {
+	local st
+	st=$(curl -s -o "$T/pb" --max-time 2 -w '%{http_code}' "$HP/$1")
+	printf '%s %s' "$st" "$(cat "$T/pb")"
+}
+# until_ready WANT TENTHS: until ready answers WANT; prints the tenths waited
+until_ready() {
+	local i=0
+	while [ $i -lt "$2" ]; do
+		[ "$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' "$HP/ready")" = "$1" ] && break
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo $i
+}
+is "$(probe live)" '200 {"status":"ok","probe":"live"}' "live: 200"
+is "$(probe ready)" '200 {"status":"ok","probe":"ready"}' "ready: 200 with Redis up"
+is "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$HP/ready")" 405 "ready: POST is 405"
+is "$(curl -s -o /dev/null -w '%{http_code}' "$HP/ready/")" 404 "ready/: 404 (exact paths only)"
+kill -9 "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null
+t=$(until_ready 503 20)
+[ "$t" -lt 20 ]
+ok $? "Redis stopped: ready answers 503 within the canary interval ($t/10 s)"
+curl -s -D "$T/rh" -o "$T/rb" "$HP/ready"
+grep -qi '^Retry-After: 5' "$T/rh" && grep -q '"status":"unavailable","probe":"ready","reason":"redis' "$T/rb"
+ok $? "ready's 503 has Retry-After and says why: $(cat "$T/rb")"
+is "$(probe live)" '200 {"status":"ok","probe":"live"}' "Redis stopped: live stays 200"
+"$REDIS_SERVER" --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
+	--daemonize no --loglevel warning >>"$T/redis/log" 2>&1 &
+REDIS_PID=$!
+t=$(until_ready 200 150)
+[ "$t" -lt 150 ]
+ok $? "Redis back: ready answers 200 again ($t/10 s)"
+# A Redis that holds the connections but answers nothing (SIGSTOP): no
+# socket error, only the canary tells.
+kill -STOP "$REDIS_PID"
+t=$(until_ready 503 120)
+[ "$t" -lt 120 ]
+ok $? "Redis frozen (SIGSTOP): ready answers 503 once the canary is late ($t/10 s)"
+is "$(probe live)" '200 {"status":"ok","probe":"live"}' "Redis frozen: live stays 200"
+kill -CONT "$REDIS_PID"
+t=$(until_ready 200 150)
+[ "$t" -lt 150 ]
+ok $? "Redis thawed: ready answers 200 again ($t/10 s)"
+
 # --- ping / pong timeout (a second instance with 1 s intervals) ----------------------
 WS2_PORT=$(port_pick)
 HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_WS_PING_INTERVAL=1 \
@@ -299,7 +389,68 @@ ok $? "a client that never answers pings is closed (1001 no pong)"
 "$CLI" -t 4 "127.0.0.1:$WS2_PORT" "$(path 42)" >"$T/o"
 [ "$(grep -c '^ping' "$T/o")" -ge 2 ] && grep -q '^timeout' "$T/o"
 ok $? "a client that answers pings stays connected"
+# No allowed_origins here: any Origin for a token in the URL, none for a cookie's.
+"$CLI" -t 3 -H "$ck" -H "Origin: https://app.example" "127.0.0.1:$WS2_PORT" /api/v1/ws/notifications >"$T/o"
+is "$(head -1 "$T/o")" "status 403" "allowed_origins empty: a token from a cookie is refused (403)"
+"$CLI" -t 3 -H "$ck" "127.0.0.1:$WS2_PORT" /api/v1/ws/notifications >"$T/o"
+is "$(head -1 "$T/o")" "status 403" "allowed_origins empty: a token from a cookie without Origin is refused (403)"
+"$CLI" -t 1 -n 0 -H "Origin: https://elsewhere.example" "127.0.0.1:$WS2_PORT" "$(path 42)" >"$T/o"
+grep -q '^status 101' "$T/o" && ! grep -q '^close 4401' "$T/o"
+ok $? "allowed_origins empty: a token in ?token= with any Origin is accepted, as before"
 kill "$WS2_PID"; wait "$WS2_PID"; WS2_PID=
+
+# --- a peer that pings and never reads: no busy loop (issue 12) -----------------------
+# A backlog fills the socket (the client reads nothing, with a small receive
+# buffer); then its pings fill the control buffer with pongs that cannot go
+# out, so herald-ws's own ping cannot be queued when due.  The timer must
+# not re-arm in the past: CPU stays low, and the write stall drops the peer.
+WS5_PORT=$(port_pick)
+HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_WS_PING_INTERVAL=2 \
+HERALD_WS_PONG_TIMEOUT=8 "$WS" --listen "127.0.0.1:$WS5_PORT" >>"$T/ws5.log" 2>&1 &
+WS5_PID=$!
+WS2_PID=$WS5_PID
+port_wait "$WS5_PORT"
+# 8 MB: more than the kernel's largest send buffer (tcp_wmem 4 MB) holds.
+pl=$(head -c 8000 /dev/zero | tr '\0' s)
+for i in $(seq 1000); do printf '{"p":"%s"}\n' "$pl"; done | publish spin - >/dev/null
+cat >"$T/pingflood.pl" <<'PERL'
+use strict;
+use Socket;
+$| = 1;
+my ($port, $path, $delay, $n) = @ARGV;
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+setsockopt($s, SOL_SOCKET, SO_RCVBUF, 4096);
+connect($s, pack_sockaddr_in($port, inet_aton("127.0.0.1"))) or die "connect: $!";
+syswrite($s, "GET $path HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+my $head = "";
+while ($head !~ /\r\n\r\n/) { sysread($s, $head, 1, length $head) or die "eof"; }
+print "status ", ($head =~ m{^HTTP/1\.1 (\d+)} ? $1 : 0), "\n";
+select(undef, undef, undef, $delay);
+# masked pings of 83 bytes: three pongs (85 bytes each) fill the 256-byte buffer
+syswrite($s, ("\x89" . chr(0x80 | 83) . "\0\0\0\0" . ("p" x 83)) x $n);
+print "pinged\n";
+sleep 60;
+PERL
+perl "$T/pingflood.pl" "$WS5_PORT" "$(path spin "&since=0-0")" 0.5 30 >"$T/flood.out" 2>&1 &
+pf=$!
+wait_for "$T/flood.out" "^pinged"
+sleep 2
+tck=$(getconf CLK_TCK)
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$WS5_PID/stat")
+sleep 3
+cpu1=$(awk '{ print $14 + $15 }' "/proc/$WS5_PID/stat")
+diag "herald-ws used $((cpu1 - cpu0)) of $((3 * tck)) ticks in 3 s with a ping-flooding peer that does not read"
+[ "$(head -1 "$T/flood.out")" = "status 101" ] && [ $((cpu1 - cpu0)) -lt $((3 * tck / 2)) ]
+ok $? "a peer that pings and never reads: herald-ws does not spin (under half a core over 3 s)"
+for _i in $(seq 100); do
+	curl -s "http://127.0.0.1:$WS5_PORT/api/v1/notifications/metrics" | grep -q '^herald_ws_connections 0' && break
+	sleep 0.1
+done
+curl -s "http://127.0.0.1:$WS5_PORT/api/v1/notifications/metrics" | grep -q '^herald_ws_connections 0'
+ok $? "and it is dropped when its writes stall for ws_pong_timeout"
+kill $pf 2>/dev/null; wait $pf 2>/dev/null
+kill "$WS5_PID"; wait "$WS5_PID"; WS2_PID=
 
 # --- a unix socket, a key file, SIGHUP, and running out of descriptors ---------------
 # A third instance: unix socket (the nginx upstream of scripts/dev.sh), the
@@ -325,6 +476,14 @@ grep -q '^close 4401' "$T/o"
 ok $((!$?)) "after SIGHUP: the new key is the key"
 "$CLI" -t 1 "unix:$T/ws3.sock" "/api/v1/ws/notifications?token=$(herald_token first-key 42 600)" >"$T/o"
 is "$(close_of "$T/o")" "close 4401 bad_signature" "after SIGHUP: the old key is refused"
+# SIGUSR1, nginx's reopen signal: the log anew, nothing else.
+mv "$T/ws3-file.log" "$T/ws3-file.log.2"
+kill -USR1 "$WS3_PID"
+wait_for "$T/ws3-file.log" "SIGUSR1: log reopened" 50
+ok $? "SIGUSR1 reopens the log file: herald-ws writes to the re-created file"
+"$CLI" -t 1 "unix:$T/ws3.sock" "/api/v1/ws/notifications?token=$(herald_token second-key 42 600)" >"$T/o"
+kill -0 "$WS3_PID" 2>/dev/null && [ "$(head -1 "$T/o")" = "status 101" ] && ! grep -q '^close 4401' "$T/o"
+ok $? "after SIGUSR1: herald-ws still runs and serves, with the same key"
 
 # Hold more connections than the 64 descriptors allow: accept() fails with
 # EMFILE, and the listener must pause rather than spin on the pending ones.
@@ -365,6 +524,11 @@ for n in 1 2 3 4; do wait_for "$T/wk$n" "^status 101" && wait_subscribed "wk$n";
 for n in 1 2 3 4; do publish "wk$n" "{\"wk\":$n}" >/dev/null; done
 wait $w1 $w2 $w3 $w4
 is "$(cat "$T/wk1" "$T/wk2" "$T/wk3" "$T/wk4" | grep -c '"wk":')" 4 "--workers 2: every client is served and gets its message"
+kill -USR1 "$WS4_PID"
+sleep 0.5
+kill -0 "$WS4_PID" 2>/dev/null && [ "$(pgrep -P "$WS4_PID" -c)" = 2 ] &&
+	[ "$(grep -c 'SIGUSR1: log reopened' "$T/ws4.log")" = 2 ]
+ok $? "--workers: SIGUSR1 is passed to the workers, which reopen their log and keep running"
 kill -TERM "$WS4_PID"
 wait "$WS4_PID"
 is "$?,$(pgrep -P "$WS4_PID" -c)" "0,0" "--workers: SIGTERM stops the workers and the parent exits 0"

@@ -16,7 +16,10 @@
  *   -t SECONDS         give up after this long (default 10)
  *   -s HEX             after the handshake, send these raw bytes
  *   -S TEXT            after the handshake, send a masked text frame
+ *   -D MS              send -S's frame this long after the handshake instead, while
+ *                      reading (prints "sent" then)
  *   -r HEX             send these raw bytes instead of a handshake, print the reply's status
+ *   -x HEX             send these raw bytes first, then the handshake (a PROXY protocol header)
  *   -p SECONDS         pause reading this long after the handshake (slow consumer),
  *                      with a small receive buffer
  *   -q                 do not print text payloads (count them: "texts N" at the end)
@@ -32,9 +35,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,11 +42,11 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "../../ws/frame.h"
+#include "client.h"
+#include "ws_frame.h"
 
 static const char *hdrs[16];
 static int nhdrs;
@@ -58,69 +58,6 @@ static long long now_ms(void)
 
 	gettimeofday(&tv, NULL);
 	return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static int dial(const char *addr, int rcvbuf)
-{
-	int fd;
-
-	if (strncmp(addr, "unix:", 5) == 0) {
-		struct sockaddr_un sun;
-
-		memset(&sun, 0, sizeof sun);
-		sun.sun_family = AF_UNIX;
-		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", addr + 5);
-		fd = socket(AF_UNIX, SOCK_STREAM, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0)
-			goto fail;
-	} else {
-		char host[256];
-		const char *colon = strrchr(addr, ':');
-		struct addrinfo hints, *res;
-		int one = 1;
-
-		if (colon == NULL || (size_t)(colon - addr) >= sizeof host)
-			return -1;
-		memcpy(host, addr, (size_t)(colon - addr));
-		host[colon - addr] = '\0';
-		memset(&hints, 0, sizeof hints);
-		hints.ai_socktype = SOCK_STREAM;
-		if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
-			return -1;
-		fd = socket(res->ai_family, SOCK_STREAM, 0);
-		if (fd >= 0 && rcvbuf > 0)
-			setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-		if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
-			freeaddrinfo(res);
-			goto fail;
-		}
-		freeaddrinfo(res);
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-	}
-	return fd;
-fail:
-	fprintf(stderr, "ws_client: connect %s: %s\n", addr, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-static int write_all(int fd, const void *b, size_t n)
-{
-	const char *p = b;
-
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
 }
 
 static size_t unhex(const char *h, uint8_t *out, size_t max)
@@ -168,7 +105,7 @@ static int handshake(int fd, const char *path, const char *version)
 	for (i = 0; i < nhdrs; i++)
 		n += snprintf(req + n, sizeof req - (size_t)n, "%s\r\n", hdrs[i]);
 	n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
-	return write_all(fd, req, (size_t)n);
+	return client_write_all(fd, req, (size_t)n);
 }
 
 /* Read the response headers; leftover bytes (frames) go to *extra. */
@@ -226,46 +163,26 @@ static int send_frame(int fd, int opcode, const void *p, size_t n)
 	uint8_t out[WSF_MSG_MAX * 2 + 16];
 	long w = wsf_write_frame(out, sizeof out, 1, opcode, key, p, n);
 
-	return w < 0 ? -1 : write_all(fd, out, (size_t)w);
+	return w < 0 ? -1 : client_write_all(fd, out, (size_t)w);
 }
 
-/* A server frame parser: servers do not mask, so this one is simple. */
+/* What the server sent, read whole frames at a time. */
 struct rx {
 	uint8_t buf[1 << 20];
 	size_t len;
 };
 
-static int next_frame(struct rx *x, int *op, uint8_t **pl, size_t *n, size_t *total)
+/* The next frame of x: 1 with *f and *total (its bytes), 0 for more, -1 when
+ * bad (a masked server frame among them). */
+static int next_frame(struct rx *x, struct wsf_frame *f, size_t *total)
 {
-	uint64_t l;
-	size_t h = 2;
+	long n = wsf_frame_read(x->buf, x->len, sizeof x->buf, f);
 
-	if (x->len < 2)
-		return 0;
-	l = x->buf[1] & 0x7f;
-	if (l == 126) {
-		if (x->len < 4)
-			return 0;
-		l = (uint64_t)x->buf[2] << 8 | x->buf[3];
-		h = 4;
-	} else if (l == 127) {
-		if (x->len < 10)
-			return 0;
-		l = 0;
-		for (int k = 2; k < 10; k++)
-			l = l << 8 | x->buf[k];
-		h = 10;
-	}
-	if (x->buf[1] & 0x80)
-		return -1; /* a masked server frame */
-	if (h + l > sizeof x->buf)
+	if (n <= 0)
+		return n < 0 ? -1 : 0;
+	if (f->masked)
 		return -1;
-	if (x->len < h + l)
-		return 0;
-	*op = x->buf[0] & 0x0f;
-	*pl = x->buf + h;
-	*n = (size_t)l;
-	*total = h + (size_t)l;
+	*total = (size_t)n;
 	return 1;
 }
 
@@ -282,11 +199,11 @@ static int hold(const char *addr, const char *path, int n, int half, int timeout
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	for (i = 0; i < n; i++) {
-		fds[i] = dial(addr, 0);
+		fds[i] = client_dial("ws_client", addr, 0);
 		if (fds[i] < 0)
 			break;
 		if (half) {
-			if (write_all(fds[i], "GET / HT", 8) != 0)
+			if (client_write_all(fds[i], "GET / HT", 8) != 0)
 				break;
 		} else {
 			if (handshake(fds[i], path, "13") != 0)
@@ -331,14 +248,15 @@ static int hold(const char *addr, const char *path, int n, int half, int timeout
 
 int main(int argc, char **argv)
 {
-	const char *send_hex = NULL, *send_text = NULL, *raw = NULL, *version = "13";
+	const char *send_hex = NULL, *send_text = NULL, *raw = NULL, *version = "13", *pre = NULL;
 	int want = -1, timeout = 10, pause_s = 0, quiet = 0, no_pong = 0, lag = 0, many = 0,
-	    half = 0, opt, fd, status, texts = 0, headers = 0;
+	    half = 0, opt, fd, status, texts = 0, headers = 0, delay_ms = 0;
+	long long send_at = 0;
 	static struct rx x;
 	long long deadline;
 	uint8_t sb[8192];
 
-	while ((opt = getopt(argc, argv, "H:n:t:s:S:r:p:qPLm:o:v:h")) != -1) {
+	while ((opt = getopt(argc, argv, "H:n:t:s:S:D:r:x:p:qPLm:o:v:h")) != -1) {
 		switch (opt) {
 		case 'H':
 			if (nhdrs < 16)
@@ -348,7 +266,9 @@ int main(int argc, char **argv)
 		case 't': timeout = atoi(optarg); break;
 		case 's': send_hex = optarg; break;
 		case 'S': send_text = optarg; break;
+		case 'D': delay_ms = atoi(optarg); break;
 		case 'r': raw = optarg; break;
+		case 'x': pre = optarg; break;
 		case 'p': pause_s = atoi(optarg); break;
 		case 'q': quiet = 1; break;
 		case 'P': no_pong = 1; break;
@@ -369,13 +289,19 @@ int main(int argc, char **argv)
 	if (many > 0)
 		return hold(argv[optind], argv[optind + 1], many, half, timeout);
 	deadline = now_ms() + timeout * 1000LL;
-	fd = dial(argv[optind], pause_s > 0 ? 4096 : 0);
+	fd = client_dial("ws_client", argv[optind], pause_s > 0 ? 4096 : 0);
 	if (fd < 0)
 		return 1;
+	if (pre != NULL) {
+		size_t n = unhex(pre, sb, sizeof sb);
+
+		if (client_write_all(fd, sb, n) != 0)
+			return 1;
+	}
 	if (raw != NULL) {
 		size_t n = unhex(raw, sb, sizeof sb);
 
-		if (write_all(fd, sb, n) != 0)
+		if (client_write_all(fd, sb, n) != 0)
 			return 1;
 	} else if (handshake(fd, argv[optind + 1], version) != 0) {
 		return 1;
@@ -388,22 +314,28 @@ int main(int argc, char **argv)
 	if (send_hex != NULL) {
 		size_t n = unhex(send_hex, sb, sizeof sb);
 
-		if (write_all(fd, sb, n) != 0)
+		if (client_write_all(fd, sb, n) != 0)
 			printf("send failed\n");
 	}
-	if (send_text != NULL)
+	if (send_text != NULL && delay_ms > 0)
+		send_at = now_ms() + delay_ms;
+	else if (send_text != NULL)
 		send_frame(fd, WSF_OP_TEXT, send_text, strlen(send_text));
 	if (pause_s > 0) {
 		sleep((unsigned)pause_s);
 		deadline += pause_s * 1000LL;
 	}
 	for (;;) {
-		int op, rc;
-		uint8_t *pl;
-		size_t n, total;
+		struct wsf_frame f;
+		size_t total;
 		ssize_t r;
+		int rc;
 
-		while ((rc = next_frame(&x, &op, &pl, &n, &total)) == 1) {
+		while ((rc = next_frame(&x, &f, &total)) == 1) {
+			int op = f.opcode;
+			const uint8_t *pl = f.payload;
+			size_t n = f.len;
+
 			if (op == WSF_OP_TEXT) {
 				texts++;
 				if (lag) {
@@ -421,7 +353,7 @@ int main(int argc, char **argv)
 			} else if (op == WSF_OP_PONG) {
 				printf("pong\n");
 			} else if (op == WSF_OP_CLOSE) {
-				int code = n >= 2 ? pl[0] << 8 | pl[1] : 1005;
+				int code = wsf_close_code(pl, n);
 
 				if (quiet)
 					printf("texts %d\n", texts);
@@ -450,7 +382,16 @@ int main(int argc, char **argv)
 			printf("bad frame\n");
 			return 1;
 		}
-		r = read_some(fd, x.buf + x.len, sizeof x.buf - x.len, deadline);
+		if (send_at != 0 && now_ms() >= send_at) {
+			send_frame(fd, WSF_OP_TEXT, send_text, strlen(send_text));
+			send_at = 0;
+			printf("sent\n");
+			fflush(stdout);
+		}
+		r = read_some(fd, x.buf + x.len, sizeof x.buf - x.len,
+			      send_at != 0 && send_at < deadline ? send_at : deadline);
+		if (r == 0 && now_ms() < deadline)
+			continue;
 		if (r == 0) {
 			if (quiet)
 				printf("texts %d\n", texts);

@@ -20,10 +20,18 @@ static const struct {
 	{"envelope", envelope_suite}, {"redis", redis_suite},
 	{"hub", hub_suite},
 	{"ws_frame", ws_frame_suite}, {"ws_handshake", ws_handshake_suite},
+	{"ws_message", ws_message_suite},
 	{"metrics", metrics_suite},
 	{"sse", sse_suite},
 	{"fcgi", fcgi_suite},
 	{"listen", listen_suite},
+	{"notify", notify_suite},
+	{"fcgi_record", fcgi_record_suite},
+	{"proxy", proxy_suite},
+	{"text", text_suite},
+	{"umap", umap_suite},
+	{"slab", slab_suite},
+	{"revoke", revoke_suite},
 };
 
 int main(int argc, char **argv)

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -743,12 +744,31 @@ START_TEST(expired_no_leeway)
 }
 END_TEST
 
+/*
+ * An absurd exp is accepted but clamped to the end of year 9999, so every
+ * user of id.exp may compute (exp + leeway) * 1000 in milliseconds without
+ * overflow (herald-fcgi's SSE deadline, herald-ws's expiry timer).
+ */
 START_TEST(exp_far_future)
 {
+	static const char *const huge[] = {
+	    "{\"sub\":\"a\",\"exp\":9223372036854775807}",
+	    "{\"sub\":\"a\",\"exp\":9223372036854776}",     /* * 1000 overflows */
+	    "{\"sub\":\"a\",\"exp\":253402300800}",         /* year 10000 */
+	};
 	struct auth_identity id;
 
-	ck_assert_int_eq(hs_result("{\"sub\":\"a\",\"exp\":9223372036854775807}", &id), AUTH_OK);
-	ck_assert_int_eq(id.exp, 9223372036854775807LL);
+	for (size_t i = 0; i < sizeof huge / sizeof huge[0]; i++) {
+		ck_assert_int_eq(hs_result(huge[i], &id), AUTH_OK);
+		ck_assert_int_eq(id.exp, AUTH_EXP_MAX);
+		ck_assert(id.exp <= (LLONG_MAX - 1000LL * 86400 * 365) / 1000);
+	}
+	ck_assert_int_eq(AUTH_EXP_MAX, 253402300799LL); /* 9999-12-31T23:59:59Z */
+	/* at the bound and below: kept as sent */
+	ck_assert_int_eq(hs_result("{\"sub\":\"a\",\"exp\":253402300799}", &id), AUTH_OK);
+	ck_assert_int_eq(id.exp, 253402300799LL);
+	ck_assert_int_eq(hs_result("{\"sub\":\"a\",\"exp\":4102444800}", &id), AUTH_OK);
+	ck_assert_int_eq(id.exp, 4102444800LL);
 }
 END_TEST
 
@@ -1194,6 +1214,38 @@ END_TEST
 
 /* ---- auth_find_token ------------------------------------------------- */
 
+/* Which source the token came from: herald-ws holds a cookie's to its Origin. */
+START_TEST(find_source)
+{
+	enum auth_source from = AUTH_FROM_QUERY;
+	char out[64], small[3];
+
+	ck_assert_int_eq(auth_find_token_from("Bearer hdr", "token=q", "t=ck", "t", out, sizeof out,
+					      &from),
+			 AUTH_OK);
+	ck_assert_int_eq(from, AUTH_FROM_HEADER);
+	ck_assert_int_eq(auth_find_token_from(NULL, "token=q", "t=ck", "t", out, sizeof out, &from),
+			 AUTH_OK);
+	ck_assert_int_eq(from, AUTH_FROM_QUERY);
+	ck_assert_int_eq(auth_find_token_from(NULL, "a=1", "t=ck", "t", out, sizeof out, &from),
+			 AUTH_OK);
+	ck_assert_int_eq(from, AUTH_FROM_COOKIE);
+	ck_assert_str_eq(out, "ck");
+	ck_assert_int_eq(auth_find_token_from(NULL, NULL, "t=long", "t", small, sizeof small, &from),
+			 AUTH_TOO_LONG);
+	ck_assert_int_eq(from, AUTH_FROM_COOKIE);
+	ck_assert_int_eq(auth_find_token_from(NULL, "token=a%zz", "t=ck", "t", out, sizeof out,
+					      &from),
+			 AUTH_MALFORMED);
+	ck_assert_int_eq(from, AUTH_FROM_QUERY);
+	ck_assert_int_eq(auth_find_token_from(NULL, "a=1", "x=1", "t", out, sizeof out, &from),
+			 AUTH_MISSING);
+	ck_assert_int_eq(from, AUTH_FROM_NONE);
+	ck_assert_int_eq(auth_find_token_from(NULL, NULL, "t=ck", "t", out, sizeof out, NULL),
+			 AUTH_OK);
+}
+END_TEST
+
 START_TEST(find_order)
 {
 	char out[64];
@@ -1282,6 +1334,58 @@ START_TEST(find_too_long)
 }
 END_TEST
 
+/* iat and jti, kept for revocation (src/revoke.h); a bad one is no error. */
+START_TEST(identity_iat_jti)
+{
+	struct auth_identity id;
+	char long_jti[AUTH_JTI_MAX + 40], grants[AUTH_JTI_MAX + 120];
+
+	ck_assert_int_eq(hs_result("{\"sub\":\"alice\",\"exp\":1700000100,\"iat\":1699990000,"
+				   "\"jti\":\"3f2c-a1:b/x\"}",
+				   &id),
+			 AUTH_OK);
+	ck_assert_int_eq(id.iat, 1699990000);
+	ck_assert_str_eq(id.jti, "3f2c-a1:b/x");
+	/* absent */
+	memset(&id, 0x55, sizeof id);
+	ck_assert_int_eq(hs_result(GOOD_CLAIMS, &id), AUTH_OK);
+	ck_assert_int_eq(id.iat, 0);
+	ck_assert_str_eq(id.jti, "");
+	/* of another type, or a jti Herald cannot keep: the token is still good */
+	ck_assert_int_eq(hs_result("{\"sub\":\"alice\",\"exp\":1700000100,\"iat\":\"x\","
+				   "\"jti\":7}",
+				   &id),
+			 AUTH_OK);
+	ck_assert_int_eq(id.iat, 0);
+	ck_assert_str_eq(id.jti, "");
+	ck_assert_int_eq(hs_result("{\"sub\":\"alice\",\"exp\":1700000100,\"iat\":1.5,"
+				   "\"jti\":\"has space\"}",
+				   &id),
+			 AUTH_OK);
+	ck_assert_int_eq(id.iat, 0);
+	ck_assert_str_eq(id.jti, "");
+	ck_assert_int_eq(hs_result("{\"sub\":\"alice\",\"exp\":1700000100,\"jti\":\"\\u00e9\"}", &id),
+			 AUTH_OK);
+	ck_assert_str_eq(id.jti, "");
+	memset(long_jti, 'j', sizeof long_jti - 1);
+	long_jti[AUTH_JTI_MAX + 1] = '\0';
+	snprintf(grants, sizeof grants, "{\"sub\":\"a\",\"exp\":1700000100,\"jti\":\"%s\"}",
+		 long_jti);
+	ck_assert_int_eq(hs_result(grants, &id), AUTH_OK);
+	ck_assert_str_eq(id.jti, "");
+	long_jti[AUTH_JTI_MAX] = '\0';
+	snprintf(grants, sizeof grants, "{\"sub\":\"a\",\"exp\":1700000100,\"jti\":\"%s\"}",
+		 long_jti);
+	ck_assert_int_eq(hs_result(grants, &id), AUTH_OK);
+	ck_assert_str_eq(id.jti, long_jti);
+	ck_assert_int_eq(auth_jti_valid("a", 1), 1);
+	ck_assert_int_eq(auth_jti_valid("", 0), 0);
+	ck_assert_int_eq(auth_jti_valid("a\x7f", 2), 0);
+	ck_assert_str_eq(auth_reason(AUTH_REVOKED), "revoked");
+	ck_assert_str_eq(auth_reason(AUTH_BAD_TICKET), "bad_ticket");
+}
+END_TEST
+
 Suite *auth_suite(void)
 {
 	Suite *s = suite_create("auth");
@@ -1291,6 +1395,7 @@ Suite *auth_suite(void)
 
 	tcase_add_checked_fixture(tc, keys_setup, keys_teardown);
 	tcase_add_test(tc, accept_hmac);
+	tcase_add_test(tc, identity_iat_jti);
 	tcase_add_test(tc, accept_rs256);
 	tcase_add_test(tc, accept_es256);
 	tcase_add_test(tc, accept_hand_crafted);
@@ -1337,6 +1442,7 @@ Suite *auth_suite(void)
 	suite_add_tcase(s, tn);
 
 	tcase_add_test(tf, find_order);
+	tcase_add_test(tf, find_source);
 	tcase_add_test(tf, find_bearer_forms);
 	tcase_add_test(tf, find_empty_values);
 	tcase_add_test(tf, find_query_decoding);

@@ -96,6 +96,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(c.channel_prefix, "notifications");
 	ck_assert_int_eq(c.history_max, 1000);
 	ck_assert_int_eq(c.history_ttl, 7 * 86400);
+	ck_assert_int_eq(c.idempotency_window, 600);
 	ck_assert_int_eq(c.heartbeat, 15);
 	ck_assert_int_eq(c.sse_max_lifetime, 3600);
 	ck_assert_int_eq(c.poll_interval, 60);
@@ -109,7 +110,7 @@ START_TEST(test_defaults)
 	ck_assert_ptr_null(c.listen);
 	ck_assert_int_eq(c.socket_mode, 0660);
 	ck_assert_ptr_null(c.socket_owner);
-	ck_assert_int_eq(c.threads, 64);
+	ck_assert_int_eq(c.threads, 16);
 	ck_assert_int_eq(c.workers, 1);
 	ck_assert_ptr_null(c.publish_key);
 	ck_assert_str_eq(c.path_ws, "/api/v1/ws/notifications");
@@ -144,6 +145,7 @@ static const struct {
     {"channel_prefix", "app.notif-1_x", "app.notif-1_x"},
     {"history_max", "500", "500"},
     {"history_ttl", "2d", "172800"},
+    {"idempotency_window", "1h", "3600"},
     {"heartbeat", "20s", "20"},
     {"sse_max_lifetime", "2h", "7200"},
     {"poll_interval", "90", "90"},
@@ -152,6 +154,7 @@ static const struct {
     {"ws_pong_timeout", "5", "5"},
     {"max_connections", "50000", "50000"},
     {"max_connections_per_user", "0", "0"},
+    {"max_connections_per_address", "100", "100"},
     {"send_queue_max", "1m", "1048576"},
     {"allowed_origins", "https://a.example, https://b.example",
      "https://a.example, https://b.example"},
@@ -160,6 +163,7 @@ static const struct {
     {"socket_owner", "www-data:herald", "www-data:herald"},
     {"threads", "128", "128"},
     {"workers", "4", "4"},
+    {"proxy_protocol", "On", "on"},
     {"publish_key", "k3y", "(set)"},
     {"path_ws", "/ws", "/ws"},
     {"path_sse", "/sse", "/sse"},
@@ -285,14 +289,24 @@ START_TEST(test_conf_load)
 	ck_assert_int_eq(c.workers, 3);
 	conf_free(&c);
 
-	/* The test harness's own HERALD_ variables do not stop the programs. */
-	setenv("HERALD_TESTDATA", "/tmp", 0);
+	/* Kubernetes' service links and other tools' HERALD_ variables do not
+	 * stop the programs, with no list of their names in the library. */
+	setenv("HERALD_PORT", "tcp://10.0.0.1:80", 1);
+	setenv("HERALD_SERVICE_HOST", "10.0.0.1", 1);
+	setenv("HERALD_WS_SERVICE_PORT", "8000", 1);
+	setenv("HERALD_SOMETHING_OF_MINE", "1", 1);
 	ck_assert_msg(conf_load(&c, NULL, err, ERRLEN) == 0, "%s", err);
+	ck_assert_int_eq(c.workers, 3);
 	conf_free(&c);
+	unsetenv("HERALD_PORT");
+	unsetenv("HERALD_SERVICE_HOST");
+	unsetenv("HERALD_WS_SERVICE_PORT");
+	unsetenv("HERALD_SOMETHING_OF_MINE");
 
 	setenv("HERALD_HISTROY_MAX", "1", 1);
 	ck_assert_int_eq(conf_load(&c, NULL, err, ERRLEN), HERR_NOTFOUND);
-	ck_assert_str_eq(err, "environment: unknown key HERALD_HISTROY_MAX");
+	ck_assert_str_eq(err, "environment: unknown key HERALD_HISTROY_MAX: did you mean "
+			      "HERALD_HISTORY_MAX?");
 	conf_free(&c);
 	unsetenv("HERALD_HISTROY_MAX");
 
@@ -316,9 +330,27 @@ START_TEST(test_env)
 			"HERALD_NOEQUALS",
 			"HERALD_LISTEN= 127.0.0.1:9000 ",
 			NULL};
-	const char *ignore[] = {"HERALD_MINE", NULL};
-	char *bad_key[] = {"HERALD_FOO=1", NULL};
+	const char *ignore[] = {"HERALD_JWT_SECRE", NULL};
+	char *ignored_near[] = {"HERALD_JWT_SECRE=1", NULL};
+	char *typo[] = {"HERALD_PORT=tcp://10.0.0.1:80", "HERALD_JWT_SECRTE=s", NULL};
 	char *lower[] = {"HERALD_history_max=5", NULL};
+	char *kube[] = {"HERALD_PORT=tcp://10.0.0.1:80",
+			"HERALD_PORT_8000_TCP=tcp://10.0.0.1:8000",
+			"HERALD_PORT_8000_TCP_PROTO=tcp",
+			"HERALD_PORT_8000_TCP_PORT=8000",
+			"HERALD_PORT_8000_TCP_ADDR=10.0.0.1",
+			"HERALD_SERVICE_HOST=10.0.0.1",
+			"HERALD_SERVICE_PORT=8000",
+			"HERALD_WS_PORT=tcp://10.0.0.2:8000",
+			"HERALD_WS_SERVICE_HOST=10.0.0.2",
+			"HERALD_WS_SERVICE_PORT=8000",
+			"HERALD_FCGI_SERVICE_HOST=10.0.0.3",
+			"HERALD_BUILDDIR=/b",
+			"HERALD_TESTDATA=/t",
+			"HERALD_BROWSER_NODE_DIR=/n",
+			"HERALD_A_VERY_LONG_NAME_THAT_IS_LONGER_THAN_ANY_KEY_OF_HERALD_AT_ALL_X=1",
+			"HERALD_HEARTBEAT=7",
+			NULL};
 	char *bad_value[] = {"HERALD_HISTORY_MAX=abc", NULL};
 	char *empty[] = {"HERALD_PUBLISH_KEY=", NULL};
 
@@ -327,12 +359,32 @@ START_TEST(test_env)
 	ck_assert_str_eq(c.jwt_secret, "quoted");
 	ck_assert_str_eq(c.listen, "127.0.0.1:9000");
 
-	ck_assert_int_eq(conf_load_env(&c, bad_key, NULL, err, ERRLEN), HERR_NOTFOUND);
-	ck_assert_str_eq(err, "environment: unknown key HERALD_FOO");
-	ck_assert_int_eq(conf_load_env(&c, envp, NULL, err, ERRLEN), HERR_NOTFOUND);
-	ck_assert_str_eq(err, "environment: unknown key HERALD_MINE");
+	/* Unknown names are skipped, whoever set them; the keys among them apply. */
+	ck_assert_msg(conf_load_env(&c, kube, NULL, err, ERRLEN) == 0, "%s", err);
+	ck_assert_str_eq(err, "");
+	ck_assert_int_eq(c.heartbeat, 7);
+	/* A near miss of a key is a typo: refused, with the key it misses. */
+	ck_assert_int_eq(conf_load_env(&c, typo, NULL, err, ERRLEN), HERR_NOTFOUND);
+	ck_assert_str_eq(err, "environment: unknown key HERALD_JWT_SECRTE: did you mean "
+			      "HERALD_JWT_SECRET?");
 	ck_assert_int_eq(conf_load_env(&c, lower, NULL, err, ERRLEN), HERR_NOTFOUND);
-	ck_assert_str_eq(err, "environment: unknown key HERALD_history_max");
+	ck_assert_str_eq(err, "environment: unknown key HERALD_history_max: did you mean "
+			      "HERALD_HISTORY_MAX?");
+	ck_assert_int_eq(conf_load_env(&c, ignored_near, NULL, err, ERRLEN), HERR_NOTFOUND);
+	ck_assert_int_eq(conf_load_env(&c, ignored_near, ignore, err, ERRLEN), 0);
+	{
+		char *confg[] = {"HERALD_CONFG=/etc/herald.conf", NULL};
+		char *swapped[] = {"HERALD_JWT_LEEWYA=5", NULL};
+		char *two[] = {"HERALD_WROKER=2", NULL};
+
+		ck_assert_int_eq(conf_load_env(&c, confg, NULL, err, ERRLEN), HERR_NOTFOUND);
+		ck_assert_str_eq(err, "environment: unknown key HERALD_CONFG: did you mean "
+				      "HERALD_CONFIG?");
+		ck_assert_int_eq(conf_load_env(&c, swapped, NULL, err, ERRLEN), HERR_NOTFOUND);
+		ck_assert_ptr_nonnull(strstr(err, "did you mean HERALD_JWT_LEEWAY?"));
+		ck_assert_int_eq(conf_load_env(&c, two, NULL, err, ERRLEN), HERR_NOTFOUND);
+		ck_assert_ptr_nonnull(strstr(err, "did you mean HERALD_WORKERS?"));
+	}
 	ck_assert_int_eq(conf_load_env(&c, bad_value, NULL, err, ERRLEN), HERR_INVAL);
 	ck_assert_str_eq(err, "environment: history_max: expected a positive integer, got 'abc'");
 	ck_assert_int_eq(c.history_max, 1000);
@@ -425,9 +477,14 @@ static const struct {
      HERR_INVAL},
     {"poll_wait_max = 3601\n", "F:1: poll_wait_max: 3601 is out of range 0..3600 seconds",
      HERR_INVAL},
+    {"idempotency_window = 0\n", "F:1: idempotency_window: 0 is out of range 1..604800 seconds",
+     HERR_INVAL},
+    {"idempotency_window = 8d\n", "F:1: idempotency_window: 8d is out of range 1..604800 seconds",
+     HERR_INVAL},
     {"threads = 0\n", "F:1: threads: 0 is out of range 1..4096", HERR_INVAL},
     {"threads = 4097\n", "F:1: threads: 4097 is out of range 1..4096", HERR_INVAL},
     {"workers = 257\n", "F:1: workers: 257 is out of range 1..256", HERR_INVAL},
+    {"proxy_protocol = v2\n", "F:1: proxy_protocol: expected on or off, got 'v2'", HERR_INVAL},
     {"send_queue_max = 1023\n", "F:1: send_queue_max: 1023 is out of range 1k..1g", HERR_INVAL},
     {"send_queue_max = 2g\n", "F:1: send_queue_max: 2g is out of range 1k..1g", HERR_INVAL},
     {"send_queue_max = 1t\n",
@@ -546,6 +603,37 @@ START_TEST(test_missing_file)
 	snprintf(expect, sizeof expect, "/nonexistent/herald.conf: cannot open: %s",
 		 strerror(ENOENT));
 	ck_assert_str_eq(err, expect);
+	conf_free(&c);
+}
+END_TEST
+
+/* A redis_url that is refused is echoed with its password as ***. */
+START_TEST(test_url_redacted)
+{
+	static const struct {
+		const char *url, *shown;
+	} cases[] = {
+	    {"rediss://:S3cretPW@cache.example:6380/1", "rediss://:***@cache.example:6380/1"},
+	    {"redis:/:S3cretPW@h", "redis:***@h"},
+	    {"http://default:S3cretPW@h", "http://default:***@h"},
+	    {"tcp://S3cretPW@h", "tcp://***@h"},
+	    {"unix:/run/r.sock?db=1&password=S3cretPW&x=1", "unix:/run/r.sock?db=1&password=***&x=1"},
+	    {"S3cretPW@host", "***@host"},
+	    {"localhost:6379", "localhost:6379"},
+	};
+	struct conf c;
+	char err[ERRLEN], buf[256];
+
+	ck_assert_int_eq(conf_init(&c), 0);
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		ck_assert_str_eq(conf_redact_url(cases[i].url, buf, sizeof buf), cases[i].shown);
+		ck_assert_int_eq(conf_set(&c, "redis_url", cases[i].url, "environment", err, ERRLEN),
+				 HERR_INVAL);
+		ck_assert_msg(strstr(err, "S3cret") == NULL, "%s", err);
+		ck_assert_msg(strstr(err, cases[i].shown) != NULL, "%s", err);
+	}
+	ck_assert_str_eq(c.redis_url, "redis://127.0.0.1:6379/0");
+	ck_assert_str_eq(conf_redact_url("unix:///r.sock?password=x", buf, 12), "unix:///r.s");
 	conf_free(&c);
 }
 END_TEST
@@ -752,6 +840,36 @@ START_TEST(test_validate)
 }
 END_TEST
 
+/* A publish key shorter than 16 bytes (or absurdly long) is refused, unechoed. */
+START_TEST(test_validate_publish_key)
+{
+	struct conf c;
+	char err[ERRLEN], big[CONF_PUBLISH_KEY_MAX + 2];
+
+	ck_assert_int_eq(conf_init(&c), 0);
+	ck_assert_int_eq(conf_set(&c, "jwt_secret", "s", NULL, err, ERRLEN), 0);
+	ck_assert_int_eq(conf_set(&c, "publish_key", "short-k3y", NULL, err, ERRLEN), 0);
+	ck_assert_int_eq(conf_validate(&c, err, ERRLEN), HERR_INVAL);
+	ck_assert_ptr_nonnull(strstr(err, "publish_key: 9 bytes, expected 16 to 1024"));
+	ck_assert_ptr_null(strstr(err, "short-k3y"));
+	ck_assert_int_eq(conf_set(&c, "publish_key", "0123456789abcde", NULL, err, ERRLEN), 0);
+	ck_assert_int_eq(conf_validate(&c, err, ERRLEN), HERR_INVAL);
+	ck_assert_int_eq(conf_set(&c, "publish_key", "0123456789abcdef", NULL, err, ERRLEN), 0);
+	ck_assert_msg(conf_validate(&c, err, ERRLEN) == 0, "%s", err);
+	memset(big, 'k', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	ck_assert_int_eq(conf_set(&c, "publish_key", big, NULL, err, ERRLEN), 0);
+	ck_assert_int_eq(conf_validate(&c, err, ERRLEN), HERR_INVAL);
+	big[sizeof big - 2] = '\0';
+	ck_assert_int_eq(conf_set(&c, "publish_key", big, NULL, err, ERRLEN), 0);
+	ck_assert_msg(conf_validate(&c, err, ERRLEN) == 0, "%s", err);
+	/* Unset: the endpoint is off, nothing to check. */
+	ck_assert_int_eq(conf_set(&c, "publish_key", "", NULL, err, ERRLEN), 0);
+	ck_assert_int_eq(conf_validate(&c, err, ERRLEN), 0);
+	conf_free(&c);
+}
+END_TEST
+
 START_TEST(test_dump)
 {
 	struct conf c, back;
@@ -864,11 +982,13 @@ Suite *conf_suite(void)
 	tcase_add_test(tc, test_long_line);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_conf_set_errors);
+	tcase_add_test(tc, test_url_redacted);
 	tcase_add_test(tc, test_values);
 	tcase_add_loop_test(tc, test_durations, 0, sizeof durations / sizeof durations[0]);
 	tcase_add_loop_test(tc, test_sizes, 0, sizeof sizes / sizeof sizes[0]);
 	tcase_add_test(tc, test_origins);
 	tcase_add_test(tc, test_validate);
+	tcase_add_test(tc, test_validate_publish_key);
 	tcase_add_test(tc, test_dump);
 	tcase_add_test(tc, test_alg_name);
 	tcase_add_test(tc, test_example_file);

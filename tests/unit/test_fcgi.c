@@ -23,7 +23,7 @@ static void setup(void)
 
 	ck_assert_int_eq(conf_init(&conf), 0);
 	ck_assert_int_eq(conf_set(&conf, "jwt_secret", "unit-secret", "test", err, sizeof err), 0);
-	ck_assert_int_eq(conf_set(&conf, "publish_key", "pk-123", "test", err, sizeof err), 0);
+	ck_assert_int_eq(conf_set(&conf, "publish_key", "pk-0123456789abcdef", "test", err, sizeof err), 0);
 	ck_assert_int_eq(auth_new(&auth, &conf, err, sizeof err), 0);
 	ck_assert_int_eq(jwt_new(&j), 0);
 	jwt_add_grant(j, "sub", "alice");
@@ -56,6 +56,41 @@ static int route(const char *method, const char *path, const char *query, struct
 	return router_route(&conf, auth, now, &in, r);
 }
 
+/* Tickets: ?ticket= on SSE stands for the token; POST path_ticket takes
+ * the token from Authorization only. */
+START_TEST(test_tickets)
+{
+	static const char tk[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJK-_0123";
+	char auth_h[1100], q[1100];
+	struct route r;
+	struct route_in in = {.method = "POST", .path = "/api/v1/notifications/ticket"};
+
+	snprintf(q, sizeof q, "ticket=%s", tk);
+	ck_assert_int_eq(route("GET", "/api/v1/sse/notifications", q, &r), 0);
+	ck_assert_int_eq(r.kind, ROUTE_SSE);
+	ck_assert_str_eq(r.ticket, tk);
+	ck_assert_str_eq(r.id.user, "");
+	ck_assert_int_eq(route("GET", "/api/v1/sse/notifications", "ticket=short&token=%s", &r), 401);
+	ck_assert_str_eq(r.detail, "bad_ticket");
+	ck_assert_int_eq(route("GET", "/api/v1/sse/notifications", "token=%s", &r), 0);
+	ck_assert_str_eq(r.ticket, "");
+	ck_assert_str_eq(r.id.user, "alice");
+	/* the ticket endpoint */
+	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 401);
+	snprintf(auth_h, sizeof auth_h, "Bearer %s", token);
+	in.authorization = auth_h;
+	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 0);
+	ck_assert_int_eq(r.kind, ROUTE_TICKET);
+	ck_assert_str_eq(r.id.user, "alice");
+	snprintf(q, sizeof q, "token=%s", token);
+	in.authorization = NULL;
+	in.query = q;
+	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 401); /* not from the URL */
+	in.method = "GET";
+	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 405);
+}
+END_TEST
+
 START_TEST(test_paths_methods)
 {
 	struct route r;
@@ -71,6 +106,29 @@ START_TEST(test_paths_methods)
 	ck_assert_int_eq(r.kind, ROUTE_HEALTH);
 	ck_assert_int_eq(route("GET", "/api/v1/notifications/metrics", "", &r), 0);
 	ck_assert_int_eq(r.kind, ROUTE_METRICS);
+}
+END_TEST
+
+/* The orchestrators' probes: no token, GET only, exact paths under health. */
+START_TEST(test_probes)
+{
+	struct route r;
+	size_t len;
+	const char *p;
+
+	ck_assert_int_eq(route("GET", "/api/v1/notifications/health/live", "", &r), 0);
+	ck_assert_int_eq(r.kind, ROUTE_LIVE);
+	ck_assert_int_eq(route("GET", "/api/v1/notifications/health/ready", "", &r), 0);
+	ck_assert_int_eq(r.kind, ROUTE_READY);
+	ck_assert_int_eq(route("POST", "/api/v1/notifications/health/ready", "", &r), 405);
+	ck_assert_str_eq(r.allow, "GET");
+	ck_assert_int_eq(route("GET", "/api/v1/notifications/health/", "", &r), 404);
+	ck_assert_int_eq(route("GET", "/api/v1/notifications/health/readyz", "", &r), 404);
+	ck_assert_int_eq(route("GET", "/api/v1/notifications/health/live/", "", &r), 404);
+	/* under CGI the path may come in PATH_INFO */
+	p = router_path(&conf, NULL, "/api/v1/notifications/health/ready", "/cgi-bin/herald", NULL,
+			&len);
+	ck_assert(len == 34 && strncmp(p, "/api/v1/notifications/health/ready", len) == 0);
 }
 END_TEST
 
@@ -149,9 +207,16 @@ START_TEST(test_publish)
 			      .query = "user=bob", .content_length = "12"};
 
 	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 401);
-	in.authorization = "Bearer pk-124";
+	/* a prefix, an extension, the key with a NUL and more: all refused */
+	in.authorization = "Bearer pk-0123456789abcde";
 	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 401);
-	in.authorization = "Bearer pk-123";
+	in.authorization = "Bearer pk-0123456789abcdef0";
+	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 401);
+	in.authorization = "Bearer ";
+	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 401);
+	in.authorization = "Bearer pk-0123456789abcdeg";
+	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 401);
+	in.authorization = "Bearer pk-0123456789abcdef";
 	ck_assert_int_eq(router_route(&conf, auth, now, &in, &r), 0);
 	ck_assert_str_eq(r.user, "bob");
 	ck_assert_int_eq(r.content_length, 12);
@@ -168,6 +233,27 @@ START_TEST(test_publish)
 }
 END_TEST
 
+/*
+ * The key comparison works on fixed-size digests: equal only for the same
+ * bytes, whatever the lengths (the length check that leaked the key's
+ * length is gone; timing itself is not measured here).
+ */
+START_TEST(test_key_equal)
+{
+	static const char key[] = "0123456789abcdef";
+
+	ck_assert(router_key_equal(key, 16, key));
+	ck_assert(!router_key_equal(key, 15, key));
+	ck_assert(!router_key_equal("0123456789abcdef0", 17, key));
+	ck_assert(!router_key_equal("0123456789abcdeF", 16, key));
+	ck_assert(!router_key_equal("0123456789abcdef\0x", 18, key));
+	ck_assert(!router_key_equal("", 0, key));
+	ck_assert(router_key_equal("", 0, ""));
+	ck_assert(!router_key_equal(NULL, 0, key));
+	ck_assert(!router_key_equal(key, 16, NULL));
+}
+END_TEST
+
 START_TEST(test_path_and_json)
 {
 	struct route r = {.status = 400, .error = "bad_request", .detail = "a\"b\\c\n"};
@@ -176,7 +262,10 @@ START_TEST(test_path_and_json)
 	const char *p;
 
 	router_error_json(&r, buf, sizeof buf);
-	ck_assert_str_eq(buf, "{\"error\":\"bad_request\",\"detail\":\"a_b_c_\"}");
+	ck_assert_str_eq(buf, "{\"error\":\"bad_request\",\"detail\":\"a\\\"b\\\\c\\u000a\"}");
+	/* a buffer too small for the whole detail cuts it, never the JSON */
+	router_error_json(&r, buf, 40);
+	ck_assert_str_eq(buf, "{\"error\":\"bad_request\",\"detail\":\"a\\\"b\"}");
 	p = router_path(&conf, "/x", "/api/v1/notifications/poll", "/cgi", NULL, &len);
 	ck_assert(len == 2 && strncmp(p, "/x", 2) == 0);
 	p = router_path(&conf, NULL, "/api/v1/notifications/poll", "/cgi", NULL, &len);
@@ -196,10 +285,13 @@ Suite *fcgi_suite(void)
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_paths_methods);
+	tcase_add_test(tc, test_tickets);
+	tcase_add_test(tc, test_probes);
 	tcase_add_test(tc, test_poll_params);
 	tcase_add_test(tc, test_sse_cursor);
 	tcase_add_test(tc, test_long_query);
 	tcase_add_test(tc, test_publish);
+	tcase_add_test(tc, test_key_equal);
 	tcase_add_test(tc, test_path_and_json);
 	suite_add_tcase(s, tc);
 	return s;

@@ -6,77 +6,6 @@
 #include "http.h"
 #include "suites.h"
 
-START_TEST(pct_decode_plain)
-{
-	char out[32];
-
-	ck_assert_int_eq(http_pct_decode("abc", 3, out, sizeof out, 0), 3);
-	ck_assert_str_eq(out, "abc");
-	ck_assert_int_eq(http_pct_decode("", 0, out, sizeof out, 0), 0);
-	ck_assert_str_eq(out, "");
-	/* len bounds the input, not a NUL */
-	ck_assert_int_eq(http_pct_decode("abcdef", 2, out, sizeof out, 0), 2);
-	ck_assert_str_eq(out, "ab");
-}
-END_TEST
-
-START_TEST(pct_decode_escapes)
-{
-	char out[32];
-
-	ck_assert_int_eq(http_pct_decode("a%20b%2Fc%2fd", 13, out, sizeof out, 0), 7);
-	ck_assert_str_eq(out, "a b/c/d");
-	ck_assert_int_eq(http_pct_decode("%e2%82%AC", 9, out, sizeof out, 0), 3);
-	ck_assert_str_eq(out, "\xe2\x82\xac");
-	ck_assert_int_eq(http_pct_decode("%25", 3, out, sizeof out, 0), 1);
-	ck_assert_str_eq(out, "%");
-}
-END_TEST
-
-START_TEST(pct_decode_plus)
-{
-	char out[32];
-
-	ck_assert_int_eq(http_pct_decode("a+b", 3, out, sizeof out, 1), 3);
-	ck_assert_str_eq(out, "a b");
-	ck_assert_int_eq(http_pct_decode("a+b", 3, out, sizeof out, 0), 3);
-	ck_assert_str_eq(out, "a+b");
-	ck_assert_int_eq(http_pct_decode("a%2Bb", 5, out, sizeof out, 1), 3);
-	ck_assert_str_eq(out, "a+b");
-}
-END_TEST
-
-START_TEST(pct_decode_bad)
-{
-	char out[32];
-
-	ck_assert_int_eq(http_pct_decode("%zz", 3, out, sizeof out, 0), HERR_INVAL);
-	ck_assert_int_eq(http_pct_decode("%2", 2, out, sizeof out, 0), HERR_INVAL);
-	ck_assert_int_eq(http_pct_decode("%", 1, out, sizeof out, 0), HERR_INVAL);
-	ck_assert_int_eq(http_pct_decode("ab%", 3, out, sizeof out, 0), HERR_INVAL);
-	ck_assert_int_eq(http_pct_decode("%g0", 3, out, sizeof out, 0), HERR_INVAL);
-	ck_assert_int_eq(http_pct_decode("%0g", 3, out, sizeof out, 0), HERR_INVAL);
-	ck_assert_int_eq(http_pct_decode("a%00b", 5, out, sizeof out, 0), HERR_INVAL);
-	/* a '%' cut off by len is truncated, even if the bytes after exist */
-	ck_assert_int_eq(http_pct_decode("a%41", 3, out, sizeof out, 0), HERR_INVAL);
-	/* a raw NUL inside len */
-	ck_assert_int_eq(http_pct_decode("a\0b", 3, out, sizeof out, 0), HERR_INVAL);
-}
-END_TEST
-
-START_TEST(pct_decode_toobig)
-{
-	char out[4];
-
-	ck_assert_int_eq(http_pct_decode("abc", 3, out, sizeof out, 0), 3);
-	ck_assert_int_eq(http_pct_decode("abcd", 4, out, sizeof out, 0), HERR_TOOBIG);
-	ck_assert_int_eq(http_pct_decode("%41%42%43", 9, out, sizeof out, 0), 3);
-	ck_assert_str_eq(out, "ABC");
-	ck_assert_int_eq(http_pct_decode("", 0, out, 0, 0), HERR_TOOBIG);
-	ck_assert_int_eq(http_pct_decode("a", 1, out, 1, 0), HERR_TOOBIG);
-}
-END_TEST
-
 START_TEST(query_basic)
 {
 	char out[32];
@@ -195,11 +124,6 @@ Suite *http_suite(void)
 	Suite *s = suite_create("http");
 	TCase *tc = tcase_create("http");
 
-	tcase_add_test(tc, pct_decode_plain);
-	tcase_add_test(tc, pct_decode_escapes);
-	tcase_add_test(tc, pct_decode_plus);
-	tcase_add_test(tc, pct_decode_bad);
-	tcase_add_test(tc, pct_decode_toobig);
 	tcase_add_test(tc, query_basic);
 	tcase_add_test(tc, query_first_wins);
 	tcase_add_test(tc, query_names_exact);

@@ -51,6 +51,7 @@ struct hist_call {
 	char user[AUTH_USER_MAX + 1];
 	struct cursor since;
 	unsigned limit;
+	size_t max_bytes;
 };
 
 static struct {
@@ -76,7 +77,7 @@ static void b_unsubscribe(void *ud, const char *user)
 }
 
 static void b_history(void *ud, struct hub_req *req, const char *user, const struct cursor *since,
-		      unsigned limit)
+		      unsigned limit, size_t max_bytes)
 {
 	struct hist_call *hc;
 
@@ -87,6 +88,7 @@ static void b_history(void *ud, struct hub_req *req, const char *user, const str
 	snprintf(hc->user, sizeof(hc->user), "%s", user);
 	hc->since = *since;
 	hc->limit = limit;
+	hc->max_bytes = max_bytes;
 }
 
 static const struct hub_backend_ops bops = {b_subscribe, b_unsubscribe, b_history};
@@ -106,7 +108,7 @@ static struct hub *hub;
 
 static void make_hub(size_t qmax, unsigned maxc, unsigned maxu)
 {
-	struct hub_limits lim = {qmax, maxc, maxu, 100};
+	struct hub_limits lim = {qmax, maxc, maxu, 100, 0};
 
 	ck_assert_int_eq(hub_new(&hub, &lim, t_now), 0);
 	hub_set_backend(hub, &bops, NULL);
@@ -151,12 +153,16 @@ static void pub_null(const char *user)
 	hub_on_message(hub, user, buf, (size_t)len);
 }
 
-/* Answer a history read with entries ms-0 for each ms in ids. */
-static void answer(struct hub_req *req, const char *user, const uint64_t *ids, size_t n,
-		   int truncated, int err)
+/*
+ * Answer a history read with entries ms-0 for each ms in ids; with
+ * more_end, entries wait after more_end-0.
+ */
+static void answer_page(struct hub_req *req, const char *user, const uint64_t *ids, size_t n,
+			int truncated, uint64_t more_end, int err)
 {
 	static char bufs[16][256];
 	struct history_entry e[16];
+	struct hub_page p;
 
 	ck_assert_uint_le(n, 16);
 	for (size_t i = 0; i < n; i++) {
@@ -165,7 +171,19 @@ static void answer(struct hub_req *req, const char *user, const uint64_t *ids, s
 		e[i].len = env_id(bufs[i], sizeof(bufs[i]), user, ids[i]);
 		e[i].env = bufs[i];
 	}
-	hub_history_done(hub, req, e, n, truncated, err);
+	memset(&p, 0, sizeof(p));
+	p.e = e;
+	p.n = n;
+	p.truncated = truncated;
+	p.more = more_end != 0;
+	p.end.ms = more_end;
+	hub_history_done(hub, req, err == 0 ? &p : NULL, err);
+}
+
+static void answer(struct hub_req *req, const char *user, const uint64_t *ids, size_t n,
+		   int truncated, int err)
+{
+	answer_page(req, user, ids, n, truncated, 0, err);
 }
 
 /* Pop everything queued on c: "1-0 N R ..." (N: id null, R: reset). */
@@ -653,12 +671,19 @@ START_TEST(slow_consumer_closed)
 }
 END_TEST
 
+/*
+ * Live messages held during a replay past send_queue_max are dropped, and
+ * the replay reads once more so the history gives them back: the answer
+ * of the read that was in flight cannot end the replay.
+ */
 START_TEST(slow_during_replay)
 {
 	struct tconn a;
 	struct cursor since = {1, 0};
 	char buf[256];
 	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+	uint64_t hist1[] = {99};
+	uint64_t hist2[] = {100, 101, 102, 103};
 
 	teardown();
 	make_hub(len * 2, 0, 0);
@@ -667,34 +692,363 @@ START_TEST(slow_during_replay)
 	hub_on_subscribed(hub, "u1");
 	pub("u1", 100);
 	pub("u1", 101);
+	pub("u1", 102); /* over the cap: 100 and 101 dropped, 102 held */
 	ck_assert_int_eq(a.closes, 0);
-	pub("u1", 102);
-	ck_assert_int_eq(a.closes, 1);
-	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
-	answer(fb.hist[0].req, "u1", NULL, 0, 0, 0); /* dropped */
-	ck_assert_ptr_null(hub_pop(hub, &a.hc));
+	ck_assert_uint_eq(stats().held_dropped, 2);
+	answer(fb.hist[0].req, "u1", hist1, 1, 0, 0); /* sent before the drop */
+	ck_assert_int_eq(fb.nhist, 1);
+	ck_assert_str_eq(drain(&a), "99-0");
+	ck_assert_int_eq(fb.nhist, 2); /* drained: read on */
+	ck_assert_uint_eq(fb.hist[1].since.ms, 99);
+	pub("u1", 103);
+	answer(fb.hist[1].req, "u1", hist2, 4, 0, 0);
+	ck_assert_str_eq(drain(&a), "100-0 101-0 102-0 103-0");
+	/* More than half a page was queued: one read more before live. */
+	ck_assert_int_eq(fb.nhist, 3);
+	ck_assert_uint_eq(fb.hist[2].since.ms, 103);
+	answer(fb.hist[2].req, "u1", NULL, 0, 0, 0);
+	pub("u1", 104);
+	ck_assert_str_eq(drain(&a), "104-0");
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().slow_closed, 0);
 	hub_detach(hub, &a.hc);
 }
 END_TEST
 
-START_TEST(slow_history_too_big)
+/*
+ * A live connection whose reader is behind loses the link: what it holds
+ * meanwhile counts with what is still queued, so the catch-up does not
+ * flush it past send_queue_max (a slow close); the history gives back what
+ * was dropped.
+ */
+START_TEST(link_lost_with_full_queue)
+{
+	struct tconn a;
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+	uint64_t hist[] = {102, 103, 104};
+
+	teardown();
+	make_hub(len * 3, 0, 0);
+	attach_live(&a, "u1");
+	pub("u1", 100);
+	pub("u1", 101); /* queued, not read yet */
+	hub_on_link_lost(hub);
+	pub("u1", 102);
+	pub("u1", 103); /* 2 queued + 2 held > 3: the held ones are dropped */
+	pub("u1", 104);
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_ge(stats().held_dropped, 1);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 1);
+	ck_assert_uint_eq(fb.hist[0].since.ms, 101);
+	answer(fb.hist[0].req, "u1", hist, 3, 0, 0);
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_str_eq(drain(&a), "100-0 101-0 102-0 103-0 104-0");
+	if (fb.nhist == 2) /* held ones were dropped after the read: one more */
+		answer(fb.hist[1].req, "u1", NULL, 0, 0, 0);
+	pub("u1", 105);
+	ck_assert_str_eq(drain(&a), "105-0");
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().slow_closed, 0);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/* A connection with no cursor has no history to fall back on: it closes. */
+START_TEST(slow_while_waiting_fresh)
+{
+	struct tconn a;
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+
+	teardown();
+	make_hub(len * 2, 0, 0);
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", NULL), 0);
+	pub("u1", 100);
+	pub("u1", 101);
+	ck_assert_int_eq(a.closes, 0);
+	pub("u1", 102);
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/* A history page larger than send_queue_max is queued: replay does not count. */
+START_TEST(replay_not_counted)
 {
 	struct tconn a;
 	struct cursor since = {1, 0};
 	char buf[256];
 	size_t len = env_id(buf, sizeof(buf), "u1", 100);
-	uint64_t hist[] = {100, 101, 102, 103};
+	uint64_t hist[] = {100, 101, 102, 103, 104, 105};
 
 	teardown();
-	make_hub(len * 2, 0, 0);
+	make_hub(len * 4, 0, 0); /* page_bytes: 2 messages */
 	tconn_init(&a);
 	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
 	hub_on_subscribed(hub, "u1");
-	pub("u1", 104);
-	answer(fb.hist[0].req, "u1", hist, 4, 0, 0);
+	pub("u1", 106);
+	answer(fb.hist[0].req, "u1", hist, 6, 0, 0);
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().queued_bytes, 6 * len);
+	/* Not live while more than half a page waits: one read more once it
+	 * has drained, then 106 (held) ends the replay. */
+	ck_assert_str_eq(drain(&a), "100-0 101-0 102-0 103-0 104-0 105-0");
+	ck_assert_int_eq(fb.nhist, 2);
+	ck_assert_uint_eq(fb.hist[1].since.ms, 105);
+	answer(fb.hist[1].req, "u1", NULL, 0, 0, 0);
+	ck_assert_uint_eq(stats().queued_bytes, len);
+	/* Live messages count only themselves against the cap. */
+	pub("u1", 107);
+	pub("u1", 108);
+	pub("u1", 109);
+	pub("u1", 110);
+	ck_assert_int_eq(a.closes, 0);
+	pub("u1", 111);
 	ck_assert_int_eq(a.closes, 1);
-	ck_assert_ptr_null(hub_pop(hub, &a.hc));
+	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
 	ck_assert_uint_eq(stats().queued_bytes, 0);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/*
+ * Pages: the next is read once all but half a page has drained, from the
+ * end of the last; live messages wait until the page that reaches the end.
+ */
+START_TEST(replay_paged)
+{
+	struct tconn a;
+	struct cursor since = {1, 0};
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+	uint64_t p1[] = {100, 101, 102, 103};
+	uint64_t p2[] = {105, 106};
+
+	teardown();
+	make_hub(len * 8, 0, 0); /* page_bytes: 4 messages */
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 1);
+	ck_assert_uint_eq(fb.hist[0].max_bytes, len * 4);
+	ck_assert_int_eq(hub_has_more(hub, &a.hc), 1);
+	pub("u1", 107);
+	answer_page(fb.hist[0].req, "u1", p1, 4, 0, 104, 0); /* 104: not an envelope */
+	ck_assert_int_eq(fb.nhist, 1);
+	ck_assert_uint_eq(stats().replays, 1);
+	ck_assert_uint_eq(stats().replay_pages, 1);
+	ck_assert_int_eq(a.wakes, 1);
+	hub_msg_unref(hub_pop(hub, &a.hc));
+	ck_assert_int_eq(fb.nhist, 1); /* 3 left > half a page */
+	hub_msg_unref(hub_pop(hub, &a.hc));
+	ck_assert_int_eq(fb.nhist, 2); /* 2 left: read on */
+	ck_assert_uint_eq(fb.hist[1].since.ms, 104);
+	ck_assert_uint_eq(stats().replays, 1);
+	ck_assert_uint_eq(stats().replay_pages, 2);
+	pub("u1", 108);
+	ck_assert_str_eq(drain(&a), "102-0 103-0");
+	ck_assert_int_eq(fb.nhist, 2); /* one read at a time */
+	answer_page(fb.hist[1].req, "u1", p2, 2, 0, 0, 0);
+	ck_assert_str_eq(drain(&a), "105-0 106-0 107-0 108-0");
+	ck_assert_int_eq(hub_has_more(hub, &a.hc), 0);
+	pub("u1", 109);
+	ck_assert_str_eq(drain(&a), "109-0");
+	ck_assert_uint_eq(stats().replayed, 6);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/* The link goes while a page is queued: the catch-up reads from the last queued. */
+START_TEST(replay_link_lost_paged)
+{
+	struct tconn a;
+	struct cursor since = {1, 0};
+	uint64_t p1[] = {100, 101, 102, 103};
+	uint64_t p2[] = {104};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	answer_page(fb.hist[0].req, "u1", p1, 4, 0, 200, 0);
+	ck_assert_int_eq(fb.nhist, 2); /* a small page: read on at once */
+	ck_assert_uint_eq(fb.hist[1].since.ms, 200);
+	hub_on_link_lost(hub);
+	answer(fb.hist[1].req, "u1", NULL, 0, 0, HERR_REDIS);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 3);
+	ck_assert_uint_eq(fb.hist[2].since.ms, 103);
+	answer(fb.hist[2].req, "u1", p2, 1, 0, 0);
+	ck_assert_str_eq(drain(&a), "100-0 101-0 102-0 103-0 104-0");
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/* A backend whose page does not move past its cursor would loop: closed. */
+START_TEST(replay_stuck_closes)
+{
+	struct tconn a;
+	struct cursor since = {10, 0};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	answer_page(fb.hist[0].req, "u1", NULL, 0, 0, 10, 0);
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_int_eq(a.reason, HUB_CLOSE_ERROR);
+	ck_assert_int_eq(fb.nhist, 1);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/*
+ * A simulated stream of 10,000 entries answered page by page as Redis
+ * would (limit, byte budget, page end), while live messages keep coming:
+ * every entry arrives once, in order, and the queue never holds more than
+ * about 1.5 pages.
+ */
+#define SIM_MAX 12000
+static struct {
+	uint64_t next;	 /* next id to publish */
+	char env[SIM_MAX][96];
+	size_t len[SIM_MAX];
+} sim;
+
+static void sim_publish(const char *user)
+{
+	uint64_t id = sim.next++;
+
+	ck_assert_uint_lt(id, SIM_MAX);
+	sim.len[id] = env_id(sim.env[id], sizeof(sim.env[id]), user, id);
+	hub_on_message(hub, user, sim.env[id], sim.len[id]);
+}
+
+static void sim_answer(int k)
+{
+	static struct history_entry e[HISTORY_LIMIT_MAX];
+	struct hist_call *hc = &fb.hist[k];
+	struct hub_page p;
+	size_t bytes = 0;
+	uint64_t id;
+
+	memset(&p, 0, sizeof(p));
+	for (id = hc->since.ms + 1; id < sim.next && p.n < hc->limit; id++) {
+		if (p.n > 0 && bytes + sim.len[id] > hc->max_bytes)
+			break;
+		e[p.n].id.ms = id;
+		e[p.n].id.seq = 0;
+		e[p.n].env = sim.env[id];
+		e[p.n].len = sim.len[id];
+		bytes += sim.len[id];
+		p.n++;
+		p.end.ms = id;
+	}
+	p.e = e;
+	p.more = p.n > 0 && p.end.ms < sim.next - 1;
+	hub_history_done(hub, hc->req, &p, 0);
+}
+
+START_TEST(replay_10000_while_live)
+{
+	struct tconn a;
+	struct cursor since = {1, 0};
+	uint64_t want = 2, peak = 0;
+	int answered = 0;
+	struct hub_msg *m;
+
+	teardown();
+	memset(&fb, 0, sizeof(fb));
+	make_hub(16 * 1024, 0, 0);
+	sim.next = 1;
+	for (int i = 0; i < 10000; i++)
+		sim_publish("u1"); /* nobody attached yet: history only */
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	for (int round = 0; round < 100000 && want < sim.next; round++) {
+		if (answered < fb.nhist)
+			sim_answer(answered++);
+		if (round % 7 == 0 && sim.next < 11000)
+			sim_publish("u1"); /* live, during the replay */
+		if (stats().queued_bytes > peak)
+			peak = stats().queued_bytes;
+		for (int k = 0; k < 5 && (m = hub_pop(hub, &a.hc)) != NULL; k++) {
+			ck_assert(m->has_id);
+			ck_assert_uint_eq(m->id.ms, want);
+			want++;
+			hub_msg_unref(m);
+		}
+		ck_assert_int_eq(a.closes, 0);
+		if (answered > MAXHIST / 2) { /* recycle the call log */
+			memmove(fb.hist, fb.hist + answered,
+				(size_t)(fb.nhist - answered) * sizeof(fb.hist[0]));
+			fb.nhist -= answered;
+			answered = 0;
+		}
+	}
+	ck_assert_uint_eq(want, sim.next);
+	ck_assert_int_eq(hub_has_more(hub, &a.hc), 0);
+	ck_assert_uint_le(peak, 16 * 1024 * 3 / 4 + 2 * 96);
+	ck_assert_uint_eq(stats().slow_closed, 0);
+	sim_publish("u1");
+	m = hub_pop(hub, &a.hc);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(m->id.ms, sim.next - 1);
+	hub_msg_unref(m);
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/*
+ * The last page of a replay is still queued when a burst of live messages
+ * (twice send_queue_max) arrives before the client has read any of it:
+ * the connection does not go live behind a full page, so the burst is held
+ * (and dropped past the cap, then read from the history) instead of
+ * closing a client that reads at its own pace.
+ */
+START_TEST(replay_last_page_then_burst)
+{
+	struct tconn a;
+	struct cursor since = {1, 0};
+	uint64_t want = 2;
+	int answered = 0;
+	struct hub_msg *m;
+
+	teardown();
+	memset(&fb, 0, sizeof(fb));
+	make_hub(16 * 1024, 0, 0);
+	sim.next = 1;
+	for (size_t bytes = 0; bytes < 5 * 1024; bytes += sim.len[sim.next - 1])
+		sim_publish("u1"); /* one page of history (page: 8 KiB, 100) */
+	ck_assert_uint_lt(sim.next, 100);
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &since), 0);
+	hub_on_subscribed(hub, "u1");
+	sim_answer(answered++); /* the whole backlog, no more */
+	for (size_t bytes = 0; bytes < 2 * 16 * 1024; bytes += sim.len[sim.next - 1])
+		sim_publish("u1"); /* live, nothing read yet */
+	ck_assert_int_eq(a.closes, 0);
+	for (int round = 0; round < 10000 && (want < sim.next || answered < fb.nhist); round++) {
+		if (answered < fb.nhist)
+			sim_answer(answered++);
+		while ((m = hub_pop(hub, &a.hc)) != NULL) {
+			ck_assert_uint_eq(m->id.ms, want);
+			want++;
+			hub_msg_unref(m);
+		}
+		ck_assert_int_eq(a.closes, 0);
+	}
+	ck_assert_uint_eq(want, sim.next);
+	ck_assert_int_eq(hub_has_more(hub, &a.hc), 0);
+	ck_assert_uint_eq(stats().slow_closed, 0);
+	sim_publish("u1");
+	m = hub_pop(hub, &a.hc);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_uint_eq(m->id.ms, sim.next - 1);
+	hub_msg_unref(m);
 	hub_detach(hub, &a.hc);
 }
 END_TEST
@@ -876,7 +1230,14 @@ Suite *hub_suite(void)
 	tcase_add_test(tc, link_lost_keeps_waiting_conns);
 	tcase_add_test(tc, slow_consumer_closed);
 	tcase_add_test(tc, slow_during_replay);
-	tcase_add_test(tc, slow_history_too_big);
+	tcase_add_test(tc, slow_while_waiting_fresh);
+	tcase_add_test(tc, link_lost_with_full_queue);
+	tcase_add_test(tc, replay_not_counted);
+	tcase_add_test(tc, replay_paged);
+	tcase_add_test(tc, replay_link_lost_paged);
+	tcase_add_test(tc, replay_stuck_closes);
+	tcase_add_test(tc, replay_10000_while_live);
+	tcase_add_test(tc, replay_last_page_then_burst);
 	tcase_add_test(tc, limits_again);
 	tcase_add_test(tc, close_all);
 	tcase_add_test(tc, foreach_user);

@@ -334,42 +334,6 @@ START_TEST(test_max_depth)
 }
 END_TEST
 
-START_TEST(test_utf8_next)
-{
-	int ok = -1;
-
-	ck_assert_uint_eq(jsonv_utf8_next("a", 1, &ok), 1);
-	ck_assert_int_eq(ok, 1);
-	ck_assert_uint_eq(jsonv_utf8_next("\xe2\x82\xac", 3, &ok), 3);
-	ck_assert_int_eq(ok, 1);
-	ck_assert_uint_eq(jsonv_utf8_next("\xf0\x9f\x98\x80", 4, &ok), 4);
-	ck_assert_int_eq(ok, 1);
-	/* Maximal subparts: a truncated sequence is one unit, a bad lead byte one. */
-	ck_assert_uint_eq(jsonv_utf8_next("\xe2\x82"
-					  "a",
-					  3, &ok),
-			  2);
-	ck_assert_int_eq(ok, 0);
-	ck_assert_uint_eq(jsonv_utf8_next("\xe2\x82\xac", 2, &ok), 2);
-	ck_assert_int_eq(ok, 0);
-	ck_assert_uint_eq(jsonv_utf8_next("\xf0\x9f\x98"
-					  "a",
-					  4, &ok),
-			  3);
-	ck_assert_int_eq(ok, 0);
-	ck_assert_uint_eq(jsonv_utf8_next("\xed\xa0\x80", 3, &ok), 1);
-	ck_assert_int_eq(ok, 0);
-	ck_assert_uint_eq(jsonv_utf8_next("\xc0\xaf", 2, &ok), 1);
-	ck_assert_int_eq(ok, 0);
-	ck_assert_uint_eq(jsonv_utf8_next("\x80", 1, &ok), 1);
-	ck_assert_int_eq(ok, 0);
-	ck_assert_uint_eq(jsonv_utf8_next("\xff", 1, &ok), 1);
-	ck_assert_int_eq(ok, 0);
-	ck_assert_uint_eq(jsonv_utf8_next("", 0, &ok), 0);
-	ck_assert_int_eq(ok, 0);
-}
-END_TEST
-
 Suite *jsonv_suite(void)
 {
 	Suite *s = suite_create("jsonv");
@@ -381,7 +345,6 @@ Suite *jsonv_suite(void)
 	tcase_add_test(tc, test_null_text);
 	tcase_add_test(tc, test_deep_nesting);
 	tcase_add_test(tc, test_max_depth);
-	tcase_add_test(tc, test_utf8_next);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -120,6 +120,100 @@ START_TEST(test_health)
 }
 END_TEST
 
+START_TEST(test_probe_of)
+{
+	const char *h = "/api/v1/notifications/health";
+	const char *live = "/api/v1/notifications/health/live";
+
+	ck_assert_int_eq(metrics_probe_of(h, live, strlen(live)), METRICS_PROBE_LIVE);
+	ck_assert_int_eq(metrics_probe_of(h, "/api/v1/notifications/health/ready", 34),
+			 METRICS_PROBE_READY);
+	/* a path given with its length: the query after it is not looked at */
+	ck_assert_int_eq(metrics_probe_of(h, "/api/v1/notifications/health/live?x=1", strlen(live)),
+			 METRICS_PROBE_LIVE);
+	ck_assert_int_eq(metrics_probe_of(h, h, strlen(h)), METRICS_PROBE_NONE);
+	ck_assert_int_eq(metrics_probe_of(h, "/api/v1/notifications/health/", 29), METRICS_PROBE_NONE);
+	ck_assert_int_eq(metrics_probe_of(h, "/api/v1/notifications/health/live/", 34),
+			 METRICS_PROBE_NONE);
+	ck_assert_int_eq(metrics_probe_of(h, "/api/v1/notifications/health/lives", 34),
+			 METRICS_PROBE_NONE);
+	ck_assert_int_eq(metrics_probe_of(h, "/api/v1/notifications/healthy/live", 34),
+			 METRICS_PROBE_NONE);
+	ck_assert_int_eq(metrics_probe_of(h, "/live", 5), METRICS_PROBE_NONE);
+	ck_assert_int_eq(metrics_probe_of("/h", "/h/ready", 8), METRICS_PROBE_READY);
+	ck_assert_int_eq(metrics_probe_of(NULL, "/live", 5), METRICS_PROBE_NONE);
+	ck_assert_int_eq(metrics_probe_of(h, NULL, 0), METRICS_PROBE_NONE);
+}
+END_TEST
+
+START_TEST(test_ready)
+{
+	struct sub_status ss = {.state = SUB_CONNECTED, .healthy = 1};
+	char why[64];
+
+	strcpy(why, "x");
+	ck_assert_int_eq(metrics_ready(&ss, 0, why, sizeof why), 1);
+	ck_assert_str_eq(why, "");
+	ck_assert_int_eq(metrics_ready(&ss, 1, why, sizeof why), 0);
+	ck_assert_str_eq(why, "shutting down");
+	ck_assert_int_eq(metrics_ready(NULL, 0, why, sizeof why), 0);
+	ck_assert_str_eq(why, "no redis subscriber");
+
+	ss.healthy = 0;
+	ck_assert_int_eq(metrics_ready(&ss, 0, why, sizeof why), 0);
+	ck_assert_str_eq(why, "canary not received in time");
+	ck_assert_int_eq(metrics_ready(&ss, 0, NULL, 0), 0);
+
+	ss.state = SUB_CONNECTING;
+	ck_assert_int_eq(metrics_ready(&ss, 0, why, sizeof why), 0);
+	ck_assert_str_eq(why, "redis connecting");
+
+	ss.state = SUB_DISCONNECTED;
+	ck_assert_int_eq(metrics_ready(&ss, 0, why, sizeof why), 0);
+	ck_assert_str_eq(why, "redis disconnected");
+	strcpy(ss.last_error, "connect(127.0.0.1:1) failed: Connection refused");
+	ck_assert_int_eq(metrics_ready(&ss, 0, why, sizeof why), 0);
+	ck_assert_str_eq(why, "redis disconnected: connect(127.0.0.1:1) failed: Connection ref");
+	/* shutting down wins over everything else */
+	ck_assert_int_eq(metrics_ready(&ss, 1, why, sizeof why), 0);
+	ck_assert_str_eq(why, "shutting down");
+}
+END_TEST
+
+START_TEST(test_probe_json)
+{
+	struct metrics_buf b;
+	struct sub_status ss = {.state = SUB_CONNECTED, .healthy = 1};
+
+	metrics_buf_init(&b);
+	ck_assert_int_eq(metrics_probe_json(&b, METRICS_PROBE_LIVE, NULL, 1), 200);
+	ck_assert_str_eq(b.data, "{\"status\":\"ok\",\"probe\":\"live\"}\n");
+	metrics_buf_free(&b);
+
+	metrics_buf_init(&b);
+	ck_assert_int_eq(metrics_probe_json(&b, METRICS_PROBE_READY, &ss, 0), 200);
+	ck_assert_str_eq(b.data, "{\"status\":\"ok\",\"probe\":\"ready\"}\n");
+	metrics_buf_free(&b);
+
+	ss.state = SUB_DISCONNECTED;
+	ss.healthy = 0;
+	strcpy(ss.last_error, "read: \"EOF\"");
+	metrics_buf_init(&b);
+	ck_assert_int_eq(metrics_probe_json(&b, METRICS_PROBE_READY, &ss, 0), 503);
+	ck_assert_str_eq(b.data, "{\"status\":\"unavailable\",\"probe\":\"ready\","
+				 "\"reason\":\"redis disconnected: read: \\\"EOF\\\"\"}\n");
+	metrics_buf_free(&b);
+
+	ss.state = SUB_CONNECTED;
+	ss.healthy = 1;
+	metrics_buf_init(&b);
+	ck_assert_int_eq(metrics_probe_json(&b, METRICS_PROBE_READY, &ss, 1), 503);
+	ck_assert_str_eq(b.data, "{\"status\":\"unavailable\",\"probe\":\"ready\","
+				 "\"reason\":\"shutting down\"}\n");
+	metrics_buf_free(&b);
+}
+END_TEST
+
 Suite *metrics_suite(void)
 {
 	Suite *s = suite_create("metrics");
@@ -130,6 +224,9 @@ Suite *metrics_suite(void)
 	tcase_add_test(tc, test_counter_gauge);
 	tcase_add_test(tc, test_prometheus);
 	tcase_add_test(tc, test_health);
+	tcase_add_test(tc, test_probe_of);
+	tcase_add_test(tc, test_ready);
+	tcase_add_test(tc, test_probe_json);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -110,6 +110,45 @@ START_TEST(url_password)
 }
 END_TEST
 
+/* No error about a bad redis_url shows its password, whatever it holds. */
+START_TEST(url_password_never_echoed)
+{
+	static const char *const bad[] = {
+	    "redis://default:XY/ZZY@host/x", /* '/' in the password, then a bad db */
+	    "redis://default:12/XY/ZZY@host:0",
+	    "redis://:XY/ZZY@host/x",
+	    "redis://:XY/ZZYW0rd@host:99999",
+	    "redis://:XY?ZZYW0rd@host:0",
+	    "redis://:XY:ZZYW0rd@host:12ab",
+	    "redis://:XY/ZZY@[::1",
+	    "redis://:XY/ZZY@[::1]x",
+	    "redis://:XY/ZZY@",
+	    "redis://alice:XY/ZZY@host",
+	    "redis://:XY%zzZZY@host",
+	    "redis://:XY/ZZY@host?db=1",
+	    "unix:///tmp/r.sock?password=XY%zzZZY",
+	    "unix:///tmp/r.sock?password=XY/ZZY&db=x",
+	    "unix:///tmp/r.sock?password=XY/ZZY&nope=1",
+	};
+	struct redis_addr a;
+	char err[256];
+
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		ck_assert_msg(redis_url_parse(bad[i], &a, err, sizeof err) == HERR_INVAL,
+			      "%s accepted", bad[i]);
+		ck_assert_msg(strstr(err, "XY") == NULL && strstr(err, "ZZY") == NULL,
+			      "%s: \"%s\" shows the password", bad[i], err);
+	}
+	/* A '/' or '?' in the password is the password's (the last '@' ends it). */
+	ck_assert_int_eq(redis_url_parse("redis://:pa/s?s@host:7000/2", &a, err, sizeof err), 0);
+	ck_assert_str_eq(a.password, "pa/s?s");
+	ck_assert_str_eq(a.host, "host");
+	ck_assert_int_eq(a.port, 7000);
+	ck_assert_int_eq(a.db, 2);
+}
+END_TEST
+
 START_TEST(url_ipv6_unix)
 {
 	struct redis_addr a;
@@ -339,30 +378,76 @@ START_TEST(publish_reply)
 	struct cursor id = {0, 0};
 	char err[256];
 	redisReply *r;
+	int dup = -1;
 
 	r = mk_str(REDIS_REPLY_STRING, "1732550000000-7");
-	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), 0);
+	ck_assert_int_eq(publish_parse_reply(r, &id, &dup, err, sizeof err), 0);
 	ck_assert_uint_eq(id.ms, 1732550000000ULL);
 	ck_assert_uint_eq(id.seq, 7);
+	ck_assert_int_eq(dup, 0);
+	ck_assert_int_eq(publish_parse_reply(r, &id, NULL, err, sizeof err), 0);
 	freeReplyObject(r);
+	/* a replay: the script answers the recorded id as a status reply */
 	r = mk_str(REDIS_REPLY_STATUS, "5-0");
-	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), 0);
+	ck_assert_int_eq(publish_parse_reply(r, &id, &dup, err, sizeof err), 0);
 	ck_assert_uint_eq(id.ms, 5);
+	ck_assert_int_eq(dup, 1);
 	freeReplyObject(r);
 	r = mk_str(REDIS_REPLY_ERROR, "ERR herald: payload is not JSON");
-	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_REDIS);
+	ck_assert_int_eq(publish_parse_reply(r, &id, &dup, err, sizeof err), HERR_REDIS);
 	ck_assert_str_eq(err, "redis: ERR herald: payload is not JSON");
+	ck_assert_int_eq(dup, 0);
+	freeReplyObject(r);
+	r = mk_str(REDIS_REPLY_ERROR,
+		   "ERR herald: idempotency key already used for another payload");
+	ck_assert_int_eq(publish_parse_reply(r, &id, &dup, err, sizeof err), HERR_INVAL);
+	ck_assert_str_eq(err, "idempotency key: already used for another payload");
 	freeReplyObject(r);
 	r = mk_str(REDIS_REPLY_STRING, "not-an-id");
-	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(publish_parse_reply(r, &id, NULL, err, sizeof err), HERR_INVAL);
 	freeReplyObject(r);
 	r = mk_int(12);
-	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(publish_parse_reply(r, &id, NULL, err, sizeof err), HERR_INVAL);
 	freeReplyObject(r);
 	r = mk(REDIS_REPLY_NIL);
-	ck_assert_int_eq(publish_parse_reply(r, &id, err, sizeof err), HERR_INVAL);
+	ck_assert_int_eq(publish_parse_reply(r, &id, NULL, err, sizeof err), HERR_INVAL);
 	freeReplyObject(r);
-	ck_assert_int_eq(publish_parse_reply(NULL, &id, err, sizeof err), HERR_REDIS);
+	ck_assert_int_eq(publish_parse_reply(NULL, &id, NULL, err, sizeof err), HERR_REDIS);
+}
+END_TEST
+
+START_TEST(publish_idem_keys)
+{
+	char err[256], key[PUBLISH_IDEM_KEY_MAX + 2], a[33], b[33];
+	const char *good[] = {"k", "8e03978e-40d5-43e8-bc93-6894a57f9324", "invoice-81:paid",
+			      "A.b_C:9-", "celery-task.42"};
+	const char *bad[] = {"", "a b", "a/b", "caf\xc3\xa9", "k\n", "{tag}", "\"q\"", "a*"};
+
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		ck_assert_msg(publish_idem_check(good[i], strlen(good[i]), err, sizeof err) == 0,
+			      "%s refused", good[i]);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		ck_assert_msg(publish_idem_check(bad[i], strlen(bad[i]), err, sizeof err) ==
+				  HERR_INVAL,
+			      "\"%s\" accepted", bad[i]);
+		ck_assert_str_eq(err, "idempotency key: must match [A-Za-z0-9_.:-]{1,128}");
+	}
+	ck_assert_int_eq(publish_idem_check(NULL, 0, NULL, 0), HERR_INVAL);
+	memset(key, 'k', sizeof key);
+	ck_assert_int_eq(publish_idem_check(key, PUBLISH_IDEM_KEY_MAX, err, sizeof err), 0);
+	ck_assert_int_eq(publish_idem_check(key, PUBLISH_IDEM_KEY_MAX + 1, err, sizeof err),
+			 HERR_INVAL);
+	/* the length given counts, not a NUL */
+	ck_assert_int_eq(publish_idem_check("ab\0c", 4, err, sizeof err), HERR_INVAL);
+
+	ck_assert_int_eq(publish_idem_new(a, sizeof a), 0);
+	ck_assert_int_eq(publish_idem_new(b, sizeof b), 0);
+	ck_assert_uint_eq(strlen(a), 32);
+	ck_assert_uint_eq(strspn(a, "0123456789abcdef"), 32);
+	ck_assert_str_ne(a, b);
+	ck_assert_int_eq(publish_idem_check(a, strlen(a), err, sizeof err), 0);
+	ck_assert_int_eq(publish_idem_new(a, 32), HERR_INVAL);
 }
 END_TEST
 
@@ -410,6 +495,18 @@ START_TEST(publish_batch_refuses)
 			 HERR_INVAL);
 	ck_assert_int_eq(publish_one(NULL, &c, "42", "nul\0", 4, ids, err, sizeof err), HERR_INVAL);
 	ck_assert_int_eq(publish_batch(NULL, &c, "42", p, len, 0, ids, err, sizeof err), 0);
+	/* a malformed idempotency key: nothing sent either */
+	ck_assert_int_eq(
+	    publish_batch_idem(NULL, &c, "42", p, len, 2, "a b", 0, ids, NULL, err, sizeof err),
+	    HERR_INVAL);
+	ck_assert_str_eq(err, "idempotency key: must match [A-Za-z0-9_.:-]{1,128}");
+	ck_assert_int_eq(publish_one_idem(NULL, &c, "42", "{}", 2, "", ids, NULL, err, sizeof err),
+			 HERR_INVAL);
+	ck_assert_str_eq(err, "idempotency key: must match [A-Za-z0-9_.:-]{1,128}");
+	ck_assert_int_eq(
+	    publish_one_idem(NULL, &c, "42", "{oops}", 6, "k", ids, NULL, err, sizeof err),
+	    HERR_INVAL);
+	ck_assert_msg(strncmp(err, "payload", 7) == 0, "%s", err);
 	conf_free(&c);
 }
 END_TEST
@@ -423,8 +520,8 @@ START_TEST(history_argv_build)
 	struct conf c;
 
 	ck_assert_int_eq(conf_init(&c), 0);
-	ck_assert_int_eq(history_argv(&h, &c, "42", &since, 50), 0);
-	ck_assert_int_eq(h.argc, 6);
+	ck_assert_int_eq(history_argv(&h, &c, "42", &since, 50, 131072), 0);
+	ck_assert_int_eq(h.argc, 7);
 	ck_assert_str_eq(h.argv[0], "EVALSHA");
 	ck_assert_str_eq(h.argv[1], redis_script_history.sha);
 	ck_assert_str_eq(h.argv[2], "1");
@@ -434,14 +531,16 @@ START_TEST(history_argv_build)
 	ck_assert_uint_eq(h.argvlen[4], 15);
 	ck_assert_str_eq(h.argv[5], "50");
 	ck_assert_uint_eq(h.argvlen[5], 2);
-	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, HISTORY_LIMIT_MAX), 0);
+	ck_assert_str_eq(h.argv[6], "131072");
+	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, HISTORY_LIMIT_MAX, 0), 0);
 	ck_assert_str_eq(h.argv[4], "");
 	ck_assert_uint_eq(h.argvlen[4], 0);
 	ck_assert_str_eq(h.argv[5], "1000");
-	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, 0), HERR_INVAL);
-	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, HISTORY_LIMIT_MAX + 1), HERR_INVAL);
-	ck_assert_int_eq(history_argv(&h, &c, "4:2", NULL, 10), HERR_INVAL);
-	ck_assert_int_eq(history_argv(&h, &c, "", NULL, 10), HERR_INVAL);
+	ck_assert_str_eq(h.argv[6], "0");
+	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, 0, 0), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "42", NULL, HISTORY_LIMIT_MAX + 1, 0), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "4:2", NULL, 10, 0), HERR_INVAL);
+	ck_assert_int_eq(history_argv(&h, &c, "", NULL, 10, 0), HERR_INVAL);
 	conf_free(&c);
 }
 END_TEST
@@ -455,16 +554,19 @@ START_TEST(history_reply)
 	char err[256];
 	redisReply *r;
 
-	r = mk_arr(4, mk_int(1), mk_str(REDIS_REPLY_STRING, "100-1"),
-		   mk_str(REDIS_REPLY_STRING, ENV1), mk_str(REDIS_REPLY_STRING, ENV2));
+	r = mk_arr(5, mk_int(1), mk_str(REDIS_REPLY_STRING, "100-1"),
+		   mk_str(REDIS_REPLY_STRING, "100-1"), mk_str(REDIS_REPLY_STRING, ENV1),
+		   mk_str(REDIS_REPLY_STRING, ENV2));
 	ck_assert_int_eq(history_parse_reply(r, &hr, err, sizeof err), 0);
 	ck_assert_int_eq(hr.truncated, 1);
+	ck_assert_int_eq(hr.more, 0);
+	ck_assert_uint_eq(hr.page_end.seq, 1);
 	ck_assert_uint_eq(hr.n, 2);
 	ck_assert_uint_eq(hr.last.ms, 100);
 	ck_assert_uint_eq(hr.last.seq, 1);
 	ck_assert_uint_eq(hr.entries[0].id.ms, 100);
 	ck_assert_uint_eq(hr.entries[0].id.seq, 0);
-	ck_assert_ptr_eq(hr.entries[0].env, r->element[2]->str);
+	ck_assert_ptr_eq(hr.entries[0].env, r->element[3]->str);
 	ck_assert_uint_eq(hr.entries[0].len, strlen(ENV1));
 	ck_assert_uint_eq(hr.entries[1].id.seq, 1);
 	ck_assert_ptr_null(hr.reply);
@@ -472,9 +574,20 @@ START_TEST(history_reply)
 	ck_assert_ptr_null(hr.entries);
 	freeReplyObject(r);
 
-	r = mk_arr(2, mk_int(0), mk_str(REDIS_REPLY_STRING, ""));
+	/* A page that ends before the newest entry: more. */
+	r = mk_arr(4, mk_int(0), mk_str(REDIS_REPLY_STRING, "200-0"),
+		   mk_str(REDIS_REPLY_STRING, "100-0"), mk_str(REDIS_REPLY_STRING, ENV1));
+	ck_assert_int_eq(history_parse_reply(r, &hr, err, sizeof err), 0);
+	ck_assert_int_eq(hr.more, 1);
+	ck_assert_uint_eq(hr.page_end.ms, 100);
+	ck_assert_uint_eq(hr.n, 1);
+	history_result_free(&hr);
+	freeReplyObject(r);
+
+	r = mk_arr(3, mk_int(0), mk_str(REDIS_REPLY_STRING, ""), mk_str(REDIS_REPLY_STRING, ""));
 	ck_assert_int_eq(history_parse_reply(r, &hr, err, sizeof err), 0);
 	ck_assert_int_eq(hr.truncated, 0);
+	ck_assert_int_eq(hr.more, 0);
 	ck_assert_uint_eq(hr.n, 0);
 	ck_assert_uint_eq(hr.last.ms, 0);
 	ck_assert_uint_eq(hr.last.seq, 0);
@@ -491,13 +604,17 @@ START_TEST(history_reply_bad)
 	redisReply *bad[] = {
 	    mk_str(REDIS_REPLY_STRING, "x"),
 	    mk_arr(1, mk_int(0)),
-	    mk_arr(2, mk_int(2), mk_str(REDIS_REPLY_STRING, "")),
-	    mk_arr(2, mk_str(REDIS_REPLY_STRING, "0"), mk_str(REDIS_REPLY_STRING, "")),
-	    mk_arr(2, mk_int(0), mk_str(REDIS_REPLY_STRING, "x-1")),
-	    mk_arr(2, mk_int(0), mk(REDIS_REPLY_NIL)),
-	    mk_arr(3, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"),
+	    mk_arr(2, mk_int(0), mk_str(REDIS_REPLY_STRING, "")),
+	    mk_arr(3, mk_int(2), mk_str(REDIS_REPLY_STRING, ""), mk_str(REDIS_REPLY_STRING, "")),
+	    mk_arr(3, mk_str(REDIS_REPLY_STRING, "0"), mk_str(REDIS_REPLY_STRING, ""),
+		   mk_str(REDIS_REPLY_STRING, "")),
+	    mk_arr(3, mk_int(0), mk_str(REDIS_REPLY_STRING, "x-1"), mk_str(REDIS_REPLY_STRING, "")),
+	    mk_arr(3, mk_int(0), mk(REDIS_REPLY_NIL), mk_str(REDIS_REPLY_STRING, "")),
+	    mk_arr(3, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"), mk_str(REDIS_REPLY_STRING, "x")),
+	    mk_arr(3, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"), mk_int(1)),
+	    mk_arr(4, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"), mk_str(REDIS_REPLY_STRING, "1-0"),
 		   mk_str(REDIS_REPLY_STRING, "{\"a\":1}")),
-	    mk_arr(4, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"),
+	    mk_arr(5, mk_int(0), mk_str(REDIS_REPLY_STRING, "1-0"), mk_str(REDIS_REPLY_STRING, "1-0"),
 		   mk_str(REDIS_REPLY_STRING, ENV1), mk_int(3)),
 	};
 	redisReply *e = mk_str(REDIS_REPLY_ERROR, "ERR herald: since must be MS-SEQ");
@@ -522,6 +639,7 @@ Suite *redis_suite(void)
 
 	tcase_add_test(tc, url_defaults);
 	tcase_add_test(tc, url_password);
+	tcase_add_test(tc, url_password_never_echoed);
 	tcase_add_test(tc, url_ipv6_unix);
 	tcase_add_test(tc, url_errors);
 	suite_add_tcase(s, tc);
@@ -541,6 +659,7 @@ Suite *redis_suite(void)
 	tc = tcase_create("publish");
 	tcase_add_test(tc, publish_reply);
 	tcase_add_test(tc, publish_checks);
+	tcase_add_test(tc, publish_idem_keys);
 	tcase_add_test(tc, publish_batch_refuses);
 	suite_add_tcase(s, tc);
 

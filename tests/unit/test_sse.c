@@ -6,7 +6,7 @@
 
 #include "err.h"
 #include "hub.h"
-#include "sse/sse.h"
+#include "sse.h"
 #include "suites.h"
 
 /* What the parser dispatched, for comparisons. */

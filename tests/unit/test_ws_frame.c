@@ -2,6 +2,10 @@
  * The frame codec against Autobahn|Testsuite's case groups: each case builds
  * the client's bytes, feeds them whole, one byte at a time and in 7-byte
  * pieces, and compares the events seen.  Case numbers name Autobahn's.
+ * Each case runs twice: as herald-ws's parser did before refresh messages
+ * (data dropped) and with wsf_parser_keep_text(), which must give the same
+ * events, the same text bytes however the wire is split, and hold nothing
+ * once a message was reported.
  *
  * Event log: T<len> / B<len> text or binary message, P<len> ping, O<len>
  * pong, C<code> close, E<code> protocol error (the parser stops there).
@@ -12,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "ws_frame.h"
 #include "suites.h"
 
 #define FIN 0x80
@@ -23,6 +27,8 @@
 static uint8_t wire[80000];
 static size_t wire_len;
 static char got[4096];
+static int keep;                /* run with wsf_parser_keep_text() */
+static unsigned long texthash;  /* keep: FNV-1a over every text message's bytes */
 
 static void reset(void)
 {
@@ -68,8 +74,11 @@ static const char *run(size_t step)
 	int stopped = 0;
 
 	got[0] = '\0';
+	texthash = 2166136261u;
 	wsf_pool_init(&pool, 4);
 	wsf_parser_init(&p, &pool);
+	if (keep)
+		wsf_parser_keep_text(&p);
 	while (off < wire_len && !stopped) {
 		size_t n = step == 0 || wire_len - off < step ? wire_len - off : step;
 		size_t pos = 0;
@@ -94,6 +103,13 @@ static const char *run(size_t step)
 			switch (ev.type) {
 			case WSF_EV_MESSAGE:
 				logf_(ev.opcode == WSF_OP_TEXT ? 'T' : 'B', (long)ev.len);
+				if (keep && ev.opcode == WSF_OP_TEXT) {
+					ck_assert(ev.len == 0 || ev.data != NULL);
+					for (size_t k = 0; k < ev.len; k++)
+						texthash = (texthash ^ ev.data[k]) * 16777619u;
+				} else {
+					ck_assert_ptr_null(ev.data);
+				}
 				break;
 			case WSF_EV_PING:
 				logf_('P', (long)ev.len);
@@ -115,14 +131,17 @@ static const char *run(size_t step)
 		size_t used;
 
 		ck_assert_int_eq(wsf_parse(&p, wire, 0, &used, &ev), 0);
-		/* Between frames nothing is held. */
+		/* Between frames nothing is held; between messages no text. */
 		if (p.state == 0 && p.hlen == 0)
 			ck_assert_uint_eq(pool.in_use, 0);
+		if (p.state == 0 && p.msg_op == 0)
+			ck_assert_ptr_null(p.text);
 	} else {
 		wsf_parser_trim(&p);
 	}
 	wsf_parser_release(&p);
 	ck_assert_uint_eq(pool.in_use, 0);
+	ck_assert_ptr_null(p.text);
 	wsf_pool_clear(&pool);
 	return got;
 }
@@ -130,12 +149,22 @@ static const char *run(size_t step)
 static void expect(const char *want)
 {
 	static const size_t steps[] = {0, 1, 2, 7, 126};
+	unsigned long hash = 0;
 	size_t i;
 
-	for (i = 0; i < sizeof steps / sizeof steps[0]; i++)
-		ck_assert_msg(strcmp(run(steps[i]), want) == 0, "step %zu: got \"%s\", want \"%s\"",
-			      steps[i], got, want);
+	for (keep = 0; keep < 2; keep++)
+		for (i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+			ck_assert_msg(strcmp(run(steps[i]), want) == 0,
+				      "keep %d step %zu: got \"%s\", want \"%s\"", keep, steps[i], got,
+				      want);
+			if (keep && i == 0)
+				hash = texthash;
+			else if (keep)
+				ck_assert_msg(texthash == hash, "step %zu: other text bytes", steps[i]);
+		}
+	keep = 0;
 }
+
 
 static uint8_t big[70000];
 
@@ -344,13 +373,18 @@ START_TEST(t5_fragmentation)
 	frame(FIN | WSF_OP_CONT, NULL, 0);
 	expect("B1");
 	reset();
-	frame(WSF_OP_TEXT, big, 4000); /* 9: the limit counts the whole message */
+	frame(WSF_OP_TEXT, big, WSF_MSG_MAX - 96); /* 9: the limit counts the whole message */
 	frame(FIN | WSF_OP_CONT, big, 97);
 	expect("E1009");
 	reset();
-	frame(WSF_OP_TEXT, big, 4000);
+	frame(WSF_OP_TEXT, big, WSF_MSG_MAX - 96);
 	frame(FIN | WSF_OP_CONT, big, 96);
-	expect("T4096");
+	{
+		char want[16];
+
+		snprintf(want, sizeof want, "T%d", WSF_MSG_MAX);
+		expect(want);
+	}
 }
 END_TEST
 
@@ -549,14 +583,14 @@ START_TEST(t7_close_reason)
 }
 END_TEST
 
-/* 9: limits, as far as 4 KiB allows, and lengths Autobahn does not send. */
+/* 9: limits, as far as WSF_MSG_MAX allows, and lengths Autobahn does not send. */
 START_TEST(t9_limits)
 {
 	uint8_t f[14] = {FIN | WSF_OP_BINARY, 0x80 | 127, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};
 
 	memset(big, 'a', sizeof big);
 	reset();
-	frame(FIN | WSF_OP_TEXT, big, 4097);
+	frame(FIN | WSF_OP_TEXT, big, WSF_MSG_MAX + 1);
 	expect("E1009");
 	reset();
 	frame(FIN | WSF_OP_BINARY, big, 4096);
@@ -634,6 +668,126 @@ START_TEST(t_pool_reuse)
 }
 END_TEST
 
+/* The client's reader: whole frames from a buffer, server or client made. */
+START_TEST(t_frame_read)
+{
+	static const uint8_t key[4] = {1, 2, 3, 4};
+	uint8_t buf[70000], large[66000];
+	struct wsf_frame f;
+	long n, k;
+
+	/* a server frame (no mask), every split short of the whole is "need more" */
+	n = wsf_write_frame(buf, sizeof buf, 1, WSF_OP_TEXT, NULL, "hello", 5);
+	for (k = 0; k < n; k++)
+		ck_assert_int_eq(wsf_frame_read(buf, (size_t)k, 4096, &f), 0);
+	ck_assert_int_eq(wsf_frame_read(buf, sizeof buf, 4096, &f), n);
+	ck_assert_int_eq(f.fin, 1);
+	ck_assert_int_eq(f.opcode, WSF_OP_TEXT);
+	ck_assert_int_eq(f.masked, 0);
+	ck_assert_uint_eq(f.len, 5);
+	ck_assert(memcmp(f.payload, "hello", 5) == 0);
+	/* a client frame: unmasked in place */
+	n = wsf_write_frame(buf, sizeof buf, 0, WSF_OP_BINARY, key, "abcdef", 6);
+	ck_assert_int_eq(wsf_frame_read(buf, (size_t)n, 4096, &f), n);
+	ck_assert_int_eq(f.masked, 1);
+	ck_assert_int_eq(f.fin, 0);
+	ck_assert(memcmp(f.payload, "abcdef", 6) == 0);
+	/* 16- and 64-bit lengths */
+	memset(large, 'x', sizeof large);
+	n = wsf_write_frame(buf, sizeof buf, 1, WSF_OP_TEXT, NULL, large, 300);
+	ck_assert_int_eq(n, 4 + 300);
+	ck_assert_int_eq(wsf_frame_read(buf, (size_t)n, 4096, &f), n);
+	ck_assert_uint_eq(f.len, 300);
+	n = wsf_write_frame(buf, sizeof buf, 1, WSF_OP_TEXT, NULL, large, sizeof large);
+	ck_assert_int_eq(n, 10 + (long)sizeof large);
+	ck_assert_int_eq(wsf_frame_read(buf, (size_t)n - 1, sizeof large, &f), 0);
+	ck_assert_int_eq(wsf_frame_read(buf, (size_t)n, sizeof large, &f), n);
+	ck_assert_int_eq(wsf_frame_read(buf, (size_t)n, sizeof large - 1, &f), -WSF_CLOSE_TOO_BIG);
+	/* RSV bits, a 64-bit length with the top bit set */
+	buf[0] = 0x80 | 0x40 | WSF_OP_TEXT;
+	buf[1] = 0;
+	ck_assert_int_eq(wsf_frame_read(buf, 2, 4096, &f), -WSF_CLOSE_PROTOCOL);
+	buf[0] = 0x80 | WSF_OP_TEXT;
+	buf[1] = 127;
+	buf[2] = 0x80;
+	ck_assert_int_eq(wsf_frame_read(buf, 10, 4096, &f),
+			 -WSF_CLOSE_PROTOCOL);
+	/* close codes */
+	ck_assert_int_eq(wsf_close_code((const uint8_t *)"\x03\xe9", 2), 1001);
+	ck_assert_int_eq(wsf_close_code(NULL, 0), WSF_CLOSE_NO_STATUS);
+}
+END_TEST
+
+/* keep_text: the bytes themselves, a fragmented message around a ping, the
+ * buffer grown only as bytes come and freed once the message is reported. */
+START_TEST(t_keep_text)
+{
+	static const char msg[] = "{\"type\":\"refresh\",\"token\":\"a.b.c\"}";
+	struct wsf_pool pool;
+	struct wsf_parser p;
+	struct wsf_event ev;
+	size_t used, off;
+
+	wsf_pool_init(&pool, 0);
+	wsf_parser_init(&p, &pool);
+	wsf_parser_keep_text(&p);
+	reset();
+	frame(WSF_OP_TEXT, msg, 10);
+	frame(FIN | WSF_OP_PING, "hi", 2);
+	frame(WSF_OP_CONT, msg + 10, 0);
+	frame(FIN | WSF_OP_CONT, msg + 10, sizeof msg - 1 - 10);
+	frame(FIN | WSF_OP_BINARY, "bin", 3);
+	ck_assert_int_eq(wsf_parse(&p, wire, wire_len, &used, &ev), 1);
+	ck_assert_int_eq(ev.type, WSF_EV_PING);
+	off = used;
+	wsf_parser_trim(&p);
+	ck_assert_ptr_nonnull(p.text); /* the message's first fragment stays */
+	ck_assert_int_eq(wsf_parse(&p, wire + off, wire_len - off, &used, &ev), 1);
+	off += used;
+	ck_assert_int_eq(ev.type, WSF_EV_MESSAGE);
+	ck_assert_int_eq(ev.opcode, WSF_OP_TEXT);
+	ck_assert_uint_eq(ev.len, sizeof msg - 1);
+	ck_assert(memcmp(ev.data, msg, ev.len) == 0);
+	ck_assert_int_eq(wsf_parse(&p, wire + off, wire_len - off, &used, &ev), 1);
+	ck_assert_int_eq(ev.opcode, WSF_OP_BINARY);
+	ck_assert_ptr_null(ev.data);
+	ck_assert_ptr_null(p.text); /* freed when the next call began */
+	ck_assert_uint_eq(off + used, wire_len);
+
+	/* A frame announcing the limit holds only what arrived of it. */
+	memset(big, 'x', WSF_MSG_MAX);
+	reset();
+	frame(FIN | WSF_OP_TEXT, big, WSF_MSG_MAX);
+	ck_assert_int_eq(wsf_parse(&p, wire, 8 + 100, &used, &ev), 0);
+	ck_assert_uint_le(p.text_cap, 256);
+	wsf_parser_trim(&p); /* mid-frame: nothing to give back */
+	ck_assert_int_eq(wsf_parse(&p, wire + 108, wire_len - 108, &used, &ev), 1);
+	ck_assert_uint_eq(ev.len, WSF_MSG_MAX);
+	ck_assert(memcmp(ev.data, big, WSF_MSG_MAX) == 0);
+	ck_assert_uint_eq(p.text_cap, WSF_MSG_MAX);
+	wsf_parser_trim(&p);
+	ck_assert_ptr_null(p.text);
+
+	/* An error or a release frees a message in flight. */
+	reset();
+	frame(WSF_OP_TEXT, "abc", 3);
+	ck_assert_int_eq(wsf_parse(&p, wire, wire_len, &used, &ev), 0);
+	ck_assert_ptr_nonnull(p.text);
+	wsf_parser_release(&p);
+	ck_assert_ptr_null(p.text);
+	wsf_parser_init(&p, &pool);
+	wsf_parser_keep_text(&p);
+	reset();
+	frame(WSF_OP_TEXT, "abc", 3);
+	frame(FIN | WSF_OP_TEXT, "d", 1); /* a message inside one: 1002 */
+	ck_assert_int_eq(wsf_parse(&p, wire, wire_len, &used, &ev), -WSF_CLOSE_PROTOCOL);
+	ck_assert_ptr_null(p.text);
+	wsf_parser_release(&p);
+	ck_assert_uint_eq(pool.in_use, 0);
+	wsf_pool_clear(&pool);
+}
+END_TEST
+
 Suite *ws_frame_suite(void)
 {
 	Suite *s = suite_create("ws_frame");
@@ -654,6 +808,8 @@ Suite *ws_frame_suite(void)
 	tcase_add_test(tc, t9_limits);
 	tcase_add_test(tc, t_writer);
 	tcase_add_test(tc, t_pool_reuse);
+	tcase_add_test(tc, t_frame_read);
+	tcase_add_test(tc, t_keep_text);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "handshake.h"
+#include "ws_handshake.h"
 #include "suites.h"
 
 #define GOOD                                                                                       \
@@ -246,6 +246,25 @@ START_TEST(t_origin)
 }
 END_TEST
 
+/* A token from a cookie needs its Origin named in the list: never "any". */
+START_TEST(t_origin_listed)
+{
+	char *list[] = {"https://app.example", "*", NULL};
+	char *star[] = {"*", NULL};
+	char *none[] = {NULL};
+
+	ck_assert(wsh_origin_listed("https://app.example", list));
+	ck_assert(wsh_origin_listed("HTTPS://APP.EXAMPLE", list));
+	ck_assert(!wsh_origin_listed("https://evil.example", list));
+	ck_assert(!wsh_origin_listed(NULL, list));
+	ck_assert(!wsh_origin_listed("null", list));
+	ck_assert(!wsh_origin_listed("https://any", star));
+	ck_assert(!wsh_origin_listed("https://any", none));
+	ck_assert(!wsh_origin_listed("https://any", NULL));
+	ck_assert(!wsh_origin_listed(NULL, NULL));
+}
+END_TEST
+
 START_TEST(t_responses)
 {
 	char out[512];
@@ -269,6 +288,39 @@ START_TEST(t_responses)
 }
 END_TEST
 
+/* Any body size (herald-ws's /metrics outgrew a fixed 8 KiB buffer once). */
+START_TEST(t_response_new)
+{
+	static const size_t sizes[] = {0, 1, 8192, 8193, 65536, 1 << 20};
+	char head[256];
+
+	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+		char *body = malloc(sizes[i] + 1);
+		size_t len = 0;
+		char *out;
+		int n;
+
+		ck_assert_ptr_nonnull(body);
+		memset(body, 'm', sizes[i]);
+		if (sizes[i] > 0)
+			body[sizes[i] - 1] = '\n';
+		out = wsh_response_new(200, "X-A: 1\r\n", "text/plain; version=0.0.4", body,
+				       sizes[i], &len);
+		ck_assert_ptr_nonnull(out);
+		n = wsh_response(head, sizeof head, 200, "X-A: 1\r\n", "text/plain; version=0.0.4",
+				 NULL, 0);
+		ck_assert_int_gt(n, 0);
+		snprintf(head, sizeof head, "\r\nContent-Length: %zu\r\n", sizes[i]);
+		ck_assert_ptr_nonnull(memmem(out, len - sizes[i], head, strlen(head)));
+		ck_assert(len > sizes[i] + 4);
+		ck_assert(memcmp(out + len - sizes[i] - 4, "\r\n\r\n", 4) == 0);
+		ck_assert(memcmp(out + len - sizes[i], body, sizes[i]) == 0);
+		free(out);
+		free(body);
+	}
+}
+END_TEST
+
 Suite *ws_handshake_suite(void)
 {
 	Suite *s = suite_create("ws_handshake");
@@ -282,7 +334,9 @@ Suite *ws_handshake_suite(void)
 	tcase_add_test(tc, t_check_upgrade);
 	tcase_add_test(tc, t_accept);
 	tcase_add_test(tc, t_origin);
+	tcase_add_test(tc, t_origin_listed);
 	tcase_add_test(tc, t_responses);
+	tcase_add_test(tc, t_response_new);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,613 @@
+/*
+ * The request handlers: short answers written at once (health, metrics,
+ * polls with something to return, publish, errors); SSE streams and
+ * long-polls with nothing to return yet are left to the caller to hold.
+ * See app.h for the threads.
+ */
+#include "config.h"
+
+#include "handlers.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app.h"
+#include "clock.h"
+#include "cursor.h"
+#include "err.h"
+#include "held.h"
+#include "history.h"
+#include "log.h"
+#include "metrics.h"
+#include "publish.h"
+#include "redis.h"
+#include "reply.h"
+#include "revoke.h"
+#include "ticket.h"
+
+#define STR_(x) #x
+#define STRINGIFY(x) STR_(x)
+
+/* --- output ------------------------------------------------------------------ */
+
+static const char *io_param(const struct io *io, const char *name)
+{
+	return io->r != NULL ? FCGX_GetParam(name, io->r->envp) : getenv(name);
+}
+
+static long io_read(const struct io *io, char *buf, size_t len)
+{
+	if (io->r == NULL)
+		return (long)fread(buf, 1, len, stdin);
+	return FCGX_GetStr(buf, len > INT_MAX ? INT_MAX : (int)len, io->r->in);
+}
+
+/* Write a built answer whole (a blocking write, bounded by SO_SNDTIMEO). */
+static void io_send(const struct io *io, struct metrics_buf *b)
+{
+	if (b->err) {
+		metrics_buf_free(b);
+		metrics_buf_init(b);
+		reply_unavailable(b, "out of memory");
+	}
+	if (b->len >= 14 && b->data[8] >= '4')
+		atomic_fetch_add(&app.n_errors, 1); /* "Status: 4xx" or 5xx */
+	if (io->r == NULL) {
+		fwrite(b->data, 1, b->len, stdout);
+		fflush(stdout);
+	} else if (b->len <= INT_MAX && FCGX_PutStr(b->data, (int)b->len, io->r->out) >= 0) {
+		FCGX_FFlush(io->r->out);
+	}
+	metrics_buf_free(b);
+}
+
+static void send_error(const struct io *io, const struct route *rt)
+{
+	struct metrics_buf b;
+
+	metrics_buf_init(&b);
+	reply_error(&b, rt);
+	io_send(io, &b);
+}
+
+void handle_unavailable(const struct io *io, const char *detail)
+{
+	struct metrics_buf b;
+
+	metrics_buf_init(&b);
+	reply_unavailable(&b, detail);
+	io_send(io, &b);
+}
+
+/* --- health and metrics ---------------------------------------------------- */
+
+/* Under CGI there is no subscriber: a PING stands for it. */
+static void cgi_sub_status(struct sub_status *st)
+{
+	char err[160];
+	redisContext *rc = NULL;
+	redisReply *r;
+
+	memset(st, 0, sizeof *st);
+	if (redis_connect(&app.raddr, REDIS_TIMEOUT_MS, &rc, err, sizeof err) != 0) {
+		snprintf(st->last_error, sizeof st->last_error, "%s", err);
+		return;
+	}
+	r = redisCommand(rc, "PING");
+	if (r != NULL && r->type == REDIS_REPLY_STATUS) {
+		st->state = SUB_CONNECTED;
+		st->healthy = 1;
+	} else {
+		snprintf(st->last_error, sizeof st->last_error, "PING failed: %s",
+			 rc->err ? rc->errstr : "error reply");
+	}
+	freeReplyObject(r);
+	redisFree(rc);
+}
+
+static void snapshot(struct hub_stats *hs, struct sub_status *ss, struct held_stats *hd)
+{
+	memset(hs, 0, sizeof *hs);
+	memset(hd, 0, sizeof *hd);
+	if (app.hub != NULL)
+		hub_get_stats(app.hub, hs);
+	if (app.sub != NULL)
+		sub_get_status(app.sub, ss);
+	else
+		cgi_sub_status(ss);
+	if (app.loop != NULL)
+		held_get_stats(app.loop, hd);
+}
+
+static void do_health(const struct io *io)
+{
+	struct hub_stats hs;
+	struct sub_status ss;
+	struct held_stats hd;
+	struct metrics_buf b, out;
+	char extra[256];
+	int status;
+
+	snapshot(&hs, &ss, &hd);
+	snprintf(extra, sizeof extra,
+		 "\"streams\":%ld,\"polls_waiting\":%ld,\"threads\":%ld,\"threads_busy\":%ld,"
+		 "\"idle_connections\":%ld,\"mode\":\"%s\"",
+		 hd.streams, hd.polls, app.threads, atomic_load(&app.busy), hd.idle,
+		 io->r == NULL ? "cgi" : "fastcgi");
+	metrics_buf_init(&b);
+	metrics_buf_init(&out);
+	status = metrics_health_json(&b, PROG, &hs, &ss, app.start_ms, clock_wall_ms(), extra);
+	if (b.err)
+		reply_unavailable(&out, "out of memory");
+	else
+		reply_json(&out, status,
+			   status == 503 ? "Retry-After: " STRINGIFY(RETRY_AFTER_S) "\r\n" : "",
+			   b.data);
+	metrics_buf_free(&b);
+	io_send(io, &out);
+}
+
+/* The orchestrators' probes (metrics.h): live always 200, ready decided by
+ * metrics_ready() on the subscriber (under CGI, a PING) and the shutdown flag. */
+static void do_probe(const struct io *io, int kind)
+{
+	struct sub_status ss;
+	struct metrics_buf b, out;
+	int status;
+
+	memset(&ss, 0, sizeof ss);
+	if (app.sub != NULL)
+		sub_get_status(app.sub, &ss);
+	else if (kind == ROUTE_READY)
+		cgi_sub_status(&ss);
+	metrics_buf_init(&b);
+	metrics_buf_init(&out);
+	status = metrics_probe_json(&b, kind == ROUTE_READY ? METRICS_PROBE_READY : METRICS_PROBE_LIVE,
+				    &ss, atomic_load(&app.stopping));
+	if (b.err)
+		reply_unavailable(&out, "out of memory");
+	else
+		reply_json(&out, status,
+			   status == 503 ? "Retry-After: " STRINGIFY(RETRY_AFTER_S) "\r\n" : "",
+			   b.data);
+	metrics_buf_free(&b);
+	io_send(io, &out);
+}
+
+static void do_metrics(const struct io *io)
+{
+	struct hub_stats hs;
+	struct sub_status ss;
+	struct held_stats hd;
+	struct metrics_buf b, out;
+
+	snapshot(&hs, &ss, &hd);
+	metrics_buf_init(&b);
+	metrics_buf_init(&out);
+	metrics_prometheus(&b, PROG, &hs, &ss, app.start_ms, clock_wall_ms());
+	metrics_gauge(&b, "herald_fcgi_streams", "SSE streams held now.", (double)hd.streams);
+	metrics_gauge(&b, "herald_fcgi_polls_waiting", "Long-polls waiting now.",
+		      (double)hd.polls);
+	metrics_gauge(&b, "herald_fcgi_idle_connections",
+		      "Kept-alive FastCGI connections waiting for a request.", (double)hd.idle);
+	metrics_gauge(&b, "herald_fcgi_requests_queued",
+		      "Connections with a request waiting for a worker.", (double)hd.queued);
+	metrics_gauge(&b, "herald_fcgi_threads", "Worker threads.", (double)app.threads);
+	metrics_gauge(&b, "herald_fcgi_threads_busy", "Worker threads inside a request.",
+		      (double)atomic_load(&app.busy));
+	metrics_counter(&b, "herald_fcgi_polls_total", "Poll requests answered.",
+			atomic_load(&app.n_polls));
+	metrics_counter(&b, "herald_fcgi_streams_total", "SSE streams started.",
+			atomic_load(&app.n_streams));
+	metrics_counter(&b, "herald_fcgi_sse_events_total", "SSE events written.", hd.events);
+	metrics_counter(&b, "herald_fcgi_sse_heartbeats_total", "SSE heartbeats written.",
+			hd.heartbeats);
+	metrics_counter(&b, "herald_fcgi_stalled_total",
+			"Held requests dropped because the client stopped reading.", hd.stalled);
+	metrics_counter(&b, "herald_fcgi_publishes_total", "Messages published over HTTP.",
+			atomic_load(&app.n_publishes));
+	metrics_counter(&b, "herald_fcgi_errors_total", "Responses with a 4xx or 5xx status.",
+			atomic_load(&app.n_errors));
+	metrics_counter(&b, "herald_fcgi_tickets_total", "Tickets issued.",
+			atomic_load(&app.n_tickets));
+	metrics_counter(&b, "herald_fcgi_ticket_refused_total",
+			"Requests refused with 401 for a ticket unknown, used, expired or forged, "
+			"or met while Redis was down.",
+			atomic_load(&app.n_ticket_refused));
+	metrics_counter(&b, "herald_fcgi_revoked_refused_total",
+			"Requests refused with 401 because the token was revoked.",
+			atomic_load(&app.n_revoked_refused));
+	metrics_counter(&b, "herald_fcgi_revocation_check_errors_total",
+			"Revocation checks that Redis could not answer: the request was let "
+			"in (fail open).",
+			atomic_load(&app.n_revoke_check_errors));
+	if (b.err)
+		reply_unavailable(&out, "out of memory");
+	else
+		reply_append(&out, 200, "text/plain; version=0.0.4", "Cache-Control: no-store\r\n",
+			     b.data, b.len);
+	metrics_buf_free(&b);
+	io_send(io, &out);
+}
+
+/* --- polling ---------------------------------------------------------------- */
+
+/* Read history; 0 with *res filled, or <0 after answering 503. */
+static int poll_read(const struct io *io, redisContext **rcp, const struct route *rt,
+		     struct history_result *res)
+{
+	char err[256];
+	int rc, reused = *rcp != NULL;
+
+again:
+	if (*rcp == NULL && redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) != 0) {
+		log_warn("poll for %s: %s, answering 503", rt->id.user, err);
+		handle_unavailable(io, "redis");
+		return HERR_REDIS;
+	}
+	rc = history_read(*rcp, &app.conf, rt->id.user, rt->has_since ? &rt->since : NULL,
+			  rt->limit, (size_t)app.conf.send_queue_max, res, err, sizeof err);
+	if (rc != 0 && reused && (*rcp)->err != 0) {
+		/* a kept connection Redis closed (restart, timeout): one fresh try */
+		redisFree(*rcp);
+		*rcp = NULL;
+		reused = 0;
+		goto again;
+	}
+	if (rc != 0) {
+		log_warn("history_read(%s) failed: %s, answering 503", rt->id.user, err);
+		redisFree(*rcp);
+		*rcp = NULL;
+		handle_unavailable(io, "redis");
+		return rc;
+	}
+	return 0;
+}
+
+static void poll_send_result(const struct io *io, const struct route *rt,
+			     const struct history_result *res)
+{
+	struct poll_doc p;
+	struct metrics_buf out;
+
+	poll_doc_init(&p, rt->has_since, &rt->since);
+	for (size_t i = 0; i < res->n; i++)
+		poll_doc_add(&p, res->entries[i].env, res->entries[i].len, &res->entries[i].id);
+	/* Past entries the page skipped, so the next poll does not read them again. */
+	if (res->page_end.ms != 0 || res->page_end.seq != 0) {
+		p.has_cursor = 1;
+		p.cursor = res->page_end;
+	}
+	p.truncated = res->truncated;
+	p.more = res->more;
+	metrics_buf_init(&out);
+	poll_doc_reply(&p, app.conf.poll_interval, &out);
+	atomic_fetch_add(&app.n_polls, 1);
+	io_send(io, &out);
+}
+
+/* CGI has no hub: read again each second until the wait is over. */
+static void cgi_poll_wait(const struct io *io, redisContext **rcp, const struct route *rt)
+{
+	long long deadline = clock_mono_ms() + rt->wait * 1000;
+	struct history_result res;
+
+	for (;;) {
+		struct timespec ts = {1, 0};
+
+		nanosleep(&ts, NULL);
+		if (poll_read(io, rcp, rt, &res) != 0)
+			return;
+		if (res.n > 0 || res.truncated || res.more || clock_mono_ms() >= deadline)
+			break;
+		history_result_free(&res);
+	}
+	poll_send_result(io, rt, &res);
+	history_result_free(&res);
+}
+
+static int do_poll(const struct io *io, redisContext **rcp, const struct route *rt)
+{
+	struct history_result res;
+
+	if (poll_read(io, rcp, rt, &res) != 0)
+		return HANDLE_DONE;
+	if (res.n > 0 || res.truncated || res.more || rt->wait == 0) {
+		poll_send_result(io, rt, &res);
+		history_result_free(&res);
+		return HANDLE_DONE;
+	}
+	history_result_free(&res);
+	if (io->r == NULL) {
+		cgi_poll_wait(io, rcp, rt);
+		return HANDLE_DONE;
+	}
+	if (app.sub != NULL) {
+		struct sub_status ss;
+
+		sub_get_status(app.sub, &ss);
+		if (ss.state != SUB_CONNECTED) {
+			handle_unavailable(io, "redis");
+			return HANDLE_DONE;
+		}
+	}
+	return HANDLE_HOLD;
+}
+
+/* --- publish ------------------------------------------------------------------- */
+
+/*
+ * A publish is stored once (DESIGN 8).  The request's Idempotency-Key, or one
+ * made here when it brings none, names the publish: the retry on a fresh
+ * connection below may follow a command that did reach Redis (a timeout
+ * cannot tell; a busy Redis runs it when it gets to it), and then finds its
+ * record and stores nothing.  "duplicate":true tells the caller that an
+ * earlier request with its key had stored the notification.
+ */
+static void do_publish(const struct io *io, redisContext **rcp, const struct route *rt)
+{
+	char err[256], body[160], id[CURSOR_STR_MAX], key[PUBLISH_IDEM_KEY_MAX + 1];
+	struct cursor cur;
+	struct metrics_buf out;
+	size_t got = 0;
+	char *buf = malloc((size_t)rt->content_length + 1);
+	int rc, dup = 0;
+
+	if (buf == NULL) {
+		handle_unavailable(io, "out of memory");
+		return;
+	}
+	while (got < (size_t)rt->content_length) {
+		long n = io_read(io, buf + got, (size_t)rt->content_length - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	if (got != (size_t)rt->content_length) {
+		struct route e = {.status = 400, .error = "bad_request",
+				  .detail = "body shorter than Content-Length"};
+
+		send_error(io, &e);
+		goto out;
+	}
+	if (publish_check(rt->user, buf, got, err, sizeof err) != 0) {
+		struct route e = {.status = 400, .error = "bad_request"};
+
+		snprintf(e.detail, sizeof e.detail, "%.150s", err);
+		send_error(io, &e);
+		goto out;
+	}
+	if (rt->idem_key[0] != '\0') {
+		snprintf(key, sizeof key, "%s", rt->idem_key);
+	} else if (publish_idem_new(key, sizeof key) != 0) {
+		log_error("publish for %s: getrandom failed: %s, answering 503", rt->user,
+			  strerror(errno));
+		handle_unavailable(io, "no idempotency key");
+		goto out;
+	}
+	if (*rcp == NULL && redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) != 0) {
+		log_warn("publish for %s: %s, answering 503", rt->user, err);
+		handle_unavailable(io, "redis");
+		goto out;
+	}
+	rc = publish_one_idem(*rcp, &app.conf, rt->user, buf, got, key, &cur, &dup, err,
+			      sizeof err);
+	if (rc != 0 && (*rcp)->err != 0) {
+		/* A kept connection Redis closed, or a timeout: one fresh try.  Its
+		 * replay of our own first try is no duplicate for the caller. */
+		log_info("publish for %s: %s, trying once more on a new connection", rt->user,
+			 err);
+		redisFree(*rcp);
+		*rcp = NULL;
+		if (redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) == 0)
+			rc = publish_one_idem(*rcp, &app.conf, rt->user, buf, got, key, &cur,
+					      NULL, err, sizeof err);
+	}
+	if (rc == HERR_INVAL) {
+		/* the caller's key names another payload: a bug to report, not retry */
+		struct route e = {.status = 409, .error = "idempotency_key_reused"};
+
+		snprintf(e.detail, sizeof e.detail, "Idempotency-Key: %.120s",
+			 strncmp(err, "idempotency key: ", 17) == 0 ? err + 17 : err);
+		send_error(io, &e);
+		goto out;
+	}
+	if (rc != 0) {
+		log_warn("publish for %s failed: %s", rt->user, err);
+		redisFree(*rcp);
+		*rcp = NULL;
+		handle_unavailable(io, "redis");
+		goto out;
+	}
+	atomic_fetch_add(&app.n_publishes, 1);
+	cursor_format(&cur, id, sizeof id);
+	snprintf(body, sizeof body, "{\"id\":\"%s\"%s}", id, dup ? ",\"duplicate\":true" : "");
+	metrics_buf_init(&out);
+	reply_json(&out, 200, NULL, body);
+	io_send(io, &out);
+out:
+	free(buf);
+}
+
+/* --- tickets and revocation ----------------------------------------------------- */
+
+/*
+ * Open *rcp when needed.  0, or HERR_REDIS with err.  again: a kept
+ * connection failed; drop it and open a fresh one.
+ */
+static int redis_ready(redisContext **rcp, int again, char *err, size_t errlen)
+{
+	if (again && *rcp != NULL) {
+		redisFree(*rcp);
+		*rcp = NULL;
+	}
+	if (*rcp != NULL)
+		return 0;
+	return redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, errlen) != 0 ? HERR_REDIS : 0;
+}
+
+/* POST path_ticket: a single-use ticket for the verified token. */
+static void do_ticket(const struct io *io, redisContext **rcp, const struct route *rt)
+{
+	char err[256], ticket[TICKET_LEN + 1], body[128];
+	struct metrics_buf out;
+	int rc = HERR_REDIS;
+
+	for (int again = 0; again < 2 && rc == HERR_REDIS; again++) {
+		rc = redis_ready(rcp, again, err, sizeof err);
+		if (rc == 0)
+			rc = ticket_store_sync(*rcp, app.conf.channel_prefix, &rt->id,
+					       app.conf.ticket_ttl, ticket, err, sizeof err);
+		if (rc == HERR_REDIS && *rcp != NULL && (*rcp)->err == 0)
+			break; /* Redis answered: an error reply, not a stale connection */
+	}
+	if (rc != 0) {
+		log_warn("ticket for %s: %s, answering 503", rt->id.user, err);
+		handle_unavailable(io, "redis");
+		return;
+	}
+	atomic_fetch_add(&app.n_tickets, 1);
+	snprintf(body, sizeof body, "{\"ticket\":\"%s\",\"expires_in\":%ld}", ticket,
+		 app.conf.ticket_ttl);
+	metrics_buf_init(&out);
+	reply_json(&out, 200, NULL, body);
+	io_send(io, &out);
+}
+
+/*
+ * SSE and poll: redeem a ticket (the identity comes from it), then refuse a
+ * revoked token.  0 to go on, or -1 after answering 401 (or 503).  A
+ * ticket cannot be redeemed without Redis: refused like a bad token.  A
+ * revocation check Redis cannot answer lets the request in (fail open: the
+ * control channel still closes it once Redis is back and a command comes).
+ */
+static int admit(const struct io *io, redisContext **rcp, struct route *rt)
+{
+	char err[256];
+	int rc = HERR_REDIS;
+
+	if (rt->ticket[0] != '\0') {
+		for (int again = 0; again < 2 && rc == HERR_REDIS; again++) {
+			rc = redis_ready(rcp, again, err, sizeof err);
+			if (rc == 0)
+				rc = ticket_redeem_sync(*rcp, app.conf.channel_prefix, rt->ticket,
+							time(NULL), app.conf.jwt_leeway, &rt->id, err,
+							sizeof err);
+			if (rc == HERR_REDIS && *rcp != NULL && (*rcp)->err == 0)
+				break;
+		}
+		if (rc != AUTH_OK) {
+			struct route e = {.status = 401, .error = "invalid_token", .kind = rt->kind};
+
+			if (rc == HERR_REDIS)
+				log_info("ticket not redeemed: %s, answering 401", err);
+			snprintf(e.detail, sizeof e.detail, "%s",
+				 auth_reason(rc == AUTH_EXPIRED ? rc : AUTH_BAD_TICKET));
+			atomic_fetch_add(&app.n_ticket_refused, 1);
+			send_error(io, &e);
+			return -1;
+		}
+	}
+	rc = HERR_REDIS;
+	for (int again = 0; again < 2 && rc == HERR_REDIS; again++) {
+		rc = redis_ready(rcp, again, err, sizeof err);
+		if (rc == 0)
+			rc = revoke_check_sync(*rcp, app.conf.channel_prefix, &rt->id, err, sizeof err);
+		if (rc == HERR_REDIS && *rcp != NULL && (*rcp)->err == 0)
+			break;
+	}
+	if (rc == AUTH_REVOKED) {
+		struct route e = {.status = 401, .error = "invalid_token", .kind = rt->kind};
+
+		snprintf(e.detail, sizeof e.detail, "%s", auth_reason(rc));
+		atomic_fetch_add(&app.n_revoked_refused, 1);
+		send_error(io, &e);
+		return -1;
+	}
+	if (rc != AUTH_OK) {
+		atomic_fetch_add(&app.n_revoke_check_errors, 1);
+		log_warn("revocation check for %s failed: %s; letting it in (fail open)",
+			 rt->id.user, err);
+	}
+	return 0;
+}
+
+/* --- one request --------------------------------------------------------------- */
+
+static void read_route(const struct io *io, struct route *rt)
+{
+	struct route_in in;
+	size_t plen;
+	const char *path;
+	char pbuf[1024];
+
+	path = router_path(&app.conf, io_param(io, "DOCUMENT_URI"), io_param(io, "PATH_INFO"),
+			   io_param(io, "SCRIPT_NAME"), io_param(io, "REQUEST_URI"), &plen);
+	if (path != NULL && plen < sizeof pbuf) {
+		memcpy(pbuf, path, plen);
+		pbuf[plen] = '\0';
+		path = pbuf;
+	} else {
+		path = NULL;
+	}
+	in.method = io_param(io, "REQUEST_METHOD");
+	in.path = path;
+	in.query = io_param(io, "QUERY_STRING");
+	in.authorization = io_param(io, "HTTP_AUTHORIZATION");
+	in.cookie = io_param(io, "HTTP_COOKIE");
+	in.last_event_id = io_param(io, "HTTP_LAST_EVENT_ID");
+	in.content_length = io_param(io, "CONTENT_LENGTH");
+	in.idempotency_key = io_param(io, "HTTP_IDEMPOTENCY_KEY");
+	pthread_rwlock_rdlock(&app.auth_lock);
+	router_route(&app.conf, app.auth, time(NULL), &in, rt);
+	pthread_rwlock_unlock(&app.auth_lock);
+}
+
+int handle(const struct io *io, redisContext **rcp, struct route *rt)
+{
+	read_route(io, rt);
+	if (rt->status != 0) {
+		send_error(io, rt);
+		return HANDLE_DONE;
+	}
+	switch (rt->kind) {
+	case ROUTE_HEALTH:
+		do_health(io);
+		return HANDLE_DONE;
+	case ROUTE_METRICS:
+		do_metrics(io);
+		return HANDLE_DONE;
+	case ROUTE_LIVE:
+	case ROUTE_READY:
+		do_probe(io, rt->kind);
+		return HANDLE_DONE;
+	case ROUTE_PUBLISH:
+		do_publish(io, rcp, rt);
+		return HANDLE_DONE;
+	case ROUTE_TICKET:
+		do_ticket(io, rcp, rt);
+		return HANDLE_DONE;
+	case ROUTE_SSE:
+		if (io->r == NULL) {
+			struct route e = {.status = 501, .error = "not_implemented",
+					  .detail = "SSE needs herald-fcgi as a FastCGI server"};
+
+			send_error(io, &e);
+			return HANDLE_DONE;
+		}
+		if (admit(io, rcp, rt) != 0)
+			return HANDLE_DONE;
+		return HANDLE_HOLD;
+	case ROUTE_POLL:
+		if (admit(io, rcp, rt) != 0)
+			return HANDLE_DONE;
+		return do_poll(io, rcp, rt);
+	default:
+		return HANDLE_DONE;
+	}
+}

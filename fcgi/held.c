@@ -1,0 +1,948 @@
+/*
+ * The event loop of herald-fcgi: idle connections and held requests.  See
+ * held.h for what it owns and app.h for the threads.
+ *
+ * A held request is a struct held: its hub connection, its FastCGI
+ * connection (non-blocking), three events (the socket readable: nginx
+ * closed it or sent something; writable or woken by the hub; the timer) and
+ * an output buffer of whole FastCGI records.  Messages are taken from the
+ * hub only when the buffer is empty, so what a held request holds beyond
+ * its struct is at most one batch, and the hub's queue limits apply as on
+ * WebSocket.
+ */
+#include "config.h"
+
+#include "held.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <event2/event_struct.h>
+
+#include "app.h"
+#include "clock.h"
+#include "err.h"
+#include "fcgi_record.h"
+#include "hub.h"
+#include "log.h"
+#include "reply.h"
+#include "sse.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* Messages are written in batches of about this size. */
+#define BATCH_BYTES (64 * 1024)
+/* An idle connection nginx forgot is closed after this long. */
+#define IDLE_TIMEOUT_S 300
+/* Connections accepted per wake-up of the listener, so others get a turn. */
+#define ACCEPT_BURST 64
+
+struct held {
+	struct hub_conn hc;
+	struct held_loop *l;
+	struct held *prev, *next;   /* the loop's list */
+	int fd;
+	unsigned reqid;
+	int kind;                   /* ROUTE_SSE or ROUTE_POLL */
+	int attached;
+	int ending;                 /* the end records are in the buffer */
+	atomic_int hub_closed;      /* 0 or the hub's enum hub_close_reason */
+	long long end_ms;           /* monotonic: lifetime, token expiry or poll wait */
+	long long hb_ms;            /* monotonic: next heartbeat; 0 none */
+	long long stall_ms;         /* monotonic: a blocked write gives up; 0 none */
+	unsigned char *ob;          /* whole FastCGI records */
+	size_t olen, ooff, ocap;
+	unsigned limit;             /* poll: entries per answer */
+	int has_since;              /* poll: the request's cursor */
+	struct cursor since;
+	char user[AUTH_USER_MAX + 1];
+	char jti[AUTH_JTI_MAX + 1];  /* the token's, for hc.jti */
+	struct event rev, wev, tev;
+};
+
+/* A connection between requests. */
+struct idle {
+	struct held_loop *l;
+	struct idle *prev, *next;
+	int fd;
+	struct event ev;
+};
+
+/* A request handed over by a worker. */
+struct handoff {
+	struct handoff *next;
+	int fd;
+	unsigned reqid;
+	struct route rt;
+};
+
+struct held_loop {
+	struct event_base *base;
+	int listen_fd;
+	struct event *lev, *lpause; /* the listener; its pause after EMFILE */
+	struct event *in_ev;       /* workers handed something over */
+	struct event *stop_ev;
+	struct event *trim_ev;      /* gives freed memory back once nothing is held */
+	struct held *held;         /* loop thread only */
+	struct idle *idle;         /* loop thread only */
+
+	pthread_mutex_t mu;        /* guards what follows */
+	pthread_cond_t cond;       /* workers wait for the queue */
+	int *q;                    /* ring of descriptors with a request */
+	size_t q_head, q_len, q_cap;
+	int *keep;                 /* kept-alive descriptors from workers */
+	size_t keep_len, keep_cap;
+	struct handoff *hand;      /* held requests from workers */
+	int stopping;
+
+	atomic_long n_streams, n_polls, n_idle;
+	atomic_ulong events, heartbeats, stalled;
+};
+
+/* --- the workers' queue ------------------------------------------------------ */
+
+static int queue_push(struct held_loop *l, int fd)
+{
+	pthread_mutex_lock(&l->mu);
+	if (l->q_len == l->q_cap) {
+		size_t cap = l->q_cap ? l->q_cap * 2 : 64;
+		int *q = malloc(cap * sizeof *q);
+
+		if (q == NULL) {
+			pthread_mutex_unlock(&l->mu);
+			return HERR_NOMEM;
+		}
+		for (size_t i = 0; i < l->q_len; i++)
+			q[i] = l->q[(l->q_head + i) % l->q_cap];
+		free(l->q);
+		l->q = q;
+		l->q_cap = cap;
+		l->q_head = 0;
+	}
+	l->q[(l->q_head + l->q_len) % l->q_cap] = fd;
+	l->q_len++;
+	pthread_cond_signal(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+	return 0;
+}
+
+int held_next(struct held_loop *l)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&l->mu);
+	while (l->q_len == 0 && !l->stopping)
+		pthread_cond_wait(&l->cond, &l->mu);
+	if (l->q_len > 0) {
+		fd = l->q[l->q_head];
+		l->q_head = (l->q_head + 1) % l->q_cap;
+		l->q_len--;
+	}
+	pthread_mutex_unlock(&l->mu);
+	return fd;
+}
+
+void held_keep(struct held_loop *l, int fd)
+{
+	pthread_mutex_lock(&l->mu);
+	if (l->stopping) {
+		pthread_mutex_unlock(&l->mu);
+		close(fd);
+		return;
+	}
+	if (l->keep_len == l->keep_cap) {
+		size_t cap = l->keep_cap ? l->keep_cap * 2 : 64;
+		int *k = realloc(l->keep, cap * sizeof *k);
+
+		if (k == NULL) {
+			pthread_mutex_unlock(&l->mu);
+			close(fd); /* nginx opens another */
+			return;
+		}
+		l->keep = k;
+		l->keep_cap = cap;
+	}
+	l->keep[l->keep_len++] = fd;
+	pthread_mutex_unlock(&l->mu);
+	event_active(l->in_ev, EV_READ, 1);
+}
+
+void held_hold(struct held_loop *l, int fd, unsigned reqid, const struct route *rt)
+{
+	struct handoff *h = malloc(sizeof *h);
+
+	if (h == NULL) {
+		/* nginx sees the connection close and answers 502; the client retries */
+		log_error("out of memory holding a request for %s: closing it", rt->id.user);
+		close(fd);
+		return;
+	}
+	h->fd = fd;
+	h->reqid = reqid;
+	h->rt = *rt;
+	pthread_mutex_lock(&l->mu);
+	h->next = l->hand;
+	l->hand = h;
+	pthread_mutex_unlock(&l->mu);
+	event_active(l->in_ev, EV_READ, 1);
+}
+
+void held_get_stats(struct held_loop *l, struct held_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->streams = atomic_load(&l->n_streams);
+	st->polls = atomic_load(&l->n_polls);
+	st->idle = atomic_load(&l->n_idle);
+	pthread_mutex_lock(&l->mu);
+	st->queued = (long)l->q_len;
+	pthread_mutex_unlock(&l->mu);
+	st->events = atomic_load(&l->events);
+	st->heartbeats = atomic_load(&l->heartbeats);
+	st->stalled = atomic_load(&l->stalled);
+}
+
+/* --- idle connections --------------------------------------------------------- */
+
+static void idle_free(struct idle *i, int close_fd)
+{
+	struct held_loop *l = i->l;
+
+	event_del(&i->ev);
+	if (i->prev != NULL)
+		i->prev->next = i->next;
+	else
+		l->idle = i->next;
+	if (i->next != NULL)
+		i->next->prev = i->prev;
+	if (close_fd)
+		close(i->fd);
+	atomic_fetch_sub(&l->n_idle, 1);
+	free(i);
+}
+
+static void on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct idle *i = arg;
+	struct held_loop *l;
+	char c;
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		idle_free(i, 1);
+		return;
+	}
+	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return; /* spurious: the event is persistent */
+	if (n <= 0) {
+		idle_free(i, 1); /* nginx closed it */
+		return;
+	}
+	l = i->l;
+	idle_free(i, 0);
+	if (queue_push(l, fd) != 0)
+		close(fd);
+}
+
+/* Watch fd (blocking mode, a worker's) for its next request. */
+static void idle_watch(struct held_loop *l, int fd)
+{
+	struct idle *i;
+	struct timeval tv = {IDLE_TIMEOUT_S, 0};
+
+	if (l->stopping || (i = malloc(sizeof *i)) == NULL) {
+		close(fd);
+		return;
+	}
+	i->l = l;
+	i->fd = fd;
+	event_assign(&i->ev, l->base, fd, EV_READ | EV_PERSIST, on_idle, i);
+	if (event_add(&i->ev, &tv) != 0) {
+		close(fd);
+		free(i);
+		return;
+	}
+	i->prev = NULL;
+	i->next = l->idle;
+	if (l->idle != NULL)
+		l->idle->prev = i;
+	l->idle = i;
+	atomic_fetch_add(&l->n_idle, 1);
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	struct held_loop *l = arg;
+	static const struct timeval to = {SEND_TIMEOUT_S, 0};
+
+	(void)what;
+	for (int k = 0; k < ACCEPT_BURST; k++) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				static const struct timeval pause = {0, 200000};
+
+				log_warn("accept: %s: pausing new connections for 200 ms",
+					 strerror(errno));
+				event_del(l->lev);
+				evtimer_add(l->lpause, &pause);
+			}
+			return; /* EAGAIN, or aborted connections */
+		}
+		/* A worker reads requests and writes answers with blocking calls:
+		 * bound both, so a stuck peer never holds a worker long. */
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to);
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to);
+		idle_watch(l, fd);
+	}
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct held_loop *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (!l->stopping)
+		event_add(l->lev, NULL);
+}
+
+/* --- held requests: output ------------------------------------------------------ */
+
+static int ob_reserve(struct held *h, size_t n)
+{
+	size_t cap;
+	unsigned char *p;
+
+	if (h->olen + n <= h->ocap)
+		return 0;
+	cap = h->ocap ? h->ocap : 512;
+	while (cap < h->olen + n)
+		cap *= 2;
+	p = realloc(h->ob, cap);
+	if (p == NULL)
+		return HERR_NOMEM;
+	h->ob = p;
+	h->ocap = cap;
+	return 0;
+}
+
+/* Append len bytes of response as STDOUT records. */
+static int ob_stdout(struct held *h, const void *data, size_t len)
+{
+	if (len == 0)
+		return 0;
+	if (ob_reserve(h, fcgi_stdout_size(len)) != 0)
+		return HERR_NOMEM;
+	h->olen += fcgi_stdout_put(h->ob + h->olen, h->reqid, data, len);
+	return 0;
+}
+
+/* One hub message as an SSE event, in one record when it fits (always, for
+ * envelopes within the 64 KiB payload limit). */
+static int ob_event(struct held *h, const struct hub_msg *m)
+{
+	long n = sse_msg(NULL, 0, m);
+
+	if (n < 0)
+		return 0; /* a message we cannot frame (cannot happen for hub ids): skip */
+	if ((size_t)n <= FCGI_CONTENT_MAX) {
+		if (ob_reserve(h, FCGI_HEADER_LEN + (size_t)n + 1) != 0)
+			return HERR_NOMEM;
+		fcgi_header_put(h->ob + h->olen, FCGI_T_STDOUT, h->reqid, (size_t)n, 0);
+		sse_msg((char *)h->ob + h->olen + FCGI_HEADER_LEN, (size_t)n + 1, m);
+		h->olen += FCGI_HEADER_LEN + (size_t)n;
+	} else {
+		char *tmp = malloc((size_t)n + 1);
+		int rc;
+
+		if (tmp == NULL)
+			return HERR_NOMEM;
+		sse_msg(tmp, (size_t)n + 1, m);
+		rc = ob_stdout(h, tmp, (size_t)n);
+		free(tmp);
+		if (rc != 0)
+			return rc;
+	}
+	atomic_fetch_add(&h->l->events, 1);
+	return 0;
+}
+
+/* The response ends: the empty STDOUT record and END_REQUEST. */
+static void ob_end(struct held *h)
+{
+	if (h->ending)
+		return;
+	h->ending = 1;
+	if (ob_reserve(h, FCGI_END_LEN) == 0)
+		h->olen += fcgi_end_put(h->ob + h->olen, h->reqid, 0);
+}
+
+static void held_arm(struct held *h);
+
+static void held_free(struct held *h)
+{
+	struct held_loop *l = h->l;
+
+	if (h->attached)
+		hub_detach(app.hub, &h->hc);
+	event_del(&h->rev);
+	event_del(&h->wev);
+	event_del(&h->tev);
+	close(h->fd);
+	if (h->prev != NULL)
+		h->prev->next = h->next;
+	else
+		l->held = h->next;
+	if (h->next != NULL)
+		h->next->prev = h->prev;
+	atomic_fetch_sub(h->kind == ROUTE_SSE ? &l->n_streams : &l->n_polls, 1);
+	free(h->ob);
+	free(h);
+	if (l->held == NULL && !evtimer_pending(l->trim_ev, NULL)) {
+		static const struct timeval later = {1, 0};
+
+		evtimer_add(l->trim_ev, &later);
+	}
+}
+
+/* Write what the buffer holds: 0 all written, 1 blocked (EV_WRITE armed),
+ * -1 the connection failed. */
+static int held_flush(struct held *h)
+{
+	int progress = 0;
+
+	while (h->ooff < h->olen) {
+		ssize_t n = send(h->fd, h->ob + h->ooff, h->olen - h->ooff, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			h->ooff += (size_t)n;
+			progress = 1;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			event_add(&h->wev, NULL);
+			/* the stall clock restarts only when bytes move */
+			if (h->stall_ms == 0 || progress) {
+				h->stall_ms = clock_mono_ms() + SEND_TIMEOUT_S * 1000;
+				held_arm(h);
+			}
+			return 1;
+		}
+		return -1;
+	}
+	h->olen = h->ooff = 0;
+	if (h->stall_ms != 0) {
+		h->stall_ms = 0;
+		held_arm(h);
+	}
+	/* an idle stream holds no buffer: most of the time it has nothing to send */
+	free(h->ob);
+	h->ob = NULL;
+	h->ocap = 0;
+	return 0;
+}
+
+/* A long-poll answers with m (NULL: nothing) and what else the hub has for
+ * it, up to its limit. */
+static void poll_answer(struct held *h, struct hub_msg *m)
+{
+	struct poll_doc p;
+	struct metrics_buf out;
+
+	poll_doc_init(&p, h->has_since, &h->since);
+	if (m == NULL && p.n < h->limit)
+		m = hub_pop(app.hub, &h->hc);
+	for (; m != NULL; m = p.n < h->limit ? hub_pop(app.hub, &h->hc) : NULL) {
+		if (m->kind == HUB_MSG_RESET)
+			p.truncated = 1;
+		else
+			poll_doc_add(&p, m->data, m->len, m->has_id ? &m->id : NULL);
+		hub_msg_unref(m);
+	}
+	p.more = hub_has_more(app.hub, &h->hc);
+	hub_detach(app.hub, &h->hc);
+	h->attached = 0;
+	metrics_buf_init(&out);
+	poll_doc_reply(&p, app.conf.poll_interval, &out);
+	atomic_fetch_add(&app.n_polls, 1);
+	if (out.err || ob_stdout(h, out.data, out.len) != 0)
+		log_warn("poll for %s: out of memory for the answer", h->user);
+	metrics_buf_free(&out);
+	ob_end(h);
+}
+
+/*
+ * The control channel closed h (enum hub_close_reason DISCONNECT or
+ * REVOKED): a stream gets `event: disconnect` and ends, so herald.js stops
+ * (disconnect) or fetches a new token (revoked) instead of resuming; a
+ * long-poll answers 403 disconnected or 401 revoked.
+ */
+static void held_disconnect(struct held *h, int why)
+{
+	const char *reason = why == HUB_CLOSE_DISCONNECT ? "disconnect" : "revoked";
+
+	if (h->kind == ROUTE_SSE) {
+		char ev[96];
+		int n = snprintf(ev, sizeof ev, "event: disconnect\ndata: {\"reason\":\"%s\"}\n\n",
+				 reason);
+
+		ob_stdout(h, ev, (size_t)n);
+	} else {
+		struct route e = {.kind = ROUTE_POLL};
+		struct metrics_buf out;
+
+		if (why == HUB_CLOSE_DISCONNECT) {
+			e.status = 403;
+			e.error = "disconnected";
+			snprintf(e.detail, sizeof e.detail, "disconnected by the server");
+		} else {
+			e.status = 401;
+			e.error = "invalid_token";
+			snprintf(e.detail, sizeof e.detail, "revoked");
+		}
+		metrics_buf_init(&out);
+		reply_error(&out, &e);
+		atomic_fetch_add(&app.n_errors, 1);
+		if (out.err || ob_stdout(h, out.data, out.len) != 0)
+			log_warn("poll for %s: out of memory for the answer", h->user);
+		metrics_buf_free(&out);
+	}
+	log_debug("%s for %s: closed by the control channel (%s)",
+		  h->kind == ROUTE_SSE ? "SSE" : "poll", h->user, reason);
+	hub_detach(app.hub, &h->hc);
+	h->attached = 0;
+	ob_end(h);
+}
+
+/* Move the request on: write, take messages, end.  May free h. */
+static void held_pump(struct held *h)
+{
+	for (;;) {
+		int rc = held_flush(h);
+
+		if (rc < 0) {
+			log_debug("%s for %s: write failed: %s, dropping it",
+				  h->kind == ROUTE_SSE ? "SSE" : "poll", h->user,
+				  strerror(errno));
+			held_free(h);
+			return;
+		}
+		if (rc > 0)
+			return; /* EV_WRITE calls us again */
+		if (h->ending) {
+			held_free(h);
+			return;
+		}
+		if (atomic_load(&h->hub_closed) == HUB_CLOSE_DISCONNECT ||
+		    atomic_load(&h->hub_closed) == HUB_CLOSE_REVOKED) {
+			held_disconnect(h, atomic_load(&h->hub_closed));
+			continue;
+		}
+		if (h->kind == ROUTE_POLL) {
+			struct hub_msg *m = NULL;
+
+			/* answered at the first message, a reset, or the hub's close */
+			if (atomic_load(&h->hub_closed) == 0 &&
+			    (m = hub_pop(app.hub, &h->hc)) == NULL)
+				return;
+			poll_answer(h, m);
+			continue;
+		}
+		if (atomic_load(&h->hub_closed) != 0) {
+			/* slow, shutdown or a failed history read: the stream ends and
+			 * the client resumes from its Last-Event-ID */
+			hub_detach(app.hub, &h->hc);
+			h->attached = 0;
+			ob_end(h);
+			continue;
+		}
+		while (h->olen < BATCH_BYTES) {
+			struct hub_msg *m = hub_pop(app.hub, &h->hc);
+			int erc;
+
+			if (m == NULL)
+				break;
+			erc = ob_event(h, m);
+			hub_msg_unref(m);
+			if (erc != 0) {
+				log_warn("SSE for %s: out of memory, ending the stream",
+					 h->user);
+				ob_end(h);
+				break;
+			}
+		}
+		if (h->olen == 0)
+			return;
+	}
+}
+
+/* --- held requests: events ------------------------------------------------------ */
+
+static void held_arm(struct held *h)
+{
+	long long due = h->end_ms, now = clock_mono_ms();
+	struct timeval tv;
+
+	if (h->hb_ms != 0 && h->hb_ms < due)
+		due = h->hb_ms;
+	if (h->stall_ms != 0 && h->stall_ms < due)
+		due = h->stall_ms;
+	due = due > now ? due - now : 0;
+	tv.tv_sec = (time_t)(due / 1000);
+	tv.tv_usec = (suseconds_t)(due % 1000) * 1000;
+	evtimer_add(&h->tev, &tv);
+}
+
+static void on_held_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct held *h = arg;
+	long long now = clock_mono_ms();
+
+	(void)fd;
+	(void)what;
+	if (h->stall_ms != 0 && now >= h->stall_ms) {
+		log_info("%s for %s: the client read nothing for %d s, dropping it",
+			 h->kind == ROUTE_SSE ? "SSE" : "poll", h->user, SEND_TIMEOUT_S);
+		atomic_fetch_add(&h->l->stalled, 1);
+		held_free(h);
+		return;
+	}
+	if (h->ending || h->stall_ms != 0) {
+		held_arm(h); /* writing is blocked: wait for it */
+		return;
+	}
+	if (now >= h->end_ms) {
+		if (h->kind == ROUTE_POLL) {
+			poll_answer(h, NULL);
+		} else {
+			log_debug("SSE for %s: lifetime or token expiry reached, ending",
+				  h->user);
+			hub_detach(app.hub, &h->hc);
+			h->attached = 0;
+			ob_end(h);
+		}
+		held_pump(h);
+		return;
+	}
+	if (h->hb_ms != 0 && now >= h->hb_ms) {
+		static const char hb[] = ": heartbeat\n\n";
+
+		h->hb_ms = now + app.conf.heartbeat * 1000;
+		if (ob_stdout(h, hb, sizeof hb - 1) == 0)
+			atomic_fetch_add(&h->l->heartbeats, 1);
+		held_arm(h);
+		held_pump(h);
+		return;
+	}
+	held_arm(h);
+}
+
+static void on_held_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct held *h = arg;
+
+	(void)fd;
+	(void)what;
+	/* nginx closed the connection (the client left) or sent a record
+	 * (FCGI_ABORT_REQUEST): either way nobody reads this response any more */
+	log_debug("%s for %s: nginx closed the connection",
+		  h->kind == ROUTE_SSE ? "SSE" : "poll", h->user);
+	held_free(h);
+}
+
+static void on_held_write(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	held_pump(arg);
+}
+
+/* The hub's callbacks run with its lock held: only schedule the loop. */
+static void hub_wake(struct hub_conn *hc)
+{
+	struct held *h = container_of(hc, struct held, hc);
+
+	event_active(&h->wev, EV_WRITE, 1);
+}
+
+static void hub_close(struct hub_conn *hc, int reason)
+{
+	struct held *h = container_of(hc, struct held, hc);
+
+	atomic_store(&h->hub_closed, reason);
+	event_active(&h->wev, EV_WRITE, 1);
+}
+
+static const struct hub_conn_ops held_ops = {hub_wake, hub_close};
+
+/* Answer a request the loop cannot hold and close it. */
+static void refuse(struct held_loop *l, int fd, unsigned reqid, const char *detail)
+{
+	struct metrics_buf b;
+	unsigned char end[FCGI_END_LEN];
+	int flags = fcntl(fd, F_GETFL);
+
+	/* blocking (SO_SNDTIMEO bounds it): a 503 is small */
+	if (flags >= 0 && (flags & O_NONBLOCK))
+		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+	metrics_buf_init(&b);
+	reply_unavailable(&b, detail);
+	atomic_fetch_add(&app.n_errors, 1);
+	if (!b.err) {
+		unsigned char *rec = malloc(fcgi_stdout_size(b.len));
+
+		if (rec != NULL) {
+			size_t n = fcgi_stdout_put(rec, reqid, b.data, b.len);
+
+			(void)!send(fd, rec, n, MSG_NOSIGNAL);
+			free(rec);
+		}
+	}
+	metrics_buf_free(&b);
+	(void)!send(fd, end, fcgi_end_put(end, reqid, 0), MSG_NOSIGNAL);
+	close(fd);
+	(void)l;
+}
+
+static void hold_one(struct held_loop *l, struct handoff *ho)
+{
+	const struct route *rt = &ho->rt;
+	long long now = clock_mono_ms(), wall = clock_wall_ms();
+	struct held *h;
+	char head[64];
+	int rc, flags;
+
+	if (l->stopping) {
+		refuse(l, ho->fd, ho->reqid, "shutting down");
+		return;
+	}
+	h = calloc(1, sizeof *h);
+	if (h == NULL) {
+		refuse(l, ho->fd, ho->reqid, "out of memory");
+		return;
+	}
+	h->l = l;
+	h->fd = ho->fd;
+	h->reqid = ho->reqid;
+	h->kind = rt->kind;
+	h->limit = rt->limit;
+	h->has_since = rt->has_since;
+	h->since = rt->since;
+	memcpy(h->user, rt->id.user, sizeof h->user);
+	memcpy(h->jti, rt->id.jti, sizeof h->jti);
+	h->hc.ops = &held_ops;
+	h->hc.iat = rt->id.iat;
+	h->hc.jti = h->jti;
+	flags = fcntl(h->fd, F_GETFL);
+	if (flags < 0 || fcntl(h->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		free(h);
+		refuse(l, ho->fd, ho->reqid, "internal error");
+		return;
+	}
+	/* the hub may wake h from inside hub_attach */
+	event_assign(&h->rev, l->base, h->fd, EV_READ | EV_PERSIST, on_held_read, h);
+	event_assign(&h->wev, l->base, h->fd, EV_WRITE, on_held_write, h);
+	evtimer_assign(&h->tev, l->base, on_held_timer, h);
+	rc = hub_attach(app.hub, &h->hc, rt->id.user, rt->has_since ? &rt->since : NULL);
+	if (rc != 0) {
+		log_warn("%s for %s refused: %s", rt->kind == ROUTE_SSE ? "SSE" : "poll",
+			 rt->id.user, herr_str(rc));
+		event_del(&h->wev);
+		free(h);
+		refuse(l, ho->fd, ho->reqid,
+		       rc == HERR_AGAIN ? "too many connections" : herr_str(rc));
+		return;
+	}
+	h->attached = 1;
+	event_add(&h->rev, NULL);
+	h->prev = NULL;
+	h->next = l->held;
+	if (l->held != NULL)
+		l->held->prev = h;
+	l->held = h;
+	if (rt->kind == ROUTE_SSE) {
+		long long end = now + app.conf.sse_max_lifetime * 1000;
+
+		/* a stream outliving its token would be a session nobody
+		 * authorised; the expiry is wall time, the deadline monotonic */
+		if (rt->id.exp > 0 && rt->id.exp * 1000 - wall < end - now)
+			end = now + (rt->id.exp * 1000 > wall ? rt->id.exp * 1000 - wall : 0);
+		h->end_ms = end;
+		h->hb_ms = app.conf.heartbeat > 0 ? now + app.conf.heartbeat * 1000 : 0;
+		atomic_fetch_add(&l->n_streams, 1);
+		atomic_fetch_add(&app.n_streams, 1);
+		sse_retry(head, sizeof head, SSE_RETRY_MS);
+		if (ob_stdout(h, reply_sse_head, strlen(reply_sse_head)) != 0 ||
+		    ob_stdout(h, head, strlen(head)) != 0)
+			ob_end(h);
+	} else {
+		h->end_ms = now + rt->wait * 1000;
+		atomic_fetch_add(&l->n_polls, 1);
+	}
+	held_arm(h);
+	held_pump(h);
+}
+
+/* Workers handed over kept-alive connections or requests to hold. */
+static void on_input(evutil_socket_t fd, short what, void *arg)
+{
+	struct held_loop *l = arg;
+	struct handoff *hand, *next, *rev = NULL;
+	int *keep;
+	size_t nkeep;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&l->mu);
+	hand = l->hand;
+	l->hand = NULL;
+	keep = l->keep;
+	nkeep = l->keep_len;
+	l->keep = NULL;
+	l->keep_len = l->keep_cap = 0;
+	pthread_mutex_unlock(&l->mu);
+	for (size_t i = 0; i < nkeep; i++)
+		idle_watch(l, keep[i]);
+	free(keep);
+	/* in arrival order */
+	for (; hand != NULL; hand = next) {
+		next = hand->next;
+		hand->next = rev;
+		rev = hand;
+	}
+	for (; rev != NULL; rev = next) {
+		next = rev->next;
+		hold_one(l, rev);
+		free(rev);
+	}
+}
+
+static void idle_close_all(struct held_loop *l)
+{
+	for (struct idle *i = l->idle, *next; i != NULL; i = next) {
+		next = i->next;
+		idle_free(i, 1);
+	}
+}
+
+static void on_stop(evutil_socket_t fd, short what, void *arg)
+{
+	struct held_loop *l = arg;
+
+	(void)fd;
+	(void)what;
+	event_del(l->lev);
+	event_del(l->lpause);
+	idle_close_all(l);
+	on_input(-1, 0, l); /* hold_one refuses what came in meanwhile */
+}
+
+/*
+ * Once nothing is held, give freed memory back: glibc keeps what the loop
+ * thread's arena freed (10,000 streams that came and went) resident.
+ */
+static void on_trim(evutil_socket_t fd, short what, void *arg)
+{
+	struct held_loop *l = arg;
+
+	(void)fd;
+	(void)what;
+	if (l->held == NULL)
+		malloc_trim(0);
+}
+
+/* --- life -------------------------------------------------------------------------- */
+
+int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd)
+{
+	struct held_loop *l = calloc(1, sizeof *l);
+	int flags;
+
+	*out = NULL;
+	if (l == NULL)
+		return HERR_NOMEM;
+	l->base = base;
+	l->listen_fd = listen_fd;
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cond, NULL);
+	flags = fcntl(listen_fd, F_GETFL);
+	if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		held_loop_free(l);
+		return HERR_IO;
+	}
+	l->lev = event_new(base, listen_fd, EV_READ | EV_PERSIST, on_accept, l);
+	l->lpause = evtimer_new(base, on_accept_resume, l);
+	l->in_ev = event_new(base, -1, 0, on_input, l);
+	l->stop_ev = event_new(base, -1, 0, on_stop, l);
+	l->trim_ev = evtimer_new(base, on_trim, l);
+	if (l->lev == NULL || l->lpause == NULL || l->in_ev == NULL || l->stop_ev == NULL || l->trim_ev == NULL ||
+	    event_add(l->lev, NULL) != 0) {
+		held_loop_free(l);
+		return HERR_NOMEM;
+	}
+	*out = l;
+	return 0;
+}
+
+void held_stop(struct held_loop *l, int timeout_ms)
+{
+	pthread_mutex_lock(&l->mu);
+	l->stopping = 1;
+	pthread_cond_broadcast(&l->cond);
+	pthread_mutex_unlock(&l->mu);
+	event_active(l->stop_ev, EV_READ, 1);
+	/* streams end and polls answer through the hub's close callbacks */
+	hub_close_all(app.hub);
+	while (timeout_ms > 0 &&
+	       atomic_load(&l->n_streams) + atomic_load(&l->n_polls) > 0) {
+		usleep(10000);
+		timeout_ms -= 10;
+	}
+}
+
+void held_loop_free(struct held_loop *l)
+{
+	if (l == NULL)
+		return;
+	for (struct held *h = l->held, *next; h != NULL; h = next) {
+		next = h->next;
+		held_free(h);
+	}
+	idle_close_all(l);
+	on_input(-1, 0, l);
+	pthread_mutex_lock(&l->mu);
+	while (l->q_len > 0) {
+		close(l->q[l->q_head]);
+		l->q_head = (l->q_head + 1) % l->q_cap;
+		l->q_len--;
+	}
+	pthread_mutex_unlock(&l->mu);
+	free(l->q);
+	if (l->lev != NULL)
+		event_free(l->lev);
+	if (l->lpause != NULL)
+		event_free(l->lpause);
+	if (l->in_ev != NULL)
+		event_free(l->in_ev);
+	if (l->stop_ev != NULL)
+		event_free(l->stop_ev);
+	if (l->trim_ev != NULL)
+		event_free(l->trim_ev);
+	pthread_cond_destroy(&l->cond);
+	pthread_mutex_destroy(&l->mu);
+	free(l);
+}

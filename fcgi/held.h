@@ -1,0 +1,72 @@
+/*
+ * held.h - herald-fcgi's event loop: connections without a worker.
+ *
+ * The loop thread (the libevent base it is given, which the Redis
+ * subscriber shares) owns:
+ *   - the listening socket: it accepts without blocking;
+ *   - idle connections: new ones and kept-alive ones between requests.  An
+ *     idle connection costs a descriptor and a small watch, never a worker:
+ *     when a request arrives on it, it goes to the queue the workers take
+ *     from (held_next), first come first served;
+ *   - held requests: SSE streams and long-polls waiting for a message.  The
+ *     loop attaches them to the hub, writes their FastCGI records without
+ *     blocking (heartbeats, the lifetime and token deadline, the poll's
+ *     wait, all on the monotonic clock), drops a client that stops reading
+ *     after SEND_TIMEOUT_S without progress, sees nginx close the
+ *     connection at once, and ends them all on shutdown.
+ *
+ * Workers call held_next, held_keep and held_hold; the main thread
+ * held_stop; any thread held_get_stats.  Everything else runs on the loop
+ * thread.
+ */
+#ifndef HERALD_FCGI_HELD_H
+#define HERALD_FCGI_HELD_H
+
+#include <event2/event.h>
+
+#include "router.h"
+
+struct held_loop;
+
+struct held_stats {
+	long streams;    /* SSE streams held now */
+	long polls;      /* long-polls waiting now */
+	long idle;       /* connections waiting for a request */
+	long queued;     /* connections with a request, waiting for a worker */
+	unsigned long events, heartbeats, stalled;
+};
+
+/* Before the loop runs.  listen_fd is made non-blocking.  0 or HERR_*. */
+int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd);
+
+/* After the loop thread ended: closes what is left. */
+void held_loop_free(struct held_loop *l);
+
+/*
+ * Workers.  held_next blocks until a connection has a request to read and
+ * returns its descriptor (blocking, SO_RCVTIMEO/SO_SNDTIMEO set), or -1
+ * once held_stop was called and the queue is empty.
+ */
+int held_next(struct held_loop *l);
+
+/* The worker is done with fd and the connection stays open: watch it. */
+void held_keep(struct held_loop *l, int fd);
+
+/*
+ * Hand a request to hold (rt->kind ROUTE_SSE, or ROUTE_POLL with wait > 0)
+ * to the loop, with its connection (libfcgi's request already freed with
+ * the descriptor kept, the request body read) and FastCGI request id.  The
+ * loop answers it, ends it and closes fd.
+ */
+void held_hold(struct held_loop *l, int fd, unsigned reqid, const struct route *rt);
+
+/*
+ * Main thread, at shutdown: stop accepting, close idle connections, end
+ * every held request (after hub_close_all, streams end and polls answer),
+ * and wake the workers.  Returns once nothing is held or after timeout_ms.
+ */
+void held_stop(struct held_loop *l, int timeout_ms);
+
+void held_get_stats(struct held_loop *l, struct held_stats *st);
+
+#endif
