@@ -64,6 +64,9 @@ struct app {
 	/* tickets minted, refused; requests refused as revoked; revocation
 	 * checks Redis could not answer (let in: fail open) */
 	atomic_ulong n_tickets, n_ticket_refused, n_revoked_refused, n_revoke_check_errors;
+	/* held requests refused with 503 past max_connections (0: no cap) */
+	atomic_ulong n_full;
+	unsigned max_held;
 };
 
 extern struct app app;

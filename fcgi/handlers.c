@@ -212,6 +212,14 @@ static void do_metrics(const struct io *io)
 			atomic_load(&app.n_publishes));
 	metrics_counter(&b, "herald_fcgi_errors_total", "Responses with a 4xx or 5xx status.",
 			atomic_load(&app.n_errors));
+	metrics_counter(&b, "herald_fcgi_refused_full_total",
+			"Streams and long-polls refused with 503 and Retry-After: max_connections "
+			"(or the per-user cap) reached.",
+			atomic_load(&app.n_full));
+	metrics_gauge(&b, "herald_fcgi_max_connections",
+		      "Held requests allowed (max_connections, or derived from the open-files "
+		      "limit; 0: no cap).",
+		      (double)app.max_held);
 	metrics_counter(&b, "herald_fcgi_tickets_total", "Tickets issued.",
 			atomic_load(&app.n_tickets));
 	metrics_counter(&b, "herald_fcgi_ticket_refused_total",

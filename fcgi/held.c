@@ -763,6 +763,8 @@ static void hold_one(struct held_loop *l, struct handoff *ho)
 			 rt->id.user, herr_str(rc));
 		event_del(&h->wev);
 		free(h);
+		if (rc == HERR_AGAIN)
+			atomic_fetch_add(&app.n_full, 1);
 		refuse(l, ho->fd, ho->reqid,
 		       rc == HERR_AGAIN ? "too many connections" : herr_str(rc));
 		return;

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -145,11 +146,37 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
+/*
+ * max_connections 0: a cap from the open-files limit, so that past it a
+ * stream or long-poll gets 503 with Retry-After (counted) rather than
+ * accept failing with EMFILE for everything, polls and health included.
+ * Each held request is one descriptor; kept back: two per worker (its
+ * connection, its Redis link), the idle kept-alive connections nginx may
+ * hold, the listener, Redis and the log.
+ */
+static unsigned default_max_connections(void)
+{
+	struct rlimit rl;
+	unsigned long long keep = 2ULL * (unsigned long long)app.threads + 256, n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	n = rl.rlim_cur > 2 * keep ? rl.rlim_cur - keep : rl.rlim_cur / 2;
+	return n > 100000000ULL ? 100000000U : (unsigned)n;
+}
+
 static int start_backend(char *err, size_t errlen)
 {
 	struct hub_limits lim;
 
 	hub_limits_conf(&lim, &app.conf);
+	if (lim.max_connections == 0) {
+		lim.max_connections = default_max_connections();
+		log_info("max_connections: %u held requests (from the open-files limit; set "
+			 "max_connections to choose)",
+			 lim.max_connections);
+	}
+	app.max_held = lim.max_connections;
 	evthread_use_pthreads();
 	if (hub_new(&app.hub, &lim, NULL) != 0) {
 		snprintf(err, errlen, "out of memory");

@@ -20,7 +20,8 @@
 #   HERALD_RUN_DIR       the scratch directory (default .run/ in the checkout)
 #   HERALD_BUILD_DIR     the build directory (default build/ in the checkout)
 #   HERALD_NO_INSTALL=1  do not call apt-get (report what is missing instead)
-#   HERALD_TEST_QUICK=1  `test` without the sanitizer, valgrind, lint and distcheck passes
+#   HERALD_TEST_QUICK=1  `test` without the sanitizer, valgrind, lint, distcheck
+#                        and package (make deb + tests/integration/deb.sh) passes
 # Nothing outside the checkout is written, but for apt-get installing packages.
 set -euo pipefail
 
@@ -207,7 +208,7 @@ cmd_test() {
 	say "make check"
 	make -C "$build" -s -j"$jobs" check || { cat "$build/test-suite.log" >&2; exit 1; }
 	if [ "${HERALD_TEST_QUICK:-0}" = 1 ]; then
-		say "quick: skipping sanitizers, valgrind, lint and distcheck"
+		say "quick: skipping sanitizers, valgrind, lint, distcheck and the package"
 		return 0
 	fi
 
@@ -228,6 +229,20 @@ cmd_test() {
 		find "$build" -path '*/_build/*' -name test-suite.log -exec cat {} + >&2
 		die "make distcheck failed"
 	fi
+
+	# Not in make check (distcheck would build a package too): the .deb of
+	# this tree, lintian-clean, its layout and its programs behind nginx.
+	say "make deb and its contents (tests/integration/deb.sh)"
+	rm -f "$build"/herald_*.deb
+	DEB_BUILD_OPTIONS="nocheck parallel=$jobs" make -C "$build" -s deb ||
+		die "make deb failed (log: $build/dpkg-buildpackage.log, $build/lintian.txt)"
+	local deb
+	deb=$(ls "$build"/herald_*.deb | head -1)
+	(cd "$build" && HERALD_BUILDDIR=$build "$top/tests/integration/deb.sh" "$deb") >"$build/deb-test.log" 2>&1 || {
+		cat "$build/deb-test.log" >&2
+		die "tests/integration/deb.sh failed"
+	}
+	say "deb: $(grep -c '^ok' "$build/deb-test.log") checks passed (log: $build/deb-test.log)"
 	say "all tests passed"
 }
 

@@ -124,6 +124,7 @@ static void queue_drop(struct hub *h, struct hub_conn *c)
 	c->q_head = c->q_len = c->q_cap = 0;
 	c->q_bytes = 0;
 	c->q_replay_bytes = 0;
+	c->q_noid = 0;
 }
 
 static void pend_drop(struct hub_conn *c)
@@ -178,9 +179,40 @@ static int ring_grow(struct hub_conn *c)
 	return 0;
 }
 
+static struct cursor replay_cursor(const struct hub_conn *c);
+static void page_next(struct hub *h, struct hub_conn *c);
+
 /*
- * Past the byte cap (or out of memory) the client is better off resuming.
- * Paced messages (a replay's) do not count: the replay paces them itself.
+ * A live connection whose queue would pass send_queue_max is behind, not
+ * stuck (a reader that stopped is the transport's write timeout's to
+ * drop): a client still draining a replay through the proxy's buffers, a
+ * burst.  When every message it was to get is in the history (each has
+ * its id) and there is a history to read, the queue is dropped and the
+ * connection caught up from after the last message its transport took,
+ * page by page as a resume, while live messages are held: nothing lost,
+ * no reconnect, memory bounded by a page.  Returns 0, or -1: it must close.
+ */
+static int queue_catch_up(struct hub *h, struct hub_conn *c, const struct hub_msg *m)
+{
+	if (c->state != ST_LIVE || c->q_noid > 0 || (m->kind == HUB_MSG_NOTIFY && !m->has_id) ||
+	    h->be == NULL || h->be->history == NULL || (!c->has_sent && c->live_ms <= 0))
+		return -1;
+	queue_drop(h, c);
+	c->last = c->sent;
+	c->has_last = c->has_sent;
+	c->replay = 1;
+	c->page_next = replay_cursor(c);
+	c->state = ST_PAGED;
+	h->st.slow_caught_up++;
+	page_next(h, c);
+	return 0;
+}
+
+/*
+ * Past the byte cap the connection catches up from the history, or, when
+ * it cannot (or out of memory), is closed: the client is better off
+ * resuming.  Paced messages (a replay's) do not count: the replay paces
+ * them itself.
  */
 static void queue_push(struct hub *h, struct hub_conn *c, struct hub_msg *m, int paced)
 {
@@ -188,14 +220,20 @@ static void queue_push(struct hub *h, struct hub_conn *c, struct hub_msg *m, int
 
 	if (c->state == ST_CLOSING)
 		return;
-	if ((max != 0 && !paced && c->q_bytes - c->q_replay_bytes + m->len > max) ||
-	    (c->q_len == c->q_cap && ring_grow(c) != 0)) {
+	if (max != 0 && !paced && c->q_bytes - c->q_replay_bytes + m->len > max) {
+		if (queue_catch_up(h, c, m) != 0)
+			conn_close(h, c, HUB_CLOSE_SLOW);
+		return;
+	}
+	if (c->q_len == c->q_cap && ring_grow(c) != 0) {
 		conn_close(h, c, HUB_CLOSE_SLOW);
 		return;
 	}
 	c->q[(c->q_head + c->q_len) % c->q_cap] = (struct hub_qent){hub_msg_ref(m), paced};
 	c->q_len++;
 	c->q_bytes += m->len;
+	if (m->kind == HUB_MSG_NOTIFY && !m->has_id)
+		c->q_noid++;
 	if (paced)
 		c->q_replay_bytes += m->len;
 	h->st.queued_bytes += m->len;
@@ -466,6 +504,8 @@ int hub_attach(struct hub *h, struct hub_conn *c, const char *user, const struct
 		/* Nothing up to the cursor is wanted: it acts as the last id. */
 		c->last = *since;
 		c->has_last = 1;
+		c->sent = *since;
+		c->has_sent = 1;
 		c->replay = 1;
 	}
 	if (u->subscribed) {
@@ -523,6 +563,12 @@ struct hub_msg *hub_pop(struct hub *h, struct hub_conn *c)
 		c->q_bytes -= m->len;
 		if (e.paced)
 			c->q_replay_bytes -= m->len;
+		if (m->kind == HUB_MSG_NOTIFY && !m->has_id)
+			c->q_noid--;
+		else if (m->has_id) {
+			c->sent = m->id;
+			c->has_sent = 1;
+		}
 		h->st.queued_bytes -= m->len;
 		page_next(h, c);
 	}

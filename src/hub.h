@@ -145,6 +145,11 @@ struct hub_conn {
 	int pend_gap;                   /* held messages were dropped since the read in
 					 * flight was sent: it cannot end the replay */
 	struct cursor last;             /* id of the last message queued (or the resume cursor) */
+	struct cursor sent;             /* id of the last message the transport took (or
+					 * the resume cursor): where a catch-up starts */
+	int has_sent;
+	size_t q_noid;                  /* queued envelopes without an id (not in the
+					 * history: a full queue holding one cannot catch up) */
 	struct cursor page_next;        /* where the next page of a replay starts */
 	long long live_ms;              /* when it went live without a cursor: catch-up point */
 	struct hub_req *req;            /* history read in flight, or NULL */
@@ -191,6 +196,7 @@ struct hub_stats {
 				       * past send_queue_max (the history gives them back) */
 	uint64_t resets;              /* RESET messages queued */
 	uint64_t slow_closed;         /* connections closed for a full queue */
+	uint64_t slow_caught_up;      /* full queues dropped and caught up from the history */
 	uint64_t disconnected;        /* closed by hub_close_user(HUB_CLOSE_DISCONNECT) */
 	uint64_t revoked;             /* closed by hub_close_user(HUB_CLOSE_REVOKED) */
 	uint64_t queued_bytes;        /* bytes in all queues now */

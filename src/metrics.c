@@ -202,7 +202,13 @@ void metrics_prometheus(struct metrics_buf *b, const char *program, const struct
 			"Resets sent: the resume cursor was older than the history kept.",
 			hub->resets);
 	metrics_counter(b, "herald_slow_closed_total",
-			"Connections closed because their queue was full.", hub->slow_closed);
+			"Connections closed because their queue was full (and it could not be "
+			"caught up from the history).",
+			hub->slow_closed);
+	metrics_counter(b, "herald_slow_caught_up_total",
+			"Full queues dropped and their connection caught up from the history "
+			"instead of closed.",
+			hub->slow_caught_up);
 	metrics_printf(b,
 		       "# HELP herald_disconnected_total Connections closed by the control "
 		       "channel, by reason: disconnect (the user was disconnected everywhere) or "

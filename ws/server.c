@@ -929,7 +929,8 @@ static void serve_metrics(struct conn *c)
 	metrics_counter(&b, "herald_ws_bytes_written_total", "Bytes of messages written.",
 			s->bytes_out);
 	metrics_counter(&b, "herald_ws_queue_drops_total",
-			"Connections closed because their queue passed send_queue_max (4408).",
+			"Connections closed because their queue passed send_queue_max and could "
+			"not be caught up from the history (4408).",
 			hs.slow_closed);
 	metrics_counter(&b, "herald_ws_pongs_missed_total", "Connections closed for a missing pong.",
 			s->pongs_missed);

@@ -6,7 +6,8 @@
 # and the backlog resume of issue 11 run in tests/browser/run.mjs; this
 # script owns every process and answers the node script's requests ("CTL ..."
 # lines on its stdout, one reply line on its stdin): restart the stack with
-# another nginx config, stop or start herald-ws or herald-fcgi, name nginx's
+# another nginx config (or Apache httpd with nginx/apache-herald.conf, test
+# 14), stop or start herald-ws or herald-fcgi, name nginx's
 # log directory, publish with herald-publish
 # (one at a time or a backlog), mint tokens, read herald-ws metrics.
 # TAP on stdout.  Artifacts (the demo page's screenshot, the consoles, the
@@ -20,6 +21,8 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/integration/lib.sh"
 # shellcheck source=../../scripts/stack.sh
 . "$src/scripts/stack.sh"
+# shellcheck source=../integration/httpd.sh
+. "$src/tests/integration/httpd.sh"
 
 # The version whose protocol drives Debian 12's chromium 156.
 PW_VERSION=1.64.1
@@ -67,6 +70,7 @@ PORT=$(port_pick)
 # Test 7d authenticates the WebSocket with the herald_token cookie, which
 # herald-ws takes only from an allowed Origin: the demo page's.
 export HERALD_ALLOWED_ORIGINS=http://127.0.0.1:$PORT
+APORT=
 STACK_UP=0
 SERIES_PID=
 NODE_PID=
@@ -77,11 +81,16 @@ _browser_cleanup() {
 	[ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
 	[ -n "$SERIES_PID" ] && kill "$SERIES_PID" 2>/dev/null && wait "$SERIES_PID" 2>/dev/null
 	if [ "$STACK_UP" = 1 ]; then
+		# herald-fcgi first: its exit ends the streams Apache's workers wait on
 		stack_stop
+		apache_stop
 	fi
 	if [ -d "$RUN" ]; then
 		cp "$RUN"/*.log "$ART"/ 2>/dev/null
 		cp "$RUN"/nginx/logs/error.log "$ART"/nginx-error.log 2>/dev/null
+		cp "$RUN"/apache/error.log "$ART"/apache-error.log 2>/dev/null
+		cp "$RUN"/apache/herald.error.log "$ART"/apache-herald.error.log 2>/dev/null
+		cp "$RUN"/apache/herald.access.log "$ART"/apache-herald.access.log 2>/dev/null
 	fi
 	_lib_cleanup
 }
@@ -97,18 +106,42 @@ nosse_conf() {
 	' "$src/nginx/herald-legacy.conf" | sed "s#/usr/share/herald/web#$src/web#" >"$T/herald-nosse.conf"
 }
 
-# stack FLAVOUR: (re)start the whole stack, nginx with full, legacy or nosse.
+# The Apache site with its SSE route answering 404 (test 14c: polling is
+# all that is left).  A test fixture only, like nosse_conf.
+apache_nosse_site() {
+	sed 's#^\([[:space:]]*\)ProxyPass "/api/v1/sse/notifications" .*#\1Redirect 404 "/api/v1/sse/notifications"#' \
+		"$src/nginx/apache-herald.conf" >"$T/apache-nosse.conf"
+	grep -q '^[[:space:]]*Redirect 404 "/api/v1/sse/notifications"' "$T/apache-nosse.conf" || {
+		echo "apache-nosse: no SSE ProxyPass line in nginx/apache-herald.conf" >&2
+		return 1
+	}
+}
+
+# stack FLAVOUR: (re)start the whole stack, nginx with full, legacy or nosse;
+# or apache: herald-ws and herald-fcgi as for nginx, and Apache httpd with
+# nginx/apache-herald.conf on a port of its own ($APORT) serving the demo
+# page (its origin is in HERALD_ALLOWED_ORIGINS, herald-ws started after).
 stack() {
 	if [ "$STACK_UP" = 1 ]; then
 		stack_stop
+		apache_stop
 		STACK_UP=0
 	fi
 	STACK_UP=1
 	case $1 in
 	full | legacy | stream) stack_start "$RUN" "$B" "$PORT" "$1" ;;
+	apache)
+		STACK_RUN=$RUN STACK_BUILD=$B STACK_FLAVOUR=full
+		APORT=$(port_pick)
+		export HERALD_ALLOWED_ORIGINS="http://127.0.0.1:$PORT http://127.0.0.1:$APORT"
+		mkdir -p "$RUN"
+		chmod 755 "$RUN"
+		stack_start_ws && stack_start_fcgi &&
+			apache_start "$src/nginx/apache-herald.conf" "$RUN/apache" "$APORT" "$RUN" "$src/web"
+		;;
 	nosse)
 		nosse_conf
-		STACK_RUN=$RUN STACK_BUILD=$B
+		STACK_RUN=$RUN STACK_BUILD=$B STACK_FLAVOUR=full
 		mkdir -p "$RUN"
 		chmod 755 "$RUN"
 		stack_start_ws && stack_start_fcgi &&
@@ -138,14 +171,29 @@ ctl() {
 	set -- $cmd
 	set +f
 	case $1 in
-	stack) if stack "$2" 2>"$T/stack.err"; then
+	# stack apache without Apache or its modules: "skip WHY" (a TAP SKIP)
+	stack) if [ "$2" = apache ] && ! apache_available; then
+		REPLY="skip $apache_bin or its modules (proxy_fcgi, proxy_wstunnel, ...) not installed (apt-get install apache2)"
+	elif stack "$2" 2>"$T/stack.err"; then
 		REPLY="ok http://127.0.0.1:$PORT"
+		[ "$2" = apache ] && REPLY="ok http://127.0.0.1:$APORT"
 		# the stream flavour: its ws:// and wss:// ports too
 		[ "$2" = stream ] && REPLY="$REPLY $NGINX_STREAM_PORT $NGINX_STREAM_TLS_PORT"
 	else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
 	ws-stop) stack_stop_ws && REPLY=ok ;;
 	ws-start) if stack_start_ws 2>"$T/stack.err"; then REPLY=ok; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
 	fcgi-stop) stack_stop_fcgi && REPLY=ok ;;
+	# apache-nosse: Apache takes the site without its SSE route (a graceful
+	# restart); ok once a new SSE request answers 404
+	apache-nosse) if apache_nosse_site 2>"$T/stack.err" &&
+		apache_reload "$T/apache-nosse.conf" "$RUN/apache" "$APORT" "$RUN" "$src/web" 2>"$T/stack.err"; then
+		REPLY="error the SSE route still answers after Apache's graceful restart"
+		for a in $(seq 100); do
+			b=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$APORT/api/v1/sse/notifications")
+			[ "$b" = 404 ] && REPLY=ok && break
+			sleep 0.1
+		done
+	else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
 	fcgi-start) if stack_start_fcgi 2>"$T/stack.err"; then REPLY=ok; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
 	# nginx's logs (error.log, access.log): test 13 reads them
 	nginx-logs) REPLY="ok $RUN/nginx/logs" ;;

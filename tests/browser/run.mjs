@@ -21,7 +21,7 @@ const BACKLOG = parseInt(process.env.HERALD_BACKLOG || '', 10) || 2000; // test 
 
 // --- TAP and the control channel ---------------------------------------------
 
-const PLAN = 29; // the seven tests of issue 5, some in several checks, the classic loader, issue 11's backlog and backoff, issue 16's stream flavour, issue 12's renewal and tickets
+const PLAN = 32; // the seven tests of issue 5, some in several checks, the classic loader, issue 11's backlog and backoff, issue 16's stream flavour, issue 12's renewal and tickets, issue 15's Apache httpd
 let n = 0;
 let failed = 0;
 function ok(cond, desc, ...diag) {
@@ -1004,6 +1004,110 @@ async function test13() {
 	await ctx.close();
 }
 
+// Apache httpd, the commonest legacy host (issue 15): the demo page served
+// by Apache with nginx/apache-herald.conf (nginx stopped), in front of the
+// same herald-ws and herald-fcgi.  One page walks the whole ladder down:
+// WebSocket through mod_proxy_wstunnel; herald-ws stopped, SSE through
+// mod_proxy_fcgi, where a notification must show at once (a buffering
+// proxy would hold it until its buffer fills); Apache gracefully restarted
+// with the SSE route answering 404 and the page reloaded (the stream it
+// holds would live on in Apache's old generation), the ladder from the top:
+// WebSocket refused, SSE refused, polling (long-polls) through
+// mod_proxy_fcgi.  Every notification shows once, in order (the demo keeps
+// its list over the reload, herald.js its cursor).  Without apache2 or its
+// modules the three checks are skipped.
+const T14 = [
+	'14. Apache httpd (nginx/apache-herald.conf): the demo page from Apache, WebSocket through mod_proxy_wstunnel (a ticket in its URL), a notification shows',
+	'14b. Apache httpd, herald-ws stopped: falls to SSE through mod_proxy_fcgi, a notification shows while the stream is open (not buffered)',
+	'14c. Apache httpd without the SSE route (404), the page reloaded: falls to polling through mod_proxy_fcgi and delivers; every notification once, in order',
+];
+// Not a speed check: a buffering Apache holds events until its buffer fills
+// or the stream ends (the stream then never even reports open), so a bound
+// well above a busy machine's delays (ASan, valgrind) still tells them apart.
+const SSE_AT_ONCE_MS = 10000;
+
+async function test14() {
+	const r = await ctl('stack apache');
+	if (r.startsWith('skip ')) {
+		for (const d of T14)
+			ok(true, `${d} # SKIP ${r.slice(5)}`);
+		return;
+	}
+	if (!r.startsWith('ok '))
+		throw new Error(`stack apache: ${r}`);
+	const base = r.slice(3);
+	const token = await ctl(`token ${USER} 3600`);
+	const ctx = await browser.newContext();
+	const page = await newPage(ctx, 't14');
+	const seen = { sse: 0, sse404: 0, poll: 0 };
+	page.on('response', (q) => {
+		if (q.url().startsWith(`${base}/api/v1/sse/notifications?`)) {
+			if (q.status() === 200)
+				seen.sse++;
+			if (q.status() === 404)
+				seen.sse404++;
+		}
+		if (q.url().startsWith(`${base}/api/v1/notifications/poll?`) && q.status() === 200)
+			seen.poll++;
+	});
+	await page.goto(demoUrl(base, token, '&backoff=200&stable_after=500'));
+	const ids = [];
+	const onWs = await waitState(page, 'connected', 'ws');
+	if (onWs)
+		ids.push(await publish('Apache: over mod_proxy_wstunnel'));
+	const wsGot = onWs && (await waitIds(page, ids));
+	const wsBase = base.replace(/^http/, 'ws');
+	ok(
+		wsGot && page.sockets.length === 1 &&
+			page.sockets.every((u) => u.startsWith(`${wsBase}/api/v1/ws/notifications?ticket=`) && !u.includes('token=')),
+		T14[0],
+		await bodyData(page),
+		page.sockets.join(' '),
+		page.lines.join('\n'),
+	);
+
+	const wsStop = await ctl('ws-stop');
+	const onSse = wsGot && wsStop === 'ok' && (await waitState(page, 'connected', 'sse'));
+	let ms = -1;
+	if (onSse) {
+		const t0 = Date.now();
+		const id = await publish('Apache: over mod_proxy_fcgi SSE');
+		ids.push(id);
+		if (await waitIds(page, [id]))
+			ms = Date.now() - t0;
+	}
+	console.log(`# 14b: the SSE notification showed ${ms} ms after its publish began`);
+	ok(
+		onSse && seen.sse >= 1 && ms >= 0 && ms < SSE_AT_ONCE_MS && page.lines.join('\n').includes('falling back to SSE'),
+		T14[1],
+		`onSse=${onSse} SSE responses=${seen.sse} shown after ${ms} ms (bound ${SSE_AT_ONCE_MS})`,
+		await bodyData(page),
+		page.lines.join('\n'),
+	);
+
+	const noSse = await ctl('apache-nosse');
+	if (onSse)
+		ids.push(await publish('Apache: while SSE goes away'));
+	const polls0 = seen.poll;
+	if (onSse && noSse === 'ok')
+		await page.reload();
+	const onPoll = onSse && noSse === 'ok' && (await waitState(page, 'connected', 'poll', 30000));
+	if (onPoll)
+		ids.push(await publish('Apache: polled'));
+	const all = onPoll && (await waitIds(page, ids));
+	const shown = await shownIds(page);
+	const lines = page.lines.join('\n');
+	ok(
+		all && seen.sse404 >= 1 && seen.poll > polls0 && sameList(shown, ids) && lines.includes('falling back to polling'),
+		T14[2],
+		`apache-nosse ${noSse} onPoll=${onPoll} SSE 404s=${seen.sse404} poll responses=${seen.poll - polls0}`,
+		`want ${ids.join(' ')}`,
+		`got  ${shown.join(' ')}`,
+		lines.split('\n').slice(-40).join('\n'),
+	);
+	await ctx.close();
+}
+
 // --- main ------------------------------------------------------------------------
 
 const timer = setTimeout(() => {
@@ -1018,7 +1122,7 @@ try {
 		headless: true,
 		args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
 	});
-	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13]) {
+	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13, test14]) {
 		const t0 = Date.now();
 		try {
 			await t();

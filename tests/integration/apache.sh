@@ -107,19 +107,21 @@ transports() {
 		-D "$T/$name.sse.h" \
 		"$u/api/v1/sse/notifications" >"$T/$name.sse" &
 	c=$!
-	ms=$(wait_ms "$T/$name.sse" "^retry: 3000" 3000)
-	[ "$ms" -lt 1000 ]
-	ok $? "$name: SSE stream's first bytes within a second ($ms ms): not buffered"
+	# Buffered, the first bytes would come only when the 20 s stream ends:
+	# a bound of 8 s tells the two apart on a busy machine too.
+	ms=$(wait_ms "$T/$name.sse" "^retry: 3000" 8000)
+	[ "$ms" -lt 8000 ]
+	ok $? "$name: SSE stream's first bytes while it is open ($ms ms): not buffered"
 	grep -qi '^content-type: text/event-stream' "$T/$name.sse.h"
 	ok $? "$name: SSE answers text/event-stream"
 	wait_subscribed "$user"
 	t0=$(now_ms)
 	id=$(pub "$user" '{"via":"'"$name"'"}')
-	ms=$(wait_ms "$T/$name.sse" "^id: $id" 3000)
+	ms=$(wait_ms "$T/$name.sse" "^id: $id" 8000)
 	grep -q "^data: {\"id\":\"$id\",\"channel\":\"notifications:$user\"" "$T/$name.sse"
 	ok $? "$name: a published event arrives on the SSE stream"
-	[ "$ms" -lt 1000 ]
-	ok $? "$name: ... within a second of its publish ($ms ms): each event is flushed"
+	[ "$ms" -lt 8000 ]
+	ok $? "$name: ... while the stream is open ($ms ms after its publish): each event is flushed"
 	wait_for "$T/$name.sse" "^: heartbeat" 40
 	ok $? "$name: SSE heartbeats arrive (heartbeat = 1 s)"
 	kill $c 2>/dev/null
@@ -153,7 +155,9 @@ transports() {
 	id=$(pub "$user" '{"long":"poll"}')
 	wait $c
 	ms=$(($(now_ms) - t0))
-	grep -q "\"id\":\"$id\"" "$T/$name.lp" && [ "$ms" -lt 2000 ]
+	# The notification in the answer: the poll did not wait out its 8 s
+	# (that answer is empty).  No bound on ms: the machine may be busy.
+	grep -q "\"id\":\"$id\"" "$T/$name.lp"
 	ok $? "$name: a long-poll answers when a notification is published ($ms ms)"
 	is "$(code "$u/api/v1/notifications/health")" 200 "$name: health 200"
 	# The probes, once herald-fcgi's handler answers them.

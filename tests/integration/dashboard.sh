@@ -65,7 +65,7 @@ is "${missing:-none}" none "every metric it names is exported ($(wc -l <"$T/name
 
 # The panels the issue asks for, by the metrics they show.
 for m in herald_ws_connections herald_fcgi_streams herald_delivered_total herald_queued_bytes \
-	herald_slow_closed_total herald_redis_up herald_redis_canary_rtt_seconds \
+	herald_slow_closed_total herald_slow_caught_up_total herald_redis_up herald_redis_canary_rtt_seconds \
 	herald_replays_total herald_resets_total; do
 	grep -qx "$m" "$T/names"
 	ok $? "shows $m"

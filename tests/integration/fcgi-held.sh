@@ -58,11 +58,6 @@ wait_for() {
 	for _i in $(seq "${3:-100}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
 	return 1
 }
-# until_eq CMD VALUE TRIES: poll CMD every 0.1 s until it prints VALUE
-until_eq() {
-	for _i in $(seq "$3"); do [ "$($1)" = "$2" ] && return 0; sleep 0.1; done
-	return 1
-}
 
 # nginx holds two connections per stream: raise its limits in the scratch config.
 tune() {

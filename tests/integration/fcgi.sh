@@ -218,7 +218,7 @@ big=$(head -c 60000 /dev/zero | tr '\0' x)
 for i in $(seq 40); do pub slow "{\"big\":\"$big\"}" >/dev/null; done
 is "$(code --max-time 3 "$POLL?token=$TA")" 200 "a client that never reads disturbs nothing"
 for _i in $(seq 300); do [ "$(streams_now)" = 0 ] && break; sleep 0.1; done
-is "$(streams_now)" 0 "the client that never reads is dropped (send_queue_max passed)"
+is "$(streams_now)" 0 "the client that never reads is dropped (caught up from the history, then the write timeout)"
 kill $CS 2>/dev/null; wait $CS 2>/dev/null
 
 # --- Redis killed and restarted while streams are held ------------------------
@@ -330,6 +330,48 @@ sleep 0.3
 is "$(code "$POLL?token=$K2")" 200 "a SIGHUP with the key file gone keeps the previous key"
 kill -0 "$FCGI_PID"
 ok $? "and herald-fcgi keeps running"
+
+# --- SIGUSR1, nginx's reopen signal: the log anew, nothing else --------------------
+# (libfcgi's own USR1 handler used to stop every accept for good.)
+mv "$T/fcgi-file.log" "$T/fcgi-file.log.2"
+kill -USR1 "$FCGI_PID"
+for _i in $(seq 50); do grep -q 'SIGUSR1: log reopened' "$T/fcgi-file.log" 2>/dev/null && break; sleep 0.1; done
+grep -q 'SIGUSR1: log reopened' "$T/fcgi-file.log" 2>/dev/null
+ok $? "SIGUSR1 reopens the log file: herald-fcgi writes to the re-created file"
+kill -USR1 "$FCGI_PID"
+sleep 0.3
+curl -s -N --max-time 3 "$N/api/v1/sse/notifications?token=$K2" >"$T/usr1.sse"
+is "$(code "$POLL?token=$K2"),$(grep -c '^retry:' "$T/usr1.sse")" "200,1" \
+	"after two SIGUSR1: polls are answered and a new SSE stream opens"
+! grep -q 'FCGX_Accept_r failed' "$T/fcgi.log" "$T/fcgi-file.log"
+ok $? "... and no accept failure is logged"
+
+# --- the cap on held requests: 503 with Retry-After past it -----------------------
+stop_fcgi
+HERALD_MAX_CONNECTIONS=2 start_fcgi
+for i in 1 2; do
+	curl -s -N --max-time 20 "$N/api/v1/sse/notifications?token=$(mint_token cap$i 600)" >"$T/cap$i" &
+	eval "cap$i=\$!"
+done
+until_eq "streams_now" 2 100
+curl -s -D "$T/cap3.h" -o "$T/cap3" --max-time 5 "$N/api/v1/sse/notifications?token=$(mint_token cap3 600)"
+tr -d '\r' <"$T/cap3.h" | grep -q '^Retry-After: ' && head -1 "$T/cap3.h" | grep -q ' 503'
+ok $? "max_connections 2: a third stream gets 503 with Retry-After"
+fm() { curl -s "$N/api/v1/notifications/metrics" | sed -n "s/^$1 //p"; }
+is "$(fm herald_fcgi_refused_full_total),$(fm herald_fcgi_max_connections)" "1,2" \
+	"herald_fcgi_refused_full_total counts it; herald_fcgi_max_connections shows the cap"
+kill $cap1 $cap2 2>/dev/null; wait $cap1 $cap2 2>/dev/null
+stop_fcgi
+# No max_connections: the cap comes from the open-files limit (1000 here,
+# less 2 per worker and 256 kept back).
+(ulimit -n 1000 && exec $FCGI_TEST_WRAP "$FCGI" --listen "unix:$T/fcgi.sock" >>"$T/fcgi.log" 2>&1) &
+FCGI_PID=$!
+for _i in $(seq 400); do [ -S "$T/fcgi.sock" ] && break; sleep 0.05; done
+until_eq "code $N/api/v1/notifications/health" 200 100
+is "$(fm herald_fcgi_max_connections)" $((1000 - 2 * 16 - 256)) \
+	"without max_connections: 1000 open files give a cap of 712 held requests"
+grep -q 'max_connections: 712 held requests (from the open-files limit' "$T/fcgi.log"
+ok $? "... and the log says so"
 
 # --- lifetime and SIGTERM -----------------------------------------------------------
 stop_fcgi

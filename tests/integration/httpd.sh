@@ -17,6 +17,10 @@
 #   (its configuration file, readable by Apache's user) first.
 #   Sets APACHE_PID.  Returns non-zero (and prints the error log) on failure.
 #   apache_test SITE DIR PORT RUN WEB   only `apache2 -t`.
+#   apache_reload SITE DIR PORT RUN WEB  the running Apache (same DIR and
+#     PORT) takes SITE instead, by a graceful restart: no moment without a
+#     listener; requests in flight (an SSE stream) finish on the old site.
+#     Returns once apache2 -t accepts it and the signal is sent.
 #   apache_stop                         stops the Apache apache_start started.
 #   APACHE2 (default /usr/sbin/apache2), APACHE2_MODULES
 #   (/usr/lib/apache2/modules) name another build.
@@ -101,6 +105,16 @@ apache_start() {
 	tail -5 "$dir/stdout.log" "$dir/error.log" >&2 2>/dev/null
 	apache_stop
 	return 1
+}
+
+apache_reload() {
+	[ -n "$APACHE_PID" ] || return 1
+	apache_prepare "$@" || return 1
+	"$apache_bin" -t -f "$2/httpd.conf" >"$2/t.log" 2>&1 || {
+		cat "$2/t.log" >&2
+		return 1
+	}
+	kill -USR1 "$APACHE_PID"
 }
 
 apache_stop() {

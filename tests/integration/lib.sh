@@ -102,6 +102,12 @@ mem_checks_for() {
 		_mem_skip=1
 	fi
 }
+# until_eq CMD VALUE TRIES: poll CMD every 0.1 s until it prints VALUE
+until_eq() {
+	for _i in $(seq "$3"); do [ "$($1)" = "$2" ] && return 0; sleep 0.1; done
+	return 1
+}
+
 ok_mem() {
 	if [ -n "$_mem_skip" ]; then
 		_tap_n=$((_tap_n + 1))

@@ -634,34 +634,81 @@ START_TEST(link_lost_keeps_waiting_conns)
 }
 END_TEST
 
+/*
+ * A full queue whose messages are all in the history is dropped and the
+ * connection caught up from after the last message its transport took:
+ * not closed, nothing lost, nothing twice.
+ */
+START_TEST(slow_consumer_caught_up)
+{
+	struct tconn a, b;
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+	uint64_t i, hist[] = {101, 102, 103, 104};
+
+	teardown();
+	make_hub(len * 3, 0, 0); /* page_bytes 1.5 messages */
+	attach_live(&a, "u1");
+	attach_live(&b, "u1");
+	for (i = 100; i < 103; i++)
+		pub("u1", i);
+	ck_assert_str_eq(drain(&b), "100-0 101-0 102-0");
+	hub_msg_unref(hub_pop(hub, &a.hc)); /* a's transport took 100 */
+	pub("u1", 103);
+	pub("u1", 104); /* a: over the cap */
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().slow_closed, 0);
+	ck_assert_uint_eq(stats().slow_caught_up, 1);
+	ck_assert_uint_eq(stats().queued_bytes, 2 * len); /* b's 103 and 104 only */
+	ck_assert_int_eq(fb.nhist, 1);
+	ck_assert_uint_eq(fb.hist[0].since.ms, 100); /* after the last taken */
+	ck_assert_int_eq(hub_has_more(hub, &a.hc), 1);
+	pub("u1", 105); /* held */
+	answer(fb.hist[0].req, "u1", hist, 4, 0, 0);
+	ck_assert_str_eq(drain(&a), "101-0 102-0 103-0 104-0");
+	ck_assert_int_eq(fb.nhist, 2); /* the page was over half a page: once more */
+	answer(fb.hist[1].req, "u1", NULL, 0, 0, 0);
+	ck_assert_str_eq(drain(&a), "105-0");
+	ck_assert_str_eq(drain(&b), "103-0 104-0 105-0");
+	pub("u1", 106);
+	ck_assert_str_eq(drain(&a), "106-0");
+	ck_assert_str_eq(drain(&b), "106-0");
+	ck_assert_uint_eq(stats().slow_caught_up, 1);
+	ck_assert_int_eq(a.closes, 0);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+}
+END_TEST
+
+/* A full queue holding a message without an id cannot catch up: closed. */
 START_TEST(slow_consumer_closed)
 {
 	struct tconn a, b;
 	char buf[256];
 	size_t len = env_id(buf, sizeof(buf), "u1", 100);
-	uint64_t i;
 
 	teardown();
 	make_hub(len * 3, 0, 0);
 	attach_live(&a, "u1");
 	attach_live(&b, "u1");
-	for (i = 100; i < 103; i++)
-		pub("u1", i);
+	pub("u1", 100);
+	pub_null("u1");
+	pub("u1", 101);
 	ck_assert_int_eq(a.closes, 0);
-	ck_assert_uint_eq(stats().queued_bytes, 2 * 3 * len);
-	ck_assert_str_eq(drain(&b), "100-0 101-0 102-0");
-	pub("u1", 103); /* a: over the cap */
+	ck_assert_str_eq(drain(&b), "100-0 N 101-0");
+	pub("u1", 102); /* a: over the cap, with N queued */
 	ck_assert_int_eq(a.closes, 1);
 	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
 	ck_assert_int_eq(b.closes, 0);
 	ck_assert_uint_eq(stats().slow_closed, 1);
-	ck_assert_uint_eq(stats().queued_bytes, len); /* b's 103 only */
+	ck_assert_uint_eq(stats().slow_caught_up, 0);
+	ck_assert_uint_eq(stats().queued_bytes, len); /* b's 102 only */
 	ck_assert_ptr_null(hub_pop(hub, &a.hc));
 	pub("u1", 104);
 	pub_null("u1");
 	ck_assert_int_eq(a.closes, 1);
 	ck_assert_ptr_null(hub_pop(hub, &a.hc));
-	ck_assert_str_eq(drain(&b), "103-0 104-0 N");
+	ck_assert_str_eq(drain(&b), "102-0 104-0 N");
 	hub_close_all(hub); /* a is closed already */
 	ck_assert_int_eq(a.closes, 1);
 	ck_assert_int_eq(b.closes, 1);
@@ -801,16 +848,19 @@ START_TEST(replay_not_counted)
 	ck_assert_uint_eq(fb.hist[1].since.ms, 105);
 	answer(fb.hist[1].req, "u1", NULL, 0, 0, 0);
 	ck_assert_uint_eq(stats().queued_bytes, len);
-	/* Live messages count only themselves against the cap. */
+	/* Live messages count only themselves against the cap: 106 (paced)
+	 * and four live ones fit; a fifth catches up from the history. */
 	pub("u1", 107);
 	pub("u1", 108);
 	pub("u1", 109);
 	pub("u1", 110);
-	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().slow_caught_up, 0);
 	pub("u1", 111);
-	ck_assert_int_eq(a.closes, 1);
-	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().slow_caught_up, 1);
 	ck_assert_uint_eq(stats().queued_bytes, 0);
+	ck_assert_int_eq(fb.nhist, 3);
+	ck_assert_uint_eq(fb.hist[2].since.ms, 105); /* nothing taken since the page */
 	hub_detach(hub, &a.hc);
 }
 END_TEST
@@ -1229,6 +1279,7 @@ Suite *hub_suite(void)
 	tcase_add_test(tc, link_lost_catch_up);
 	tcase_add_test(tc, link_lost_keeps_waiting_conns);
 	tcase_add_test(tc, slow_consumer_closed);
+	tcase_add_test(tc, slow_consumer_caught_up);
 	tcase_add_test(tc, slow_during_replay);
 	tcase_add_test(tc, slow_while_waiting_fresh);
 	tcase_add_test(tc, link_lost_with_full_queue);
