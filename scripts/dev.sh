@@ -202,6 +202,8 @@ EOF
 	wait
 }
 
+distcheck_tests="tests/unit/unit tests/integration/test_publish tests/integration/package.sh tests/integration/dashboard.sh"
+
 cmd_test() {
 	install_deps
 	build_in "$build"
@@ -223,8 +225,13 @@ cmd_test() {
 	say "make lint (cppcheck, clang-tidy)"
 	make -C "$build" -s lint
 
+	# distcheck proves the tarball is whole: it configures, builds, installs
+	# and uninstalls from it, and runs the tests that need no servers plus
+	# two that read the shipped files.  The whole suite ran twice above
+	# (plain and sanitized); a third run from the tarball would take this
+	# command past CI's 20 minutes.
 	say "make distcheck (log: $build/distcheck.log)"
-	if ! make -C "$build" -s distcheck >"$build/distcheck.log" 2>&1; then
+	if ! make -C "$build" -s distcheck TESTS="$distcheck_tests" >"$build/distcheck.log" 2>&1; then
 		tail -40 "$build/distcheck.log" >&2
 		find "$build" -path '*/_build/*' -name test-suite.log -exec cat {} + >&2
 		die "make distcheck failed"

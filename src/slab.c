@@ -62,19 +62,19 @@ static struct slab_chunk *chunk_map(void)
 {
 	size_t len = 2 * (size_t)SLAB_CHUNK;
 	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uintptr_t a;
+	char *a;
 	size_t head, tail;
 
 	if (p == MAP_FAILED)
 		return NULL;
-	a = ((uintptr_t)p + SLAB_CHUNK - 1) & ~(uintptr_t)(SLAB_CHUNK - 1);
-	head = a - (uintptr_t)p;
+	head = (SLAB_CHUNK - (uintptr_t)p % SLAB_CHUNK) % SLAB_CHUNK;
+	a = p + head;
 	tail = len - head - SLAB_CHUNK;
 	if (head > 0)
 		munmap(p, head);
 	if (tail > 0)
-		munmap((char *)a + SLAB_CHUNK, tail);
-	return (struct slab_chunk *)a; /* zero-filled by the kernel */
+		munmap(a + SLAB_CHUNK, tail);
+	return (struct slab_chunk *)(void *)a; /* zero-filled by the kernel */
 }
 
 void *slab_alloc(struct slab *s)
@@ -115,7 +115,7 @@ void slab_free(struct slab *s, void *p)
 
 	if (p == NULL)
 		return;
-	k = (struct slab_chunk *)((uintptr_t)p & ~(uintptr_t)(SLAB_CHUNK - 1));
+	k = (struct slab_chunk *)(void *)((char *)p - (uintptr_t)p % SLAB_CHUNK);
 	memcpy(p, &k->free, sizeof(void *));
 	k->free = p;
 	k->used--;

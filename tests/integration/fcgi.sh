@@ -368,9 +368,11 @@ stop_fcgi
 FCGI_PID=$!
 for _i in $(seq 400); do [ -S "$T/fcgi.sock" ] && break; sleep 0.05; done
 until_eq "code $N/api/v1/notifications/health" 200 100
-is "$(fm herald_fcgi_max_connections)" $((1000 - 2 * 16 - 256)) \
-	"without max_connections: 1000 open files give a cap of 712 held requests"
-grep -q 'max_connections: 712 held requests (from the open-files limit' "$T/fcgi.log"
+# (valgrind keeps a few descriptors for itself: its client sees a lower limit)
+cap=$(fm herald_fcgi_max_connections)
+if [ -z "$FCGI_TEST_WRAP" ]; then [ "$cap" = 712 ]; else [ "${cap:-0}" -gt 600 ] && [ "$cap" -le 712 ]; fi
+ok $? "without max_connections: 1000 open files give a cap of 712 held requests ($cap)"
+grep -q "max_connections: $cap held requests (from the open-files limit" "$T/fcgi.log"
 ok $? "... and the log says so"
 
 # --- lifetime and SIGTERM -----------------------------------------------------------

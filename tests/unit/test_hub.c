@@ -862,6 +862,7 @@ START_TEST(replay_not_counted)
 	ck_assert_int_eq(fb.nhist, 3);
 	ck_assert_uint_eq(fb.hist[2].since.ms, 105); /* nothing taken since the page */
 	hub_detach(hub, &a.hc);
+	answer(fb.hist[2].req, "u1", NULL, 0, 0, 0); /* owed after a detach too */
 }
 END_TEST
 
