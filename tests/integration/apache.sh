@@ -32,9 +32,7 @@ have_lighttpd=0
 [ $have_apache = 1 ] || [ $have_lighttpd = 1 ] ||
 	skip_all "neither apache2 (apt-get install apache2) nor lighttpd installed"
 # The caller's configuration keys would change what the servers do.
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
-done
+lib_clean_env
 lib_init
 chmod 755 "$T" # the hosts' workers may run as another user
 

@@ -12,9 +12,7 @@ lib_init
 WS="$HERALD_BUILDDIR/herald-ws"
 BENCH="$HERALD_BUILDDIR/herald-bench"
 for f in "$WS" "$BENCH"; do [ -x "$f" ] || skip_all "$f not built"; done
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
-done
+lib_clean_env
 start_redis || skip_all "cannot start redis-server"
 
 plan 36

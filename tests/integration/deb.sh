@@ -55,9 +55,7 @@ done
 command -v "$nginx_bin" >/dev/null 2>&1 || skip_all "nginx not installed"
 WSC=$HERALD_BUILDDIR/tests/integration/ws_client
 [ -x "$WSC" ] || skip_all "$WSC not built (make tests/integration/ws_client)"
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
-done
+lib_clean_env
 
 # --- the package -----------------------------------------------------------
 DEB=${1:-}
@@ -231,26 +229,8 @@ done
 # Debian runs it (workers as www-data) when root.
 ngx_start() {
 	local d=$T/ngx-$1 user=
-	mkdir -p "$d/tmp" "$d/logs"
 	[ "$(id -u)" = 0 ] && user="user www-data;"
-	cat >"$d/nginx.conf" <<NGINX
-$user
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/logs/error.log info;
-events { worker_connections 256; }
-http {
-	include /etc/nginx/mime.types;
-	default_type application/octet-stream;
-	client_body_temp_path $d/tmp/body;
-	proxy_temp_path $d/tmp/proxy;
-	fastcgi_temp_path $d/tmp/fastcgi;
-	uwsgi_temp_path $d/tmp/uwsgi;
-	scgi_temp_path $d/tmp/scgi;
-	access_log $d/logs/access.log;
-	include $3;
-}
-NGINX
+	nginx_main_conf "$d" "$3" "$user" "" 256
 	"$nginx_bin" -t -q -p "$d" -c "$d/nginx.conf" 2>"$d/t.err"
 	ok $? "nginx -t: $1"
 	[ -s "$d/t.err" ] && sed 's/^/# /' "$d/t.err"

@@ -18,9 +18,7 @@ done
 command -v "$nginx_bin" >/dev/null 2>&1 || skip_all "nginx not installed"
 command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
-done
+lib_clean_env
 start_redis || skip_all "cannot start redis-server"
 trap 'stack_stop; _lib_cleanup' EXIT
 

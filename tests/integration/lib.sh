@@ -76,6 +76,16 @@ _lib_cleanup() {
 	fi
 }
 
+# lib_clean_env: no HERALD_* variable of the caller's environment reaches the
+# servers a test starts (but HERALD_BUILDDIR and HERALD_TESTDATA, make
+# check's): the test sets what it means.
+lib_clean_env() {
+	local v
+	for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
+		case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
+	done
+}
+
 lib_init() {
 	T=$(mktemp -d "${TMPDIR:-/tmp}/herald-test.XXXXXX") || skip_all "mktemp failed"
 	trap _lib_cleanup EXIT

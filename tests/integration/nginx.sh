@@ -57,6 +57,34 @@ _nginx_stream() {
 	    "$conf" >"$dir/herald-stream.conf"
 }
 
+# nginx_main_conf DIR INCLUDE [TOP] [END] [CONNECTIONS]: DIR/nginx.conf, a
+# main configuration that keeps everything in DIR (pid, logs, temp paths)
+# and includes INCLUDE in http {}; TOP and END are main-level lines before
+# and after (load_module, user, stream {}).
+nginx_main_conf() {
+	local dir=$1
+	mkdir -p "$dir/tmp" "$dir/logs"
+	cat >"$dir/nginx.conf" <<NGINX
+${3:-}
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log info;
+events { worker_connections ${5:-4096}; }
+http {
+	include /etc/nginx/mime.types;
+	default_type application/octet-stream;
+	client_body_temp_path $dir/tmp/body;
+	proxy_temp_path $dir/tmp/proxy;
+	fastcgi_temp_path $dir/tmp/fastcgi;
+	uwsgi_temp_path $dir/tmp/uwsgi;
+	scgi_temp_path $dir/tmp/scgi;
+	access_log $dir/logs/access.log;
+	include $2;
+}
+${4:-}
+NGINX
+}
+
 nginx_prepare() {
 	local conf=$1 dir=$2 port=$3 ws=$4 fcgi=$5 web main_top='' main_end=''
 	web=$(cd "$(dirname "$conf")/.." && pwd)/web
@@ -73,25 +101,7 @@ nginx_prepare() {
 	    -e "s#/var/log/nginx/herald.access.log#$dir/logs/access.log#" \
 	    -e "s#/usr/share/herald/web#$web#" \
 	    "$conf" >"$dir/herald.conf"
-	cat >"$dir/nginx.conf" <<NGINX
-$main_top
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/logs/error.log info;
-events { worker_connections 4096; }
-http {
-	include /etc/nginx/mime.types;
-	default_type application/octet-stream;
-	client_body_temp_path $dir/tmp/body;
-	proxy_temp_path $dir/tmp/proxy;
-	fastcgi_temp_path $dir/tmp/fastcgi;
-	uwsgi_temp_path $dir/tmp/uwsgi;
-	scgi_temp_path $dir/tmp/scgi;
-	access_log $dir/logs/access.log;
-	include $dir/herald.conf;
-}
-$main_end
-NGINX
+	nginx_main_conf "$dir" "$dir/herald.conf" "$main_top" "$main_end"
 	if [ -n "${NGINX_TUNE:-}" ]; then
 		"$NGINX_TUNE" "$dir" "$port" || return 1
 	fi

@@ -22,9 +22,7 @@ command -v "$nginx_bin" >/dev/null 2>&1 || skip_all "nginx not installed"
 [ -f "$NGINX_STREAM_MODULE" ] || skip_all "no $NGINX_STREAM_MODULE (apt-get install libnginx-mod-stream)"
 command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
-done
+lib_clean_env
 start_redis || skip_all "cannot start redis-server"
 
 SECRET=test-secret-$$

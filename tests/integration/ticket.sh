@@ -17,9 +17,7 @@ for f in "$WS" "$FCGI" "$PUB" "$CLI"; do [ -x "$f" ] || skip_all "$f not built";
 command -v nginx >/dev/null || skip_all "nginx not found"
 command -v curl >/dev/null || skip_all "curl not found"
 command -v openssl >/dev/null || skip_all "openssl not installed"
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
-done
+lib_clean_env
 lib_init
 chmod 755 "$T"
 start_redis || skip_all "cannot start redis-server"

@@ -22,9 +22,7 @@ command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
 command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
 # The caller's configuration keys (HERALD_CONFIG, HERALD_JWT_SECRET ...) would
 # change what the servers below do: each gets exactly the keys its checks need.
-for v in $(env | sed -n 's/^\(HERALD_[A-Z_]*\)=.*/\1/p'); do
-	case $v in HERALD_BUILDDIR | HERALD_TESTDATA) ;; *) unset "$v" ;; esac
-done
+lib_clean_env
 start_redis || skip_all "cannot start redis-server"
 
 
