@@ -32,6 +32,19 @@
  * live messages published during the replay must follow it.  The other
  * users' latency is also kept apart for the messages received inside that
  * window (a shared page tells every process when it opens and closes).
+ *
+ * --reconnect (issue 14): a subscriber whose connection closes or breaks
+ * after it was open connects again after herald.js's backoff (full jitter:
+ * uniform in [0, min(max, base * 2^attempt)), the exponent back to 0 once a
+ * connection stayed open --healthy-after s) and resumes from the last id
+ * it got: WS since=, SSE Last-Event-ID, poll since= (the last "cursor").
+ * Each client keeps a bitmap of the seqs it received, so loss, duplicates
+ * and order are counted over all of its connections.  The publisher
+ * reconnects too, and a message counts as sent once Redis acknowledged it
+ * (the EVALSHA reply, and WAIT's with --wait-replicas); one whose reply
+ * never came is "unacked": neither lost when missing nor a duplicate when
+ * it arrives.  The recovery time runs from the first failure any process
+ * saw to the last moment a client was receiving again (see usage()).
  */
 #include "config.h"
 #include "hist.h"
@@ -136,6 +149,24 @@ struct opts {
 	struct target rurl;      /* its URL template ({user} {token} {since}) */
 	int have_rurl;
 	char since[128];         /* the resume cursor: the seed's id (set by the parent) */
+	int reconnect;           /* --reconnect: clients and publisher come back */
+	double backoff_base;     /* ms: the first retry within [0, base) */
+	double backoff_max;      /* ms: the longest retry window */
+	double healthy_after;    /* s open before the backoff starts again from 0 */
+	double late;             /* ms: a message slower than this delays the recovery */
+	int wait_replicas;       /* WAIT N after each publish (0: none) */
+	long wait_timeout;       /* WAIT's timeout, ms */
+	struct target furl;      /* --fallback-url: SSE, after fall_after failures in a row */
+	int have_furl;
+	int fall_after;
+	char pub_auth[600];      /* --publish-auth: the HTTP publisher's Authorization line */
+	char initial_id[64];     /* --initial-id: the cursor before any message arrived */
+};
+
+/* A growable set of small integers (seqs): bit i is i. */
+struct bits {
+	uint8_t *b;
+	size_t cap; /* bits */
 };
 
 struct conn {
@@ -158,15 +189,38 @@ struct conn {
 	redisReader *rr;          /* R_RESP: hiredis's reply reader, made on first use */
 	struct sse_parser *sse;   /* R_SSE: the project's SSE parser, made on first use */
 	uint64_t t0;      /* connect() or the current request's write */
+	uint64_t due;     /* --poll-interval: when the next poll is due */
 	uint64_t max_seq; /* highest seq received */
 	uint64_t window;  /* bit k: seq max_seq - k was received */
 	uint64_t unique;  /* distinct seqs received */
+	/* --reconnect: a subscriber, or an HTTP publisher's request in flight */
+	uint8_t down;       /* lost its connection, not receiving again yet */
+	uint8_t attempt;    /* backoff exponent: closes since a healthy connection */
+	uint16_t close_code; /* the last WebSocket close code */
+	uint8_t fails;      /* failures in a row (herald.js's ladder) */
+	uint8_t fell;       /* on the fallback (SSE) since */
+	uint32_t nrecon;    /* connections opened again after a loss */
+	uint32_t pseq;      /* HTTP publisher: the seq of the request in flight */
+	uint64_t retry_at;  /* connect again then (0: not waiting) */
+	uint64_t ready_at;  /* the current connection became ready */
+	struct bits seen;   /* seqs received, over every connection */
+	char last_id[64];   /* the last id received: the resume cursor */
 };
 
 struct user {
 	uint32_t sent;  /* seq of the last publish to this user */
 	uint32_t nconn; /* connections of this user ready at the start */
+	uint32_t nacked;   /* --reconnect: publishes Redis acknowledged */
+	struct bits acked; /* their seqs */
 };
+
+/* A publish awaiting Redis's reply (or two, with WAIT), in send order. */
+struct pubrec {
+	uint32_t user, seq;
+	int8_t stage; /* 0: EVALSHA's reply due; 1 / -1: it said ok / error, WAIT's due */
+};
+
+#define RECON_HIST 64 /* clients by reconnects: 0..62, and 63 or more */
 
 /* What a child sends its parent at the end; summed over children. */
 struct result {
@@ -187,6 +241,15 @@ struct result {
 	char r_error[160];
 	struct hist lat, connect, poll;
 	struct hist lat_rw;            /* the other users' latency inside the replay window */
+	/* --reconnect */
+	uint64_t acked, unacked, unacked_delivered, pub_reconnects;
+	uint64_t sub_reconnects, clients_reconnected, unrecovered, failures, late, fallbacks;
+	uint64_t heartbeats, resets;
+	uint64_t pub_unrecovered; /* publishers without an acknowledged publish since a failure */
+	uint64_t fail_ns; /* CLOCK_MONOTONIC of the first failure seen, 0: none */
+	uint64_t ok_ns;   /* the last moment a client or the publisher was back */
+	uint64_t recon_hist[RECON_HIST];
+	char first_failure[120];
 };
 
 static struct opts O = {
@@ -207,6 +270,12 @@ static struct opts O = {
 	.token_ttl = 86400,
 	.replay_at = 1,
 	.replay_bytes = -1,
+	.backoff_base = 1000,
+	.backoff_max = 30000,
+	.healthy_after = 30,
+	.late = 500,
+	.wait_timeout = 1000,
+	.fall_after = 2,
 };
 
 /*
@@ -231,6 +300,13 @@ static struct {
 	uint32_t *active;
 	uint32_t nactive, rr;
 	struct conn redis;
+	struct pubrec *fifo; /* publishes awaiting a reply: a ring */
+	size_t fifo_head, fifo_len, fifo_cap;
+	uint64_t pub_retry_at; /* --reconnect: the publisher connects again then */
+	unsigned pub_attempt;
+	int pub_down;          /* failed, no acknowledged publish since */
+	long nretry;           /* subscribers waiting to connect again */
+	uint64_t next_retry;   /* the earliest of their retry_at */
 	char *rout; /* Redis publisher's unsent bytes */
 	size_t rout_len, rout_cap;
 	uint64_t inflight;
@@ -246,8 +322,7 @@ static struct {
 	int rc_owner, rc_started;
 	uint64_t rc_t0;      /* its connect() */
 	int64_t rc_steal0;
-	uint8_t *rc_seen;    /* bit s: seq s was received */
-	size_t rc_seen_cap;  /* bits */
+	struct bits rc_seen; /* the seqs it received */
 	char scratch[SCRATCH];
 } B;
 
@@ -315,10 +390,16 @@ static struct user *uslot(uint32_t u)
 	return u == (uint32_t)O.users ? &B.users[B.u1 - B.u0] : &B.users[u - B.u0];
 }
 
-/* The transport of c: the resume connection has its own. */
+/* The transport of c: the resume connection has its own, a client that fell back SSE. */
 static enum transport ctr(const struct conn *c)
 {
-	return c->replay ? O.rtr : O.tr;
+	return c->replay ? O.rtr : c->fell ? TR_SSE : O.tr;
+}
+
+/* The URL template of c. */
+static const struct target *ctarget(const struct conn *c)
+{
+	return c->replay ? &O.rurl : c->fell ? &O.furl : &O.url;
 }
 
 /* An HS256 JWT for user: {"sub":USER,"iat":NOW,"exp":NOW+ttl}. */
@@ -446,6 +527,137 @@ static void record_close(uint64_t code)
 	}
 }
 
+static uint64_t sec_ns(double s);
+static void pub_lost(const char *why);
+
+/* --- sets of seqs, backoff, failures (--reconnect) ----------------------------------------- */
+
+/* Set bit i.  Returns its previous value (0 or 1), or -1 when out of memory. */
+static int bits_set(struct bits *s, uint64_t i)
+{
+	if (i >= s->cap) {
+		size_t cap = s->cap ? s->cap : 1024;
+		uint8_t *q;
+
+		while (cap <= i)
+			cap *= 2;
+		if (cap > ((size_t)1 << 34) || !(q = realloc(s->b, cap / 8)))
+			return -1;
+		memset(q + s->cap / 8, 0, (cap - s->cap) / 8);
+		s->b = q;
+		s->cap = cap;
+	}
+	if (s->b[i / 8] >> (i % 8) & 1)
+		return 1;
+	s->b[i / 8] |= (uint8_t)(1u << (i % 8));
+	return 0;
+}
+
+static int bits_get(const struct bits *s, uint64_t i)
+{
+	return i < s->cap && (s->b[i / 8] >> (i % 8) & 1);
+}
+
+/* xorshift64*: the backoff's jitter (seeded per process in child_main). */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static double rnd01(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return (double)((rng_state * 0x2545f4914f6cdd1dULL) >> 11) / 9007199254740992.0;
+}
+
+/* herald.js's backoff(): full jitter, uniform in [0, min(max, base * 2^attempt)) ms. */
+static uint64_t backoff_ns(double base_ms, double max_ms, unsigned attempt)
+{
+	double w = base_ms * (double)(1u << (attempt < 20 ? attempt : 20));
+
+	if (w > max_ms)
+		w = max_ms;
+	return (uint64_t)(w * 1e6 * rnd01());
+}
+
+/* A failure seen now (what: for the report): the first starts the recovery clock. */
+static void fail_note(uint64_t now, const char *what)
+{
+	B.r.failures++;
+	if (B.r.fail_ns == 0) {
+		B.r.fail_ns = now;
+		snprintf(B.r.first_failure, sizeof B.r.first_failure, "%s", what);
+	}
+}
+
+/* Something was back at now: a client receiving, the publisher acknowledged, a late message. */
+static void ok_note(uint64_t now)
+{
+	if (now > B.r.ok_ns)
+		B.r.ok_ns = now;
+}
+
+/*
+ * Subscriber c lost its connection, or a new one failed: it connects again
+ * after the backoff (retry_due).  herald.js's rules: the exponent starts
+ * again from 0 when the connection had been open --healthy-after s, and
+ * the first retry after a 4408 (too slow: resume) on a healthy connection
+ * is at once.  The first loss of an outage is a failure.
+ */
+static void sub_lost(struct conn *c)
+{
+	uint64_t now = now_ns(), delay;
+	int at_once = c->close_code == 4408;
+
+	if (!c->down) {
+		char what[80];
+
+		c->down = 1;
+		if (c->close_code)
+			snprintf(what, sizeof what, "%s closed with %u", transport_names[ctr(c)],
+				 (unsigned)c->close_code);
+		else
+			snprintf(what, sizeof what, "%s connection lost", transport_names[ctr(c)]);
+		fail_note(now, what);
+	}
+	if (c->ready_at != 0 && now - c->ready_at >= sec_ns(O.healthy_after))
+		c->attempt = 0;
+	/* herald.js's ladder: an attempt that did not open, or a connection that
+	 * broke without an orderly close, is a failure; fall_after in a row and
+	 * it goes on over SSE (at once, the backoff from 0) */
+	if (c->state != S_READY ||
+	    (c->close_code != 1000 && c->close_code != 1001 && c->close_code != 4408))
+		c->fails++;
+	if (O.have_furl && !c->fell && c->fails >= O.fall_after) {
+		c->fell = 1;
+		c->fails = 0;
+		c->attempt = 0;
+		B.r.fallbacks++;
+		at_once = 1;
+	}
+	delay = c->attempt == 0 && at_once ? 0
+					   : backoff_ns(O.backoff_base, O.backoff_max, c->attempt);
+	if (c->attempt < UINT8_MAX)
+		c->attempt++;
+	c->ready_at = 0;
+	c->close_code = 0;
+	c->state = S_CLOSED;
+	c->retry_at = now + delay + 1;
+	B.nretry++;
+	if (c->retry_at < B.next_retry)
+		B.next_retry = c->retry_at;
+}
+
+/* Subscriber c is receiving again (a 101, an SSE 200, a poll answered). */
+static void sub_back(struct conn *c, uint64_t now)
+{
+	c->ready_at = now;
+	c->fails = 0;
+	if (c->down) {
+		c->down = 0;
+		ok_note(now);
+	}
+}
+
 /* --- connections ---------------------------------------------------------------------- */
 
 static void conn_free_in(struct conn *c)
@@ -477,6 +689,15 @@ static void conn_close(struct conn *c, int failed)
 	}
 	conn_free_in(c);
 	conn_free_parsers(c);
+	if (c->kind == K_PUB_REDIS)
+		pub_lost(failed > 0 ? "redis publisher: connection lost" : "redis publisher: closed");
+	if (c->kind == K_PUB_HTTP && c->busy) {
+		/* a request whose answer never came */
+		c->busy = 0;
+		B.r.unacked++;
+		if (O.reconnect)
+			fail_note(now_ns(), "HTTP publisher: connection lost");
+	}
 	if (c->kind != K_SUB) {
 		c->state = S_CLOSED;
 		return;
@@ -491,6 +712,10 @@ static void conn_close(struct conn *c, int failed)
 		if (W->w1 == 0)
 			W->w1 = now_ns();
 		c->state = failed > 0 ? S_FAILED : S_CLOSED;
+		return;
+	}
+	if (O.reconnect && c->counted && B.phase != P_DONE) {
+		sub_lost(c);
 		return;
 	}
 	if (c->state == S_CONNECTING || c->state == S_HANDSHAKE) {
@@ -589,7 +814,7 @@ static void ep_mod(struct conn *c, uint32_t events)
 
 static void sub_open(struct conn *c)
 {
-	const struct target *t = c->replay ? &O.rurl : &O.url;
+	const struct target *t = ctarget(c);
 	int counts = !c->counted && !c->replay; /* in B.pending until it opens or fails */
 
 	c->fd = ctr(c) == TR_REDIS ? open_redis_socket(c->gidx)
@@ -621,7 +846,7 @@ static int send_all(struct conn *c, const char *buf, size_t n)
 
 static int sub_request(struct conn *c)
 {
-	const struct target *t = c->replay ? &O.rurl : &O.url;
+	const struct target *t = ctarget(c);
 	char path[4096], req[5000], extra[200] = "";
 	int n;
 
@@ -646,11 +871,22 @@ static int sub_request(struct conn *c)
 		redisFreeCommand(cmd);
 		return rc;
 	}
-	if (expand(t->path, c->user, path, sizeof path) < 0)
+	if ((n = expand(t->path, c->user, path, sizeof path)) < 0)
 		return -1;
 	/* a browser's EventSource resumes with the header; a URL with {since} says it */
 	if (c->replay && ctr(c) == TR_SSE && !strstr(t->path, "{since}"))
 		snprintf(extra, sizeof extra, "Last-Event-ID: %s\r\n", O.since);
+	/* --reconnect: from the last id this client got, as herald.js does (or
+	 * --initial-id, where its user's history stood when it first connected) */
+	if (!c->replay && (c->last_id[0] != '\0' || (c->counted && O.initial_id[0] != '\0'))) {
+		const char *id = c->last_id[0] != '\0' ? c->last_id : O.initial_id;
+
+		if (ctr(c) == TR_SSE)
+			snprintf(extra, sizeof extra, "Last-Event-ID: %s\r\n", id);
+		else if (snprintf(path + n, sizeof path - (size_t)n, "%ssince=%s",
+				  strchr(path, '?') ? "&" : "?", id) >= (int)(sizeof path) - n)
+			return -1;
+	}
 	if (ctr(c) == TR_WS)
 		n = snprintf(req, sizeof req,
 			     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
@@ -678,6 +914,8 @@ static void sub_ready(struct conn *c)
 		B.r.r_opened = 1;
 		return;
 	}
+	if (O.reconnect)
+		sub_back(c, now_ns());
 	if (!c->counted) {
 		c->counted = 1;
 		B.pending--;
@@ -720,6 +958,8 @@ static void replay_window_end(uint64_t now)
  */
 static void replay_message(struct conn *c, uint64_t seq, uint64_t u, uint64_t now)
 {
+	int was;
+
 	B.r.r_received++;
 	if (u != c->user) {
 		B.r.r_wrong_user++;
@@ -727,25 +967,15 @@ static void replay_message(struct conn *c, uint64_t seq, uint64_t u, uint64_t no
 	}
 	if (B.r.r_first_ns < 0)
 		B.r.r_first_ns = (int64_t)(now - B.rc_t0);
-	if (seq >= B.rc_seen_cap) {
-		size_t cap = B.rc_seen_cap ? B.rc_seen_cap : 1024;
-		uint8_t *q;
-
-		while (cap <= seq)
-			cap *= 2;
-		if (cap > ((size_t)1 << 34) || !(q = realloc(B.rc_seen, cap / 8))) {
-			B.r.r_unparsed++;
-			return;
-		}
-		memset(q + B.rc_seen_cap / 8, 0, (cap - B.rc_seen_cap) / 8);
-		B.rc_seen = q;
-		B.rc_seen_cap = cap;
+	was = bits_set(&B.rc_seen, seq);
+	if (was < 0) {
+		B.r.r_unparsed++;
+		return;
 	}
-	if (seq == 0 || (B.rc_seen[seq / 8] >> (seq % 8) & 1)) {
+	if (seq == 0 || was) {
 		B.r.r_dup++;
 		return;
 	}
-	B.rc_seen[seq / 8] |= (uint8_t)(1u << (seq % 8));
 	B.r.r_unique++;
 	if (seq < c->max_seq)
 		B.r.r_ooo++;
@@ -759,10 +989,61 @@ static void replay_message(struct conn *c, uint64_t seq, uint64_t u, uint64_t no
 	}
 }
 
+/* --reconnect: copy the id of an envelope ({"id":"ID",...}) as c's cursor. */
+static void envelope_id(struct conn *c, const char *p, size_t n)
+{
+	const char *e;
+
+	if (n < 8 || memcmp(p, "{\"id\":\"", 7) != 0)
+		return;
+	e = memchr(p + 7, '"', n - 7);
+	if (e != NULL && (size_t)(e - p - 7) < sizeof c->last_id) {
+		memcpy(c->last_id, p + 7, (size_t)(e - p - 7));
+		c->last_id[e - p - 7] = '\0';
+	}
+}
+
+/* --reconnect: message seq of c's user, counted over all of c's connections. */
+static void reconnect_message(struct conn *c, uint64_t seq, uint64_t lat, uint64_t now)
+{
+	int was = bits_set(&c->seen, seq);
+
+	if (was > 0) {
+		B.r.dup++;
+	} else {
+		if (was == 0)
+			c->unique++;
+		if (seq < c->max_seq)
+			B.r.ooo++;
+		else
+			c->max_seq = seq;
+	}
+	if (lat > (uint64_t)(O.late * 1e6)) {
+		B.r.late++;
+		ok_note(now);
+	}
+}
+
+/*
+ * A message (a WS text frame, an SSE event's data, a poll's envelope).
+ * Frames without a payload seq are not messages: the server's heartbeats
+ * ({"type":"heartbeat"...}) and reset signal ({"reset":true}) are counted
+ * apart, anything else as unparsed.
+ */
 static void on_message(struct conn *c, const char *p, size_t n)
 {
 	uint64_t seq, t, u, now = now_ns();
 
+	if (n >= 19 && memcmp(p, "{\"type\":\"heartbeat\"", 19) == 0) {
+		B.r.heartbeats++;
+		return;
+	}
+	if (n >= 9 && memcmp(p, "{\"reset\":", 9) == 0) {
+		B.r.resets++;
+		return;
+	}
+	if (O.reconnect && !c->replay)
+		envelope_id(c, p, n);
 	if (find_u64(p, n, "\"seq\":", &seq) < 0 || find_u64(p, n, "\"t\":", &t) < 0 ||
 	    find_u64(p, n, "\"u\":", &u) < 0) {
 		if (c->replay)
@@ -785,6 +1066,10 @@ static void on_message(struct conn *c, const char *p, size_t n)
 		hist_add(&B.r.lat_rw, now > t ? now - t : 0);
 	if (B.samples)
 		fprintf(B.samples, "%" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", t, now, u, seq);
+	if (O.reconnect) {
+		reconnect_message(c, seq, now > t ? now - t : 0, now);
+		return;
+	}
 	if (seq > c->max_seq) {
 		uint64_t shift = seq - c->max_seq;
 		c->window = shift >= 64 ? 1 : (c->window << shift) | 1;
@@ -923,9 +1208,20 @@ static int dechunk(struct conn *c)
 static void sse_event_cb(void *ud, const char *type, const char *data, size_t len,
 			 const char *last_id)
 {
-	(void)type;
-	(void)last_id;
-	on_message(ud, data, len);
+	struct conn *c = ud;
+
+	if (strcmp(type, "heartbeat") == 0) {
+		B.r.heartbeats++;
+		return;
+	}
+	if (strcmp(type, "reset") == 0) {
+		B.r.resets++;
+		return;
+	}
+	/* the stream's last id, as the browser keeps it for Last-Event-ID */
+	if (O.reconnect && !c->replay && last_id[0] != '\0')
+		snprintf(c->last_id, sizeof c->last_id, "%s", last_id);
+	on_message(c, data, len);
 }
 
 /* SSE: the decoded bytes [0, dlen) through the connection's sse_parser.  0 or -1. */
@@ -982,6 +1278,7 @@ static int ws_frames(struct conn *c)
 			int code = wsf_close_code(f.payload, f.len);
 
 			record_close((uint64_t)code);
+			c->close_code = (uint16_t)code;
 			if (c->replay)
 				B.r.r_close = (uint64_t)code;
 			send_ws_frame(c, WSF_OP_CLOSE, f.payload, f.len >= 2 ? 2 : 0);
@@ -1040,7 +1337,68 @@ static int redis_sub_reply(struct conn *c, const redisReply *r)
 }
 
 static void poll_next(struct conn *c);
+static int polling(void);
 static void hpub_done(struct conn *c);
+static void pub_ack(uint32_t u, uint32_t seq);
+static void pub_refused(const char *why);
+
+/*
+ * --reconnect: a poll's answer is read, {"notifications":[ENVELOPE,...],
+ * "cursor":"ID","truncated":...}: each envelope is a message, and the
+ * cursor is where the next poll continues.
+ */
+static void poll_parse(struct conn *c, const char *p, size_t n)
+{
+	const char *end = p + n, *k, *arr = memmem(p, n, "\"notifications\":[", 17);
+
+	if (arr != NULL) {
+		p = arr + 17;
+		while ((k = memmem(p, (size_t)(end - p), "{\"id\":", 6)) != NULL) {
+			const char *next = memmem(k + 6, (size_t)(end - k - 6), "{\"id\":", 6);
+
+			p = next != NULL ? next : end;
+			on_message(c, k, (size_t)(p - k));
+		}
+		p = arr;
+	}
+	if (memmem(p, (size_t)(end - p), "\"truncated\":true", 16) != NULL)
+		B.r.resets++;
+	k = memmem(p, (size_t)(end - p), "\"cursor\":\"", 10);
+	if (k != NULL) {
+		const char *e = memchr(k + 10, '"', (size_t)(end - k - 10));
+
+		if (e != NULL && (size_t)(e - k - 10) < sizeof c->last_id) {
+			memcpy(c->last_id, k + 10, (size_t)(e - k - 10));
+			c->last_id[e - k - 10] = '\0';
+		}
+	}
+}
+
+/* --reconnect: a poll's body, kept until it is whole, then read.  1 when
+ * it was (and is consumed), 0 when more is needed, -1 on bad framing. */
+static int poll_body(struct conn *c)
+{
+	size_t bl;
+
+	if (c->chunked) {
+		int d = dechunk(c);
+
+		if (d <= 0)
+			return d;
+		bl = c->dlen;
+	} else if (c->clen > 0) {
+		if (c->len < (uint64_t)c->clen)
+			return 0;
+		bl = (size_t)c->clen;
+		c->clen = 0;
+	} else {
+		bl = 0; /* 204, 304: no body */
+	}
+	if (c->status >= 200 && c->status < 300)
+		poll_parse(c, c->in, bl);
+	in_consume(c, bl);
+	return 1;
+}
 
 /* A complete HTTP response on a poll subscriber or an HTTP publisher. */
 static int response_done(struct conn *c)
@@ -1051,10 +1409,12 @@ static int response_done(struct conn *c)
 	c->rstate = R_HDRS;
 	if (c->kind == K_PUB_HTTP) {
 		if (!ok) {
-			B.r.pub_errors++;
-			if (!B.r.pub_error[0])
-				snprintf(B.r.pub_error, sizeof B.r.pub_error, "HTTP status %d",
-					 c->status);
+			char why[40];
+
+			snprintf(why, sizeof why, "HTTP status %d", c->status);
+			pub_refused(why);
+		} else if (c->busy) {
+			pub_ack(c->user, c->pseq);
 		}
 		c->busy = 0;
 		if (c->conn_close)
@@ -1070,13 +1430,19 @@ static int response_done(struct conn *c)
 	}
 	if (c->state != S_READY) {
 		sub_ready(c);
-	} else if (B.phase == P_RUN) {
-		B.r.polls++;
-		hist_add(&B.r.poll, now - c->t0);
+	} else {
+		if (O.reconnect)
+			sub_back(c, now);
+		if (B.phase == P_RUN) {
+			B.r.polls++;
+			hist_add(&B.r.poll, now - c->t0);
+		}
 	}
 	if (c->conn_close)
 		return -1;
-	if (B.phase == P_RUN)
+	if (polling() && O.poll_interval > 0)
+		c->due = c->t0 + sec_ns(O.poll_interval); /* poll_due sends it */
+	else if (polling())
 		poll_next(c);
 	return 0;
 }
@@ -1128,7 +1494,12 @@ static int feed(struct conn *c)
 			}
 			return sse_feed(c);
 		case R_BODY:
-			if (c->chunked) {
+			if (c->kind == K_SUB && O.reconnect) {
+				int d = poll_body(c);
+
+				if (d <= 0)
+					return d;
+			} else if (c->chunked) {
 				int d = dechunk(c);
 				if (d < 0)
 					return -1;
@@ -1154,6 +1525,79 @@ static int feed(struct conn *c)
 }
 
 /* --- publishers ----------------------------------------------------------------------- */
+
+/* Redis (or the HTTP publisher) acknowledged user u's message seq. */
+static void pub_ack(uint32_t u, uint32_t seq)
+{
+	struct user *us = uslot(u);
+
+	B.r.acked++;
+	if (O.reconnect && bits_set(&us->acked, seq) == 0)
+		us->nacked++;
+	if (B.pub_down) {
+		B.pub_down = 0;
+		ok_note(now_ns());
+	}
+}
+
+/* A publish refused (an error reply, an HTTP error status): not acknowledged. */
+static void pub_refused(const char *why)
+{
+	B.r.pub_errors++;
+	if (!B.r.pub_error[0])
+		snprintf(B.r.pub_error, sizeof B.r.pub_error, "%.150s", why);
+	if (O.reconnect && B.phase != P_DONE) {
+		char what[120];
+
+		snprintf(what, sizeof what, "publish refused: %.90s", why);
+		fail_note(now_ns(), what);
+		B.pub_down = 1;
+	}
+}
+
+/* Remember a publish written to Redis until its reply comes.  0 or -1. */
+static int fifo_push(uint32_t u, uint32_t seq)
+{
+	if (B.fifo_len == B.fifo_cap) {
+		size_t cap = B.fifo_cap ? B.fifo_cap * 2 : 1024;
+		struct pubrec *q = malloc(cap * sizeof *q);
+
+		if (q == NULL)
+			return -1;
+		for (size_t i = 0; i < B.fifo_len; i++)
+			q[i] = B.fifo[(B.fifo_head + i) % B.fifo_cap];
+		free(B.fifo);
+		B.fifo = q;
+		B.fifo_cap = cap;
+		B.fifo_head = 0;
+	}
+	B.fifo[(B.fifo_head + B.fifo_len) % B.fifo_cap] = (struct pubrec){.user = u, .seq = seq};
+	B.fifo_len++;
+	return 0;
+}
+
+/*
+ * The Redis publisher's connection is gone: what it wrote without a reply
+ * is unacknowledged (executed or not, nobody knows); with --reconnect it
+ * connects again after a backoff (100 ms doubling up to 2 s, jittered: a
+ * job's retry, not a browser's).
+ */
+static void pub_lost(const char *why)
+{
+	uint64_t now = now_ns();
+
+	B.r.unacked += B.fifo_len;
+	B.fifo_len = B.fifo_head = 0;
+	B.inflight = 0;
+	B.rout_len = 0;
+	if (!O.reconnect || B.phase == P_DONE)
+		return;
+	fail_note(now, why);
+	B.pub_down = 1;
+	B.pub_retry_at = now + backoff_ns(100, 2000, B.pub_attempt) + 1;
+	if (B.pub_attempt < 20)
+		B.pub_attempt++;
+}
 
 /* The payload of user u's message seq, padded to about pad bytes. */
 static int make_payload_pad(uint32_t u, uint32_t seq, int pad, char *out, size_t len)
@@ -1254,29 +1698,77 @@ static void redis_publish(uint32_t u)
 	int n;
 
 	n = redis_publish_cmd(u, us->sent + 1, O.payload_bytes, &cmd);
-	if (n < 0 || rout_add(cmd, (size_t)n) < 0) {
+	if (n < 0 || fifo_push(u, us->sent + 1) < 0) {
+		redisFreeCommand(cmd);
+		B.r.pub_errors++;
+		return;
+	}
+	if (rout_add(cmd, (size_t)n) < 0) {
+		B.fifo_len--; /* never written: no reply will come */
 		redisFreeCommand(cmd);
 		B.r.pub_errors++;
 		return;
 	}
 	redisFreeCommand(cmd);
+	if (O.wait_replicas > 0) {
+		/* acknowledged once that many replicas have it too */
+		n = redisFormatCommand(&cmd, "WAIT %d %ld", O.wait_replicas, O.wait_timeout);
+		if (n > 0)
+			rout_add(cmd, (size_t)n);
+		redisFreeCommand(cmd);
+	}
 	us->sent++;
 	B.r.sent++;
 	B.inflight++;
 }
 
-/* The publisher's connection: one reply per EVALSHA in flight. */
+/*
+ * The publisher's connection: one reply per EVALSHA in flight (the id, or
+ * an error), and WAIT's (the replicas that have it) after each with
+ * --wait-replicas.  A READONLY error (a master demoted by a failover) or a
+ * WAIT short of replicas closes the connection, so the next one asks the
+ * sentinels again.
+ */
 static int redis_pub_reply(struct conn *c, const redisReply *r)
 {
+	struct pubrec *p = B.fifo_len > 0 ? &B.fifo[B.fifo_head] : NULL;
+	int ok, again = r->type == REDIS_REPLY_ERROR && strncmp(r->str, "READONLY", 8) == 0;
+
 	(void)c;
-	if (r->type == REDIS_REPLY_ERROR) {
-		B.r.pub_errors++;
-		if (!B.r.pub_error[0])
-			snprintf(B.r.pub_error, sizeof B.r.pub_error, "%.150s", r->str);
+	if (p != NULL && O.wait_replicas > 0 && p->stage == 0) {
+		p->stage = r->type == REDIS_REPLY_ERROR ? -1 : 1;
+		if (p->stage < 0)
+			pub_refused(r->str);
+		return again ? -1 : 0;
+	}
+	if (p != NULL && O.wait_replicas > 0) {
+		ok = p->stage > 0 && r->type == REDIS_REPLY_INTEGER && r->integer >= O.wait_replicas;
+		if (p->stage > 0 && !ok) {
+			/* stored, but on fewer replicas than asked: a master cut off
+			 * from its replicas (a failover under way).  Connect again:
+			 * the sentinels may name another master by now. */
+			B.r.unacked++;
+			again = 1;
+			if (!B.r.pub_error[0])
+				snprintf(B.r.pub_error, sizeof B.r.pub_error,
+					 "WAIT: fewer than %d replicas", O.wait_replicas);
+			if (O.reconnect)
+				fail_note(now_ns(), "redis publisher: WAIT short of replicas");
+		}
+	} else {
+		ok = r->type != REDIS_REPLY_ERROR;
+		if (!ok)
+			pub_refused(r->str);
+	}
+	if (p != NULL) {
+		if (ok)
+			pub_ack(p->user, p->seq);
+		B.fifo_head = (B.fifo_head + 1) % B.fifo_cap;
+		B.fifo_len--;
 	}
 	if (B.inflight)
 		B.inflight--;
-	return 0;
+	return again ? -1 : 0;
 }
 
 static int hpub_open(struct conn *c)
@@ -1298,7 +1790,7 @@ static int hpub_open(struct conn *c)
 
 static void hpub_send(struct conn *c)
 {
-	char path[4096], payload[8192], req[13000];
+	char path[4096], payload[8192], req[14000];
 	uint32_t u = next_user();
 	struct user *us = uslot(u);
 	int pl, n;
@@ -1310,8 +1802,8 @@ static void hpub_send(struct conn *c)
 	pl = make_payload(u, us->sent + 1, payload, sizeof payload);
 	n = snprintf(req, sizeof req,
 		     "POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-		     "Content-Length: %d\r\n\r\n%s",
-		     path, O.pub.host, O.pub.port, pl, payload);
+		     "%sContent-Length: %d\r\n\r\n%s",
+		     path, O.pub.host, O.pub.port, O.pub_auth, pl, payload);
 	if (send_all(c, req, (size_t)n) < 0) {
 		B.r.pub_errors++;
 		return;
@@ -1319,6 +1811,8 @@ static void hpub_send(struct conn *c)
 	us->sent++;
 	B.r.sent++;
 	c->busy = 1;
+	c->user = u;
+	c->pseq = us->sent;
 }
 
 /* An HTTP publisher is free: send the next due message. */
@@ -1354,8 +1848,11 @@ static void publish_tick(uint64_t now)
 		}
 		return;
 	}
-	if (B.redis.fd < 0)
+	if (B.redis.fd < 0) {
+		if (O.reconnect) /* due while the publisher has no Redis */
+			B.r.pub_skipped += owed;
 		return;
+	}
 	while (owed > 0) {
 		if (B.inflight >= REDIS_INFLIGHT_MAX) {
 			B.r.pub_skipped += owed;
@@ -1395,12 +1892,42 @@ static void publish_arm(void)
 
 /* --- polling ---------------------------------------------------------------------------- */
 
+/* Pollers poll during the run, and with --reconnect on through the drain
+ * (a client back from a failure catches up there). */
+static int polling(void)
+{
+	return B.phase == P_RUN || (O.reconnect && B.phase == P_DRAIN);
+}
+
 static void poll_next(struct conn *c)
 {
-	if (c->fd < 0 || B.phase != P_RUN)
+	if (c->fd < 0 || !polling())
 		return;
+	c->due = UINT64_MAX; /* in flight */
 	if (sub_request(c) < 0)
 		conn_close(c, 1);
+}
+
+/*
+ * --poll-interval: every ready poller whose time has come polls once.  The
+ * first polls are spread evenly over one interval (connection i at i/N of
+ * it), as clients that loaded their pages at random times would; then each
+ * polls one interval after its last poll was sent.  A scan per loop turn:
+ * cheap next to the requests at the sizes this runs (10,000 pollers).
+ */
+static void poll_due(uint64_t now)
+{
+	static uint64_t last;
+
+	if (now - last < 2000000) /* every 2 ms at most: the loop turns each 1 ms */
+		return;
+	last = now;
+	for (long i = 0; i < B.nconns; i++) {
+		struct conn *c = &B.conns[i];
+
+		if (c->kind == K_SUB && c->state == S_READY && c->due <= now)
+			poll_next(c);
+	}
 }
 
 /* --- the loop --------------------------------------------------------------------------- */
@@ -1537,7 +2064,7 @@ static void collect_active(void)
 	uint32_t nu = B.u1 - B.u0;
 
 	for (long i = 0; i < B.nconns; i++)
-		if (B.conns[i].state == S_READY)
+		if (B.conns[i].state == S_READY || (O.reconnect && B.conns[i].counted))
 			B.users[B.conns[i].user - B.u0].nconn++;
 	B.active = calloc(nu + 1, sizeof *B.active); /* + the replay user */
 	if (!B.active)
@@ -1548,14 +2075,15 @@ static void collect_active(void)
 }
 
 /*
- * A blocking connection to --redis (AUTH and SELECT done) with the publish
- * script loaded, handed over as a bare descriptor in blocking mode.
+ * A blocking connection to --redis (AUTH and SELECT done; the master the
+ * sentinels name with --sentinels) with the publish script loaded, handed
+ * over as a bare descriptor in blocking mode.
  */
-static int redis_connect_fd(char *err, size_t errlen)
+static int redis_connect_fd(int timeout_ms, char *err, size_t errlen)
 {
 	redisContext *rc;
 
-	if (redis_connect(&O.redis, 5000, &rc, err, errlen) != 0)
+	if (redis_connect(&O.redis, timeout_ms, &rc, err, errlen) != 0)
 		return -1;
 	if (redis_script_load(rc, &redis_script_publish, err, errlen) != 0) {
 		redisFree(rc);
@@ -1618,6 +2146,25 @@ static void child_setup(int idx)
 	}
 	B.redis.fd = -1;
 	B.redis.kind = K_PUB_REDIS;
+	B.next_retry = UINT64_MAX;
+	rng_state ^= now_ns() ^ ((uint64_t)getpid() << 32);
+}
+
+/* The Redis publisher's connection, non-blocking in the loop.  0 or -1. */
+static int pub_connect(int timeout_ms, char *err, size_t errlen)
+{
+	B.redis.fd = redis_connect_fd(timeout_ms, err, errlen);
+	if (B.redis.fd < 0)
+		return -1;
+	fcntl(B.redis.fd, F_SETFL, fcntl(B.redis.fd, F_GETFL) | O_NONBLOCK);
+	B.redis.state = S_READY;
+	if (ep_add(&B.redis, EPOLLIN) < 0) {
+		close(B.redis.fd);
+		B.redis.fd = -1;
+		snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 static void child_publishers(void)
@@ -1636,17 +2183,89 @@ static void child_publishers(void)
 		}
 		return;
 	}
-	B.redis.fd = redis_connect_fd(B.r.pub_error, sizeof B.r.pub_error);
-	if (B.redis.fd < 0)
+	if (pub_connect(5000, B.r.pub_error, sizeof B.r.pub_error) < 0 && O.reconnect)
+		B.pub_retry_at = now_ns(); /* and again, in the loop */
+}
+
+/* --reconnect: the publisher's backoff is over: connect again (blocking,
+ * at most 1 s: a refused connect returns at once). */
+static void pub_reconnect(void)
+{
+	char err[160];
+
+	B.pub_retry_at = 0;
+	if (pub_connect(1000, err, sizeof err) < 0) {
+		B.pub_retry_at = now_ns() + backoff_ns(100, 2000, B.pub_attempt) + 1;
+		if (B.pub_attempt < 20)
+			B.pub_attempt++;
 		return;
-	fcntl(B.redis.fd, F_SETFL, fcntl(B.redis.fd, F_GETFL) | O_NONBLOCK);
-	B.redis.state = S_READY;
-	ep_add(&B.redis, EPOLLIN);
+	}
+	B.r.pub_reconnects++;
+	B.pub_attempt = 0;
+}
+
+/* --reconnect: connect the subscribers whose backoff is over. */
+static void retry_due(uint64_t now)
+{
+	if (B.nretry == 0 || now < B.next_retry)
+		return;
+	B.next_retry = UINT64_MAX;
+	for (long i = 0; i < B.nconns; i++) {
+		struct conn *c = &B.conns[i];
+
+		if (c->retry_at == 0)
+			continue;
+		if (c->retry_at <= now) {
+			c->retry_at = 0;
+			B.nretry--;
+			c->nrecon++;
+			B.r.sub_reconnects++;
+			sub_open(c); /* a failure schedules the next try (sub_lost) */
+		} else if (c->retry_at < B.next_retry) {
+			B.next_retry = c->retry_at;
+		}
+	}
 }
 
 static uint64_t sec_ns(double s)
 {
 	return (uint64_t)(s * 1e9);
+}
+
+/* --reconnect: user u's acknowledged messages that c did not get. */
+static uint64_t missing(const struct conn *c, const struct user *us)
+{
+	uint64_t n = 0;
+
+	for (uint64_t s = 1; s <= us->sent; s++)
+		if (bits_get(&us->acked, s) && !bits_get(&c->seen, s))
+			n++;
+	return n;
+}
+
+/* --reconnect: every client is back and has every acknowledged message. */
+static int drained_reconnect(void)
+{
+	static uint64_t last;
+	uint64_t now = now_ns();
+
+	if (B.nretry > 0)
+		return 0;
+	for (long i = 0; i < B.nconns; i++) {
+		const struct conn *c = &B.conns[i];
+
+		if (c->counted && (c->down || c->state != S_READY ||
+				   c->unique < B.users[c->user - B.u0].nacked))
+			return 0;
+	}
+	/* the counts agree (messages not acknowledged may stand in for missing ones): check */
+	if (now - last < 20000000)
+		return 0;
+	last = now;
+	for (long i = 0; i < B.nconns; i++)
+		if (B.conns[i].counted && missing(&B.conns[i], &B.users[B.conns[i].user - B.u0]))
+			return 0;
+	return 1;
 }
 
 /* All expected messages are in: the drain can end early. */
@@ -1669,11 +2288,36 @@ static int drained(void)
 				return 0;
 	if (B.rc_started && B.rc.state == S_READY && B.r.r_unique < uslot((uint32_t)O.users)->sent)
 		return 0;
+	if (O.reconnect)
+		return drained_reconnect();
 	return have >= want;
+}
+
+/*
+ * --reconnect: client c's figures over all its connections.  Expected: what
+ * Redis acknowledged for its user; lost: acknowledged and never received;
+ * what it got without an acknowledgement is neither.
+ */
+static void reconnect_finish(const struct conn *c)
+{
+	const struct user *us = &B.users[c->user - B.u0];
+	uint64_t lost = missing(c, us);
+
+	B.r.expected += us->nacked;
+	B.r.unique += c->unique;
+	B.r.lost += lost;
+	B.r.unacked_delivered += c->unique - (us->nacked - lost);
+	B.r.recon_hist[c->nrecon < RECON_HIST ? c->nrecon : RECON_HIST - 1]++;
+	if (c->nrecon > 0)
+		B.r.clients_reconnected++;
+	if (c->down)
+		B.r.unrecovered++;
 }
 
 static void child_finish(void)
 {
+	if (O.reconnect && B.pub_down)
+		B.r.pub_unrecovered = 1;
 	if (B.samples && fclose(B.samples) != 0)
 		snprintf(B.r.pub_error, sizeof B.r.pub_error, "--samples: %s", strerror(errno));
 	B.samples = NULL;
@@ -1681,7 +2325,11 @@ static void child_finish(void)
 		struct conn *c = &B.conns[i];
 		uint64_t want;
 
-		if (c->state != S_READY)
+		if (O.reconnect && c->counted) {
+			reconnect_finish(c);
+			continue;
+		}
+		if (c->state != S_READY || O.reconnect)
 			continue;
 		want = B.users[c->user - B.u0].sent;
 		B.r.expected += want;
@@ -1772,12 +2420,23 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 				B.steal0 = steal_now_ms();
 				publish_arm();
 				if (O.tr == TR_POLL)
-					for (long i = 0; i < B.nconns; i++)
-						if (B.conns[i].state == S_READY)
-							poll_next(&B.conns[i]);
+					for (long i = 0; i < B.nconns; i++) {
+						struct conn *c = &B.conns[i];
+
+						if (c->state != S_READY)
+							continue;
+						if (O.poll_interval > 0)
+							c->due = now + (uint64_t)((double)sec_ns(O.poll_interval) *
+										  (double)c->gidx /
+										  (double)O.connections);
+						else
+							poll_next(c);
+					}
 			}
 		} else if (B.phase == P_RUN) {
 			/* publishing is the timer's (publish_arm) */
+			if (O.tr == TR_POLL && O.poll_interval > 0)
+				poll_due(now);
 			if (B.rc_owner && !B.rc_started && now - B.t_phase >= sec_ns(O.replay_at))
 				replay_open(now);
 			if (now - B.t_phase >= sec_ns(O.duration)) {
@@ -1796,10 +2455,19 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 				B.r.pub_skipped += B.backlog;
 				B.backlog = 0;
 			}
-			if (now - B.t_run_end >= sec_ns(O.drain) || (O.tr != TR_POLL && drained()))
+			if (O.reconnect && O.tr == TR_POLL && O.poll_interval > 0)
+				poll_due(now);
+			if (now - B.t_run_end >= sec_ns(O.drain) ||
+			    ((O.tr != TR_POLL || O.reconnect) && drained()))
 				break;
 		} else {
 			break;
+		}
+		if (O.reconnect) {
+			retry_due(now);
+			if (B.phase == P_RUN && B.redis.fd < 0 && B.pub_retry_at != 0 &&
+			    now >= B.pub_retry_at)
+				pub_reconnect();
 		}
 		if (got_signal)
 			break;
@@ -1845,6 +2513,28 @@ static void merge(struct result *d, const struct result *s)
 	d->unparsed += s->unparsed;
 	d->polls += s->polls;
 	d->poll_errors += s->poll_errors;
+	d->acked += s->acked;
+	d->unacked += s->unacked;
+	d->unacked_delivered += s->unacked_delivered;
+	d->pub_reconnects += s->pub_reconnects;
+	d->sub_reconnects += s->sub_reconnects;
+	d->clients_reconnected += s->clients_reconnected;
+	d->unrecovered += s->unrecovered;
+	d->failures += s->failures;
+	d->late += s->late;
+	d->fallbacks += s->fallbacks;
+	d->heartbeats += s->heartbeats;
+	d->resets += s->resets;
+	d->pub_unrecovered += s->pub_unrecovered;
+	for (int i = 0; i < RECON_HIST; i++)
+		d->recon_hist[i] += s->recon_hist[i];
+	/* the recovery: from the first failure of any process to the last return */
+	if (s->fail_ns != 0 && (d->fail_ns == 0 || s->fail_ns < d->fail_ns)) {
+		d->fail_ns = s->fail_ns;
+		memcpy(d->first_failure, s->first_failure, sizeof d->first_failure);
+	}
+	if (s->ok_ns > d->ok_ns)
+		d->ok_ns = s->ok_ns;
 	if (s->run_ns > d->run_ns)
 		d->run_ns = s->run_ns;
 	if (s->connect_ns > d->connect_ns)
@@ -1914,9 +2604,50 @@ static void json_str(FILE *f, const char *s)
 	free(esc);
 }
 
+/*
+ * --reconnect: the recovery in ms (-1: a client never came back; 0: nothing
+ * failed), and the clients' reconnects: the most, and the median of those
+ * that reconnected.
+ */
+static void print_reconnect(FILE *f, const struct result *r)
+{
+	uint64_t max = 0, p50 = 0, seen = 0, nrec = r->clients_reconnected;
+	double rec = -1;
+
+	for (int i = 1; i < RECON_HIST; i++) {
+		if (r->recon_hist[i] == 0)
+			continue;
+		max = (uint64_t)i;
+		if (seen < (nrec + 1) / 2 && seen + r->recon_hist[i] >= (nrec + 1) / 2)
+			p50 = (uint64_t)i;
+		seen += r->recon_hist[i];
+	}
+	if (r->unrecovered == 0 && r->pub_unrecovered == 0)
+		rec = r->fail_ns == 0 || r->ok_ns <= r->fail_ns ? 0.0 : ms(r->ok_ns - r->fail_ns);
+	fprintf(f,
+		",\"reconnect\":true,\"written\":%" PRIu64 ",\"acked\":%" PRIu64
+		",\"unacked\":%" PRIu64 ",\"unacked_delivered\":%" PRIu64
+		",\"pub_reconnects\":%" PRIu64,
+		r->sent, r->acked, r->unacked, r->unacked_delivered, r->pub_reconnects);
+	fprintf(f,
+		",\"reconnect_total\":%" PRIu64 ",\"reconnect_clients\":%" PRIu64
+		",\"reconnect_max\":%" PRIu64 "%s,\"reconnect_p50\":%" PRIu64,
+		r->sub_reconnects, nrec, max, max == RECON_HIST - 1 ? ",\"reconnect_max_capped\":true" : "",
+		p50);
+	fprintf(f,
+		",\"failures\":%" PRIu64 ",\"recovery_ms\":%.1f,\"unrecovered\":%" PRIu64
+		",\"late\":%" PRIu64 ",\"late_ms\":%.0f,\"heartbeats\":%" PRIu64
+		",\"resets\":%" PRIu64 ",\"fallbacks\":%" PRIu64 ",\"pub_unrecovered\":%" PRIu64,
+		r->failures, rec, r->unrecovered, r->late, O.late, r->heartbeats, r->resets,
+		r->fallbacks, r->pub_unrecovered);
+	fputs(",\"first_failure\":", f);
+	json_str(f, r->first_failure);
+}
+
 static void print_result(const struct result *r, double connect_s, int children_lost)
 {
 	double run_s = (double)r->run_ns / 1e9;
+	uint64_t sent = O.reconnect ? r->acked : r->sent; /* --reconnect: acknowledged */
 	FILE *f = stdout;
 
 	fputs("{\"tool\":\"herald-bench\",\"label\":", f);
@@ -1955,7 +2686,7 @@ static void print_result(const struct result *r, double connect_s, int children_
 		",\"expected\":%" PRIu64 ",\"received\":%" PRIu64 ",\"lost\":%" PRIu64
 		",\"dup\":%" PRIu64 ",\"ooo\":%" PRIu64 ",\"wrong_user\":%" PRIu64
 		",\"unparsed\":%" PRIu64,
-		r->sent, r->pub_errors, r->pub_skipped, r->expected, r->received, r->lost, r->dup,
+		sent, r->pub_errors, r->pub_skipped, r->expected, r->received, r->lost, r->dup,
 		r->ooo, r->wrong_user, r->unparsed);
 	fprintf(f,
 		",\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,"
@@ -1965,7 +2696,7 @@ static void print_result(const struct result *r, double connect_s, int children_
 		ms(r->lat.max), r->lat.n ? ms(r->lat.sum / r->lat.n) : 0.0);
 	fprintf(f, ",\"steal_ms\":%" PRId64, r->steal_ms);
 	fprintf(f, ",\"sent_per_s\":%.0f,\"delivered_per_s\":%.0f",
-		run_s > 0 ? (double)r->sent / run_s : 0.0,
+		run_s > 0 ? (double)sent / run_s : 0.0,
 		run_s > 0 ? (double)r->received / run_s : 0.0);
 	if (O.tr == TR_POLL)
 		fprintf(f,
@@ -2010,6 +2741,8 @@ static void print_result(const struct result *r, double connect_s, int children_
 		fputs(",\"replay_error\":", f);
 		json_str(f, r->r_error);
 	}
+	if (O.reconnect)
+		print_reconnect(f, r);
 	fputs(",\"close_codes\":{", f);
 	for (int i = 0, first = 1; i < CLOSE_CODES; i++) {
 		if (!r->close_count[i])
@@ -2083,6 +2816,36 @@ static void usage(FILE *f)
 	      "                           connections are held idle this long\n"
 	      "      --settle S           wait after all connected, before publishing (default 1)\n"
 	      "      --drain S            wait at most S s for the last messages (default 3)\n"
+	      "      --poll-interval S    poll: each client polls every S s (the first polls\n"
+	      "                           spread over one interval) instead of again at once\n"
+	      "                           (default 0: a closed loop)\n"
+	      "\n"
+	      "Failures (--reconnect: clients come back as herald.js does):\n"
+	      "      --reconnect          a client whose connection closes or breaks connects\n"
+	      "                           again after a jittered backoff and resumes from the\n"
+	      "                           last id it got (ws since=, sse Last-Event-ID, poll\n"
+	      "                           since=cursor); the publisher reconnects too, and a\n"
+	      "                           message counts as sent once Redis acknowledged it\n"
+	      "      --backoff-base MS    first retry within [0, MS) (default 1000)\n"
+	      "      --backoff-max MS     retries within [0, MS) at most (default 30000)\n"
+	      "      --healthy-after S    open this long: the backoff starts again (default 30)\n"
+	      "      --late MS            a message slower than this delays the recovery\n"
+	      "                           (default 500; poll adds --poll-interval)\n"
+	      "      --wait-replicas N    WAIT N after each publish: acknowledged once N\n"
+	      "                           replicas have it (default 0: the EVALSHA reply)\n"
+	      "      --wait-timeout MS    WAIT's timeout (default 1000)\n"
+	      "      --sentinels LIST     host:port,...: ask these sentinels for the master\n"
+	      "                           (each time the publisher connects) instead of -R's\n"
+	      "                           host; -R still gives the password and database\n"
+	      "      --sentinel-master N  the master's name (default mymaster)\n"
+	      "      --fallback-url URL   an SSE URL template: a WebSocket client falls to it\n"
+	      "                           after --fall-after failures in a row (default 2)\n"
+	      "                           and resumes there, as herald.js's ladder does\n"
+	      "      --initial-id ID      the cursor of a client that reconnects before it got\n"
+	      "                           a message (Herald: 0-0, its user's history being\n"
+	      "                           empty at the start); default: none, it starts live\n"
+	      "      --publish-auth KEY   HTTP publisher: Authorization: Bearer KEY (Herald's\n"
+	      "                           POST .../publish?user={user} with publish_key)\n"
 	      "\n"
 	      "Processes:\n"
 	      "  -p, --procs N            fork N load processes (open files are limited per\n"
@@ -2101,9 +2864,16 @@ static void usage(FILE *f)
 	      "failed, connect_rate, sent, expected, received, lost, dup, ooo, p50_ms..max_ms,\n"
 	      "delivered_per_s, steal_ms (the VM's steal time over the run: tails follow it)\n"
 	      "(and polls_per_s for poll; replay_ms, replay_lost, during_replay_p99_ms...\n"
-	      "with --replay).  Exit status 0, 1 when a connection failed, a message was\n"
-	      "lost or duplicated, or a replay did not arrive whole and in order, 2 on bad\n"
-	      "usage.\n",
+	      "with --replay).  --reconnect adds written, acked, unacked, reconnect_total,\n"
+	      "reconnect_max, reconnect_p50, failures, first_failure, recovery_ms (from the\n"
+	      "first failure any process saw to the last of: a dropped client ready again,\n"
+	      "the publisher acknowledged again, a message slower than --late arrived; -1\n"
+	      "when a client or the publisher never came back), unrecovered (clients) and\n"
+	      "pub_unrecovered (publishers); sent is then what Redis\n"
+	      "acknowledged, and lost counts acknowledged messages a client never got.\n"
+	      "Exit status 0, 1 when a connection failed, a message was lost or\n"
+	      "duplicated, a client did not come back (--reconnect), or a replay did not\n"
+	      "arrive whole and in order, 2 on bad usage.\n",
 	      f);
 }
 
@@ -2115,6 +2885,24 @@ static double num(const char *s, const char *what)
 	if (e == s || *e || v < 0)
 		die("%s: bad number '%s'", what, s);
 	return v;
+}
+
+/* --sentinels host:port,...: into O.redis (as redis_sentinels in herald.conf). */
+static void parse_sentinels(const char *list)
+{
+	char buf[4096], *save = NULL;
+
+	snprintf(buf, sizeof buf, "%s", list);
+	O.redis.nsentinels = 0;
+	for (char *s = strtok_r(buf, ",", &save); s != NULL; s = strtok_r(NULL, ",", &save)) {
+		if (O.redis.nsentinels == REDIS_SENTINELS_MAX)
+			die("--sentinels: at most %d", REDIS_SENTINELS_MAX);
+		if (redis_node_parse(s, &O.redis.sentinel[O.redis.nsentinels]) != 0)
+			die("--sentinels: expected host:port, not '%s'", s);
+		O.redis.nsentinels++;
+	}
+	if (O.redis.nsentinels == 0)
+		die("--sentinels: expected host:port[,host:port...]");
 }
 
 static void parse_args(int argc, char **argv)
@@ -2149,10 +2937,25 @@ static void parse_args(int argc, char **argv)
 		{"replay-at", required_argument, NULL, 17},
 		{"replay-transport", required_argument, NULL, 18},
 		{"replay-url", required_argument, NULL, 19},
+		{"poll-interval", required_argument, NULL, 20},
+		{"reconnect", no_argument, NULL, 21},
+		{"backoff-base", required_argument, NULL, 22},
+		{"backoff-max", required_argument, NULL, 23},
+		{"healthy-after", required_argument, NULL, 24},
+		{"late", required_argument, NULL, 25},
+		{"wait-replicas", required_argument, NULL, 26},
+		{"wait-timeout", required_argument, NULL, 27},
+		{"sentinels", required_argument, NULL, 28},
+		{"sentinel-master", required_argument, NULL, 29},
+		{"fallback-url", required_argument, NULL, 30},
+		{"fall-after", required_argument, NULL, 31},
+		{"publish-auth", required_argument, NULL, 32},
+		{"initial-id", required_argument, NULL, 33},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	int ch, i;
+	const char *sentinels = NULL, *master = NULL;
 
 	O.secret = getenv("HERALD_JWT_SECRET");
 	while ((ch = getopt_long(argc, argv, "t:u:n:U:c:r:R:d:p:l:h", lo, NULL)) != -1) {
@@ -2228,6 +3031,55 @@ static void parse_args(int argc, char **argv)
 		case 11:
 			O.drain = num(optarg, "--drain");
 			break;
+		case 20:
+			O.poll_interval = num(optarg, "--poll-interval");
+			break;
+		case 21:
+			O.reconnect = 1;
+			break;
+		case 22:
+			O.backoff_base = num(optarg, "--backoff-base");
+			break;
+		case 23:
+			O.backoff_max = num(optarg, "--backoff-max");
+			break;
+		case 24:
+			O.healthy_after = num(optarg, "--healthy-after");
+			break;
+		case 25:
+			O.late = num(optarg, "--late");
+			break;
+		case 26:
+			O.wait_replicas = (int)num(optarg, "--wait-replicas");
+			break;
+		case 27:
+			O.wait_timeout = (long)num(optarg, "--wait-timeout");
+			break;
+		case 28:
+			sentinels = optarg; /* after the loop: -R would clear them */
+			break;
+		case 29:
+			master = optarg;
+			break;
+		case 30:
+			if (parse_url(optarg, &O.furl) < 0)
+				die("--fallback-url: expected http://HOST:PORT/PATH, not '%s'",
+				    optarg);
+			O.have_furl = 1;
+			break;
+		case 31:
+			O.fall_after = (int)num(optarg, "--fall-after");
+			break;
+		case 33:
+			if (strlen(optarg) >= sizeof O.initial_id || strpbrk(optarg, "\r\n&? ") != NULL)
+				die("--initial-id: an id, at most %zu characters", sizeof O.initial_id - 1);
+			snprintf(O.initial_id, sizeof O.initial_id, "%s", optarg);
+			break;
+		case 32:
+			if (strlen(optarg) > 500 || strpbrk(optarg, "\r\n") != NULL)
+				die("--publish-auth: at most 500 characters, one line");
+			snprintf(O.pub_auth, sizeof O.pub_auth, "Authorization: Bearer %s\r\n", optarg);
+			break;
 		case 'p':
 			O.procs = (int)num(optarg, "--procs");
 			break;
@@ -2277,6 +3129,21 @@ static void parse_args(int argc, char **argv)
 	}
 	if (optind < argc)
 		die("unexpected argument '%s' (see --help)", argv[optind]);
+	if (O.reconnect && O.tr == TR_REDIS)
+		die("--reconnect: ws, sse or poll (the floor has no resume)");
+	if (O.have_furl && (!O.reconnect || O.tr != TR_WS))
+		die("--fallback-url: with --reconnect and -t ws");
+	if (O.fall_after < 1)
+		O.fall_after = 1;
+	if (O.reconnect && O.tr == TR_POLL)
+		O.late += O.poll_interval * 1000; /* a poll's answer waits that long by design */
+	if (sentinels != NULL) {
+		parse_sentinels(sentinels);
+		snprintf(O.redis.master_name, sizeof O.redis.master_name, "%s",
+			 master != NULL ? master : "mymaster");
+	}
+	if (O.backoff_max < O.backoff_base)
+		O.backoff_max = O.backoff_base;
 	if (O.tr != TR_REDIS && !O.have_url)
 		die("--url is required for --transport %s", transport_names[O.tr]);
 	if (O.connections < 1 || O.connections > 1000000)
@@ -2693,6 +3560,9 @@ int main(int argc, char **argv)
 	if (O.replay > 0 && (total.r_done_ns < 0 || total.r_lost || total.r_dup || total.r_ooo ||
 			     total.r_wrong_user))
 		return 1;
+	if (O.reconnect) /* closed connections are the point: they must come back */
+		return total.failed || total.lost || total.dup || total.unrecovered ||
+		       total.pub_unrecovered || lost_children;
 	return total.failed || total.lost || total.dup || total.closed_early || lost_children ? 1
 											     : 0;
 }

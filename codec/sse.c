@@ -118,6 +118,16 @@ long sse_comment(char *out, size_t outlen, const char *text)
 	return finish(&o);
 }
 
+long sse_heartbeat(char *out, size_t outlen)
+{
+	static const char hb[] = ": heartbeat\nevent: heartbeat\ndata: {}\n\n";
+	struct out o;
+
+	out_init(&o, out, outlen);
+	put(&o, hb, sizeof hb - 1);
+	return finish(&o);
+}
+
 long sse_msg(char *out, size_t outlen, const struct hub_msg *m)
 {
 	static const char reset[] = "{\"reason\":\"history_truncated\"}";

@@ -37,8 +37,21 @@ long sse_event(char *out, size_t outlen, const char *id, const char *event, cons
 /* `retry: MS` and a blank line. */
 long sse_retry(char *out, size_t outlen, unsigned ms);
 
-/* A comment (heartbeat): `: TEXT` per line of text; browsers ignore it. */
+/* A comment: `: TEXT` per line of text; browsers ignore it. */
 long sse_comment(char *out, size_t outlen, const char *text);
+
+/*
+ * The heartbeat herald-fcgi writes every `heartbeat` seconds:
+ *   : heartbeat
+ *   event: heartbeat
+ *   data: {}
+ * The comment keeps proxies' read timeouts from ending a quiet stream (and
+ * is what older readers looked for); the named event is dispatched to the
+ * page's "heartbeat" listener only (EventSource's onmessage and the
+ * "notification" listeners never see it), so a client can tell an open but
+ * dead stream by its silence.
+ */
+long sse_heartbeat(char *out, size_t outlen);
 
 /*
  * The frame for a hub message: a notification with an id gives

@@ -103,3 +103,10 @@ size_t wsm_expiring(char out[WSM_OUT_MAX], long long expires_in)
 
 	return n > 0 ? (size_t)n : 0;
 }
+
+size_t wsm_heartbeat(char out[WSM_OUT_MAX])
+{
+	int n = snprintf(out, WSM_OUT_MAX, "{\"type\":\"heartbeat\"}");
+
+	return n > 0 ? (size_t)n : 0;
+}

@@ -7,8 +7,11 @@
  *   {"type":"refresh","token":"<JWT>"}
  * herald-ws answers a refresh it accepted with
  *   {"type":"refreshed","expires_at":<the new token's exp, seconds>}
- * and warns a connection whose token is about to expire with
+ * warns a connection whose token is about to expire with
  *   {"type":"expiring","expires_in":<seconds until it closes it with 4401>}
+ * and, every ws_ping_interval in which it sent no other text frame, tells
+ * the page (which cannot see pings) that the connection is alive with
+ *   {"type":"heartbeat"}
  * Other keys in a client's message are ignored (room to grow); the server's
  * messages have no "id", which tells them from envelopes.
  */
@@ -27,7 +30,8 @@ enum wsm_result {
 	WSM_INTERNAL = -5,     /* "internal": out of memory */
 };
 
-/* The longest server message wsm_refreshed() / wsm_expiring() write, with its NUL. */
+/* The longest server message wsm_refreshed() / wsm_expiring() /
+ * wsm_heartbeat() write, with its NUL. */
 #define WSM_OUT_MAX 64
 
 /*
@@ -48,5 +52,6 @@ const char *wsm_reason(int result);
  * bytes).  Return the length. */
 size_t wsm_refreshed(char out[WSM_OUT_MAX], long long expires_at);
 size_t wsm_expiring(char out[WSM_OUT_MAX], long long expires_in);
+size_t wsm_heartbeat(char out[WSM_OUT_MAX]);
 
 #endif

@@ -4,6 +4,8 @@
 #   DEST/herald.conf, DEST/herald-legacy.conf   example sites (full; no WebSocket)
 #   DEST/herald-stream.conf                     the WebSocket at L4 (main context,
 #                                               beside http {}; with herald-legacy.conf)
+#   DEST/herald-nodes.conf                      several processes of each (http {};
+#                                               with herald.conf minus its upstreams)
 #   DEST/snippets/herald-http.conf              map, log_format, upstreams (http {})
 #   DEST/snippets/herald-ws.conf                the WebSocket location  (server {})
 #   DEST/snippets/herald-fcgi.conf              SSE, poll, health, ...  (server {})
@@ -21,6 +23,7 @@ site() {
 site "$src/herald.conf" >"$dest/herald.conf"
 site "$src/herald-legacy.conf" >"$dest/herald-legacy.conf"
 site "$src/herald-stream.conf" >"$dest/herald-stream.conf"
+site "$src/herald-nodes.conf" >"$dest/herald-nodes.conf"
 
 # Everything before the server block, then each marked part.
 {

@@ -61,6 +61,8 @@ struct app {
 	atomic_int stopping;        /* set once by main on SIGTERM/SIGINT */
 	atomic_long busy;           /* workers inside a request */
 	atomic_ulong n_polls, n_streams, n_publishes, n_errors;
+	/* publishes answered 503 not_replicated (publish_wait_replicas) */
+	atomic_ulong n_publish_unacked;
 	/* tickets minted, refused; requests refused as revoked; revocation
 	 * checks Redis could not answer (let in: fail open) */
 	atomic_ulong n_tickets, n_ticket_refused, n_revoked_refused, n_revoke_check_errors;

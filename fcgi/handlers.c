@@ -17,6 +17,7 @@
 
 #include "app.h"
 #include "clock.h"
+#include "cluster.h"
 #include "cursor.h"
 #include "err.h"
 #include "held.h"
@@ -210,6 +211,10 @@ static void do_metrics(const struct io *io)
 			"Held requests dropped because the client stopped reading.", hd.stalled);
 	metrics_counter(&b, "herald_fcgi_publishes_total", "Messages published over HTTP.",
 			atomic_load(&app.n_publishes));
+	metrics_counter(&b, "herald_fcgi_publish_unacknowledged_total",
+			"Publishes stored on the master but acknowledged by fewer than "
+			"publish_wait_replicas replicas (answered 503 not_replicated).",
+			atomic_load(&app.n_publish_unacked));
 	metrics_counter(&b, "herald_fcgi_errors_total", "Responses with a 4xx or 5xx status.",
 			atomic_load(&app.n_errors));
 	metrics_counter(&b, "herald_fcgi_refused_full_total",
@@ -242,23 +247,88 @@ static void do_metrics(const struct io *io)
 	io_send(io, &out);
 }
 
+/* --- Redis Cluster ----------------------------------------------------------- */
+
+/*
+ * In Redis Cluster mode (redis_cluster) each worker has a cluster client
+ * (cluster.h), made at its first request and freed with its thread, instead
+ * of the one connection *rcp: each call goes to the master of its key's
+ * slot, redirections followed.
+ */
+static pthread_key_t cl_key;
+static pthread_once_t cl_once = PTHREAD_ONCE_INIT;
+
+static void cl_free(void *p)
+{
+	cluster_free(p);
+}
+
+static void cl_key_init(void)
+{
+	pthread_key_create(&cl_key, cl_free);
+}
+
+/* Run fn on the master of key's slot; as cluster_run. */
+static int cluster_call(const char *key, size_t keylen, cluster_fn fn, void *arg, char *err,
+			size_t errlen)
+{
+	struct cluster *cl;
+
+	pthread_once(&cl_once, cl_key_init);
+	cl = pthread_getspecific(cl_key);
+	if (cl == NULL) {
+		if (cluster_new(&cl, &app.conf, REDIS_TIMEOUT_MS, err, errlen) != 0)
+			return HERR_REDIS;
+		pthread_setspecific(cl_key, cl);
+	}
+	return cluster_run(cl, key, keylen, fn, arg, err, errlen);
+}
+
+/* cluster_call for a user's keys: they all share the slot of the user's tag. */
+static int cluster_call_user(const char *user, cluster_fn fn, void *arg, char *err, size_t errlen)
+{
+	char key[REDIS_KEY_MAX];
+	int n = redis_channel(key, sizeof key, app.conf.channel_prefix, user);
+
+	if (n < 0)
+		return herr_set(HERR_INVAL, err, errlen, "bad user or channel_prefix");
+	return cluster_call(key, (size_t)n, fn, arg, err, errlen);
+}
+
 /* --- polling ---------------------------------------------------------------- */
+
+struct poll_call {
+	const struct route *rt;
+	struct history_result *res;
+};
+
+static int poll_fn(redisContext *rc, void *arg, char *err, size_t errlen)
+{
+	const struct poll_call *p = arg;
+
+	return history_read(rc, &app.conf, p->rt->id.user, p->rt->has_since ? &p->rt->since : NULL,
+			    p->rt->limit, (size_t)app.conf.send_queue_max, p->res, err, errlen);
+}
 
 /* Read history; 0 with *res filled, or <0 after answering 503. */
 static int poll_read(const struct io *io, redisContext **rcp, const struct route *rt,
 		     struct history_result *res)
 {
+	struct poll_call pc = {rt, res};
 	char err[256];
 	int rc, reused = *rcp != NULL;
 
+	if (app.conf.redis_cluster) {
+		rc = cluster_call_user(rt->id.user, poll_fn, &pc, err, sizeof err);
+		goto done;
+	}
 again:
 	if (*rcp == NULL && redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) != 0) {
 		log_warn("poll for %s: %s, answering 503", rt->id.user, err);
 		handle_unavailable(io, "redis");
 		return HERR_REDIS;
 	}
-	rc = history_read(*rcp, &app.conf, rt->id.user, rt->has_since ? &rt->since : NULL,
-			  rt->limit, (size_t)app.conf.send_queue_max, res, err, sizeof err);
+	rc = poll_fn(*rcp, &pc, err, sizeof err);
 	if (rc != 0 && reused && (*rcp)->err != 0) {
 		/* a kept connection Redis closed (restart, timeout): one fresh try */
 		redisFree(*rcp);
@@ -266,6 +336,7 @@ again:
 		reused = 0;
 		goto again;
 	}
+done:
 	if (rc != 0) {
 		log_warn("history_read(%s) failed: %s, answering 503", rt->id.user, err);
 		redisFree(*rcp);
@@ -302,7 +373,7 @@ static void poll_send_result(const struct io *io, const struct route *rt,
 static void cgi_poll_wait(const struct io *io, redisContext **rcp, const struct route *rt)
 {
 	long long deadline = clock_mono_ms() + rt->wait * 1000;
-	struct history_result res;
+	struct history_result res = {0};
 
 	for (;;) {
 		struct timespec ts = {1, 0};
@@ -320,7 +391,7 @@ static void cgi_poll_wait(const struct io *io, redisContext **rcp, const struct 
 
 static int do_poll(const struct io *io, redisContext **rcp, const struct route *rt)
 {
-	struct history_result res;
+	struct history_result res = {0};
 
 	if (poll_read(io, rcp, rt, &res) != 0)
 		return HANDLE_DONE;
@@ -348,6 +419,21 @@ static int do_poll(const struct io *io, redisContext **rcp, const struct route *
 
 /* --- publish ------------------------------------------------------------------- */
 
+struct publish_call {
+	const char *user, *payload, *key;
+	size_t len;
+	struct cursor *id;
+	int *dup;
+};
+
+static int publish_fn(redisContext *rc, void *arg, char *err, size_t errlen)
+{
+	const struct publish_call *p = arg;
+
+	return publish_one_idem(rc, &app.conf, p->user, p->payload, p->len, p->key, p->id, p->dup,
+				err, errlen);
+}
+
 /*
  * A publish is stored once (DESIGN 8).  The request's Idempotency-Key, or one
  * made here when it brings none, names the publish: the retry on a fresh
@@ -358,7 +444,8 @@ static int do_poll(const struct io *io, redisContext **rcp, const struct route *
  */
 static void do_publish(const struct io *io, redisContext **rcp, const struct route *rt)
 {
-	char err[256], body[160], id[CURSOR_STR_MAX], key[PUBLISH_IDEM_KEY_MAX + 1];
+	char err[512], body[320], id[CURSOR_STR_MAX], key[PUBLISH_IDEM_KEY_MAX + 1];
+	struct publish_call pc;
 	struct cursor cur;
 	struct metrics_buf out;
 	size_t got = 0;
@@ -398,23 +485,36 @@ static void do_publish(const struct io *io, redisContext **rcp, const struct rou
 		handle_unavailable(io, "no idempotency key");
 		goto out;
 	}
-	if (*rcp == NULL && redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) != 0) {
+	pc.user = rt->user;
+	pc.payload = buf;
+	pc.len = got;
+	pc.key = key;
+	pc.id = &cur;
+	pc.dup = &dup;
+	if (app.conf.redis_cluster) {
+		/* A retry after a redirection or a lost master runs the same key. */
+		rc = cluster_call_user(rt->user, publish_fn, &pc, err, sizeof err);
+	} else if (*rcp == NULL &&
+		   redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) != 0) {
 		log_warn("publish for %s: %s, answering 503", rt->user, err);
 		handle_unavailable(io, "redis");
 		goto out;
+	} else {
+		rc = publish_fn(*rcp, &pc, err, sizeof err);
 	}
-	rc = publish_one_idem(*rcp, &app.conf, rt->user, buf, got, key, &cur, &dup, err,
-			      sizeof err);
-	if (rc != 0 && (*rcp)->err != 0) {
-		/* A kept connection Redis closed, or a timeout: one fresh try.  Its
-		 * replay of our own first try is no duplicate for the caller. */
+	if (rc != 0 && *rcp != NULL &&
+	    ((*rcp)->err != 0 || (rc == HERR_REDIS && strstr(err, "READONLY") != NULL))) {
+		/* A kept connection Redis closed, a timeout, or a master demoted
+		 * by a failover (READONLY): one fresh try, through the sentinels
+		 * when there are.  Its replay of our own first try is no
+		 * duplicate for the caller. */
 		log_info("publish for %s: %s, trying once more on a new connection", rt->user,
 			 err);
 		redisFree(*rcp);
 		*rcp = NULL;
+		pc.dup = NULL;
 		if (redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) == 0)
-			rc = publish_one_idem(*rcp, &app.conf, rt->user, buf, got, key, &cur,
-					      NULL, err, sizeof err);
+			rc = publish_fn(*rcp, &pc, err, sizeof err);
 	}
 	if (rc == HERR_INVAL) {
 		/* the caller's key names another payload: a bug to report, not retry */
@@ -423,6 +523,24 @@ static void do_publish(const struct io *io, redisContext **rcp, const struct rou
 		snprintf(e.detail, sizeof e.detail, "Idempotency-Key: %.120s",
 			 strncmp(err, "idempotency key: ", 17) == 0 ? err + 17 : err);
 		send_error(io, &e);
+		goto out;
+	}
+	if (rc == HERR_AGAIN) {
+		/* Stored on the master, too few replicas: the next request
+		 * connects afresh, in case this master was just replaced. */
+		log_warn("publish for %s: %s", rt->user, err);
+		redisFree(*rcp);
+		*rcp = NULL;
+		atomic_fetch_add(&app.n_publish_unacked, 1);
+		cursor_format(&cur, id, sizeof id);
+		snprintf(body, sizeof body,
+			 "{\"error\":\"not_replicated\",\"detail\":\"stored on the master, "
+			 "acknowledged by fewer than %ld replicas within %ld ms: retry with the "
+			 "same Idempotency-Key\",\"id\":\"%s\"}",
+			 app.conf.publish_wait_replicas, app.conf.publish_wait_timeout, id);
+		metrics_buf_init(&out);
+		reply_json(&out, 503, "Retry-After: 1\r\n", body);
+		io_send(io, &out);
 		goto out;
 	}
 	if (rc != 0) {
@@ -459,21 +577,76 @@ static int redis_ready(redisContext **rcp, int again, char *err, size_t errlen)
 	return redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, errlen) != 0 ? HERR_REDIS : 0;
 }
 
-/* POST path_ticket: a single-use ticket for the verified token. */
-static void do_ticket(const struct io *io, redisContext **rcp, const struct route *rt)
+/*
+ * Run fn on the worker's connection *rcp, opened when needed (a kept one
+ * that fails is opened again, once), or in cluster mode on the master of
+ * key's slot.  fn's result.
+ */
+static int worker_run(redisContext **rcp, const char *key, size_t keylen, cluster_fn fn, void *arg,
+		      char *err, size_t errlen)
 {
-	char err[256], ticket[TICKET_LEN + 1], body[128];
-	struct metrics_buf out;
 	int rc = HERR_REDIS;
 
+	if (app.conf.redis_cluster)
+		return cluster_call(key, keylen, fn, arg, err, errlen);
 	for (int again = 0; again < 2 && rc == HERR_REDIS; again++) {
-		rc = redis_ready(rcp, again, err, sizeof err);
+		rc = redis_ready(rcp, again, err, errlen);
 		if (rc == 0)
-			rc = ticket_store_sync(*rcp, app.conf.channel_prefix, &rt->id,
-					       app.conf.ticket_ttl, ticket, err, sizeof err);
+			rc = fn(*rcp, arg, err, errlen);
 		if (rc == HERR_REDIS && *rcp != NULL && (*rcp)->err == 0)
 			break; /* Redis answered: an error reply, not a stale connection */
 	}
+	return rc;
+}
+
+struct ticket_call {
+	const struct auth_identity *id;
+	char *ticket;
+};
+
+static int ticket_store_fn(redisContext *rc, void *arg, char *err, size_t errlen)
+{
+	const struct ticket_call *t = arg;
+
+	return ticket_store_sync(rc, app.conf.channel_prefix, t->id, app.conf.ticket_ttl, t->ticket,
+				 err, errlen);
+}
+
+/* arg: the route; its identity is filled from the ticket. */
+static int ticket_redeem_fn(redisContext *rc, void *arg, char *err, size_t errlen)
+{
+	struct route *rt = arg;
+
+	return ticket_redeem_sync(rc, app.conf.channel_prefix, rt->ticket, time(NULL),
+				  app.conf.jwt_leeway, &rt->id, err, errlen);
+}
+
+static int revoke_fn(redisContext *rc, void *arg, char *err, size_t errlen)
+{
+	const struct route *rt = arg;
+
+	return revoke_check_sync(rc, app.conf.channel_prefix, &rt->id, err, errlen);
+}
+
+/* POST path_ticket: a single-use ticket for the verified token. */
+static void do_ticket(const struct io *io, redisContext **rcp, const struct route *rt)
+{
+	char err[256], ticket[TICKET_LEN + 1], body[128], key[REDIS_KEY_MAX];
+	struct ticket_call tc = {&rt->id, ticket};
+	struct metrics_buf out;
+	int rc, kn;
+
+	/* Minted first: its key names the master in a cluster, and a retry
+	 * stores the same ticket. */
+	if (ticket_new(ticket) != 0) {
+		log_error("ticket for %s: getrandom failed: %s, answering 503", rt->id.user,
+			  strerror(errno));
+		handle_unavailable(io, "no ticket");
+		return;
+	}
+	kn = ticket_key(key, sizeof key, app.conf.channel_prefix, ticket);
+	rc = kn < 0 ? herr_set(HERR_INVAL, err, sizeof err, "ticket: bad key")
+		    : worker_run(rcp, key, (size_t)kn, ticket_store_fn, &tc, err, sizeof err);
 	if (rc != 0) {
 		log_warn("ticket for %s: %s, answering 503", rt->id.user, err);
 		handle_unavailable(io, "redis");
@@ -496,19 +669,13 @@ static void do_ticket(const struct io *io, redisContext **rcp, const struct rout
  */
 static int admit(const struct io *io, redisContext **rcp, struct route *rt)
 {
-	char err[256];
-	int rc = HERR_REDIS;
+	char err[256], key[REDIS_KEY_MAX];
+	int rc, kn;
 
 	if (rt->ticket[0] != '\0') {
-		for (int again = 0; again < 2 && rc == HERR_REDIS; again++) {
-			rc = redis_ready(rcp, again, err, sizeof err);
-			if (rc == 0)
-				rc = ticket_redeem_sync(*rcp, app.conf.channel_prefix, rt->ticket,
-							time(NULL), app.conf.jwt_leeway, &rt->id, err,
-							sizeof err);
-			if (rc == HERR_REDIS && *rcp != NULL && (*rcp)->err == 0)
-				break;
-		}
+		kn = ticket_key(key, sizeof key, app.conf.channel_prefix, rt->ticket);
+		rc = kn < 0 ? AUTH_BAD_TICKET
+			    : worker_run(rcp, key, (size_t)kn, ticket_redeem_fn, rt, err, sizeof err);
 		if (rc != AUTH_OK) {
 			struct route e = {.status = 401, .error = "invalid_token", .kind = rt->kind};
 
@@ -521,14 +688,9 @@ static int admit(const struct io *io, redisContext **rcp, struct route *rt)
 			return -1;
 		}
 	}
-	rc = HERR_REDIS;
-	for (int again = 0; again < 2 && rc == HERR_REDIS; again++) {
-		rc = redis_ready(rcp, again, err, sizeof err);
-		if (rc == 0)
-			rc = revoke_check_sync(*rcp, app.conf.channel_prefix, &rt->id, err, sizeof err);
-		if (rc == HERR_REDIS && *rcp != NULL && (*rcp)->err == 0)
-			break;
-	}
+	kn = revoke_nbf_key(key, sizeof key, app.conf.channel_prefix, rt->id.user);
+	rc = kn < 0 ? herr_set(HERR_REDIS, err, sizeof err, "revocation check: bad key names")
+		    : worker_run(rcp, key, (size_t)kn, revoke_fn, rt, err, sizeof err);
 	if (rc == AUTH_REVOKED) {
 		struct route e = {.status = 401, .error = "invalid_token", .kind = rt->kind};
 

@@ -639,10 +639,12 @@ static void on_held_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (h->hb_ms != 0 && now >= h->hb_ms) {
-		static const char hb[] = ": heartbeat\n\n";
+		/* the comment for proxies, the named event for the page (sse.h) */
+		char hb[64];
+		long n = sse_heartbeat(hb, sizeof hb);
 
 		h->hb_ms = now + app.conf.heartbeat * 1000;
-		if (ob_stdout(h, hb, sizeof hb - 1) == 0)
+		if (n > 0 && (size_t)n < sizeof hb && ob_stdout(h, hb, (size_t)n) == 0)
 			atomic_fetch_add(&h->l->heartbeats, 1);
 		held_arm(h);
 		held_pump(h);

@@ -139,6 +139,30 @@ static void on_sub_event(void *ud, int level, const char *msg)
 	log_at(level, "%s", msg);
 }
 
+/*
+ * Sentinel events of the workers' own connections (redis_connect): every
+ * thread opens one, so the master's address is logged once per change and
+ * at debug level when it repeats; failures always.
+ */
+static void redis_note(void *ud, int level, const char *msg)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static char last[512];
+	int same;
+
+	(void)ud;
+	if (level <= LOG_LEVEL_WARN) {
+		log_at(level, "%s", msg);
+		return;
+	}
+	pthread_mutex_lock(&lock);
+	same = strcmp(last, msg) == 0;
+	if (!same)
+		snprintf(last, sizeof last, "%s", msg);
+	pthread_mutex_unlock(&lock);
+	log_at(same ? LOG_LEVEL_DEBUG : level, "%s", msg);
+}
+
 static void *loop_main(void *arg)
 {
 	(void)arg;
@@ -368,13 +392,25 @@ int main(int argc, char **argv)
 	    (level_flag && conf_set(&app.conf, "log_level", level_flag, "command line", err,
 				    sizeof err) != 0) ||
 	    conf_validate(&app.conf, err, sizeof err) != 0 ||
-	    redis_url_parse(app.conf.redis_url, &app.raddr, err, sizeof err) != 0 ||
+	    redis_addr_from_conf(&app.conf, &app.raddr, err, sizeof err) != 0 ||
 	    auth_new(&app.auth, &app.conf, err, sizeof err) != 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		goto out;
 	}
+	app.raddr.note = redis_note;
+	redis_set_cluster((int)app.conf.redis_cluster);
+	if (check_only && app.conf.redis_cluster) {
+		printf(PROG ": configuration OK (Redis Cluster, keys %s:{USER}:history)\n",
+		       app.conf.channel_prefix);
+		rc = 0;
+		goto out;
+	}
 	if (check_only) {
-		printf(PROG ": configuration OK\n");
+		if (app.raddr.nsentinels > 0)
+			printf(PROG ": configuration OK (%s)\n",
+			       redis_addr_describe(&app.raddr, err, sizeof err));
+		else
+			printf(PROG ": configuration OK\n");
 		rc = 0;
 		goto out;
 	}

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cluster.h"
 #include "err.h"
 #include "log.h"
 #include "text.h"
@@ -45,6 +46,7 @@ enum ktype {
 	K_SIZE,
 	K_MODE, /* octal */
 	K_LIST,
+	K_NODES, /* a list of host:port */
 	K_ALG,
 	K_LEVEL,
 	K_FORMAT,
@@ -64,6 +66,11 @@ struct key {
 /* Table order is the order of conf_dump and of herald.conf.example. */
 static const struct key keys[] = {
     {"redis_url", K_URL, F(redis_url), 0, 0},
+    {"redis_sentinels", K_NODES, F(redis_sentinels), 0, 0},
+    {"redis_sentinel_master", K_STR, F(redis_sentinel_master), 0, 0},
+    {"redis_sentinel_password", K_SECRET, F(redis_sentinel_password), 0, 0},
+    {"redis_cluster", K_BOOL, F(redis_cluster), 0, 1},
+    {"redis_cluster_nodes", K_NODES, F(redis_cluster_nodes), 0, 0},
     {"jwt_alg", K_ALG, F(jwt_alg), 0, 0},
     {"jwt_secret", K_SECRET, F(jwt_secret), 0, 0},
     {"jwt_key_file", K_OPTSTR, F(jwt_key_file), 0, 0},
@@ -78,6 +85,8 @@ static const struct key keys[] = {
     {"history_max", K_INT, F(history_max), 1, 1000000},
     {"history_ttl", K_DUR, F(history_ttl), 1, 3650 * DAY},
     {"idempotency_window", K_DUR, F(idempotency_window), 1, 7 * DAY},
+    {"publish_wait_replicas", K_INT, F(publish_wait_replicas), 0, 100},
+    {"publish_wait_timeout", K_INT, F(publish_wait_timeout), 1, 600000},
     {"replay_page", K_INT, F(replay_page), 1, 1000},
     {"heartbeat", K_DUR, F(heartbeat), 1, 3600},
     {"sse_max_lifetime", K_DUR, F(sse_max_lifetime), 1, 7 * DAY},
@@ -124,6 +133,11 @@ static char **str_field(struct conf *c, const struct key *k)
 static long *long_field(struct conf *c, const struct key *k)
 {
 	return (long *)((char *)c + k->off);
+}
+
+static char ***list_field(struct conf *c, const struct key *k)
+{
+	return (char ***)((char *)c + k->off);
 }
 
 static const struct key *find_key(const char *name)
@@ -253,6 +267,20 @@ static int valid_listen(const char *s)
 	if (colon == NULL || parse_int(colon + 1, &port) != 0)
 		return 0;
 	return port >= 1 && port <= 65535;
+}
+
+/* host:port or [v6]:port (a sentinel), no unix socket. */
+static int valid_node(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	long port;
+
+	if (colon == NULL || colon == s || strncmp(s, "unix:", 5) == 0 ||
+	    parse_int(colon + 1, &port) != 0 || port < 1 || port > 65535)
+		return 0;
+	if (*s == '[')
+		return colon[-1] == ']' && colon - s > 2;
+	return memchr(s, ':', (size_t)(colon - s)) == NULL;
 }
 
 /* Split on commas and blanks; an empty list gives *out = NULL. */
@@ -482,13 +510,23 @@ static int set_value(struct conf *c, const struct key *k, const char *v, const c
 	case K_MODE:
 		return set_number(c, k, v, src, err, errlen);
 	case K_LIST:
+	case K_NODES:
 		rc = parse_list(v, &list);
 		if (rc != 0) {
 			herr_set(HERR_INVAL, err, errlen, "%s: %s: out of memory", src, k->name);
 			return rc;
 		}
-		free_list(c->allowed_origins);
-		c->allowed_origins = list;
+		for (char **p = list; k->type == K_NODES && p != NULL && *p != NULL; p++) {
+			if (!valid_node(*p)) {
+				herr_set(HERR_INVAL, err, errlen,
+					 "%s: %s: expected host:port[,host:port...], got '%s'", src,
+					 k->name, *p);
+				free_list(list);
+				return HERR_INVAL;
+			}
+		}
+		free_list(*list_field(c, k));
+		*list_field(c, k) = list;
 		return 0;
 	case K_ALG:
 		for (i = 0; i < (int)(sizeof alg_names / sizeof alg_names[0]); i++) {
@@ -592,6 +630,7 @@ int conf_init(struct conf *c)
 		const char *key, *value;
 	} str_defaults[] = {
 	    {"redis_url", "redis://127.0.0.1:6379/0"},
+	    {"redis_sentinel_master", "mymaster"},
 	    {"jwt_user_claim", "sub"},
 	    {"jwt_cookie", "herald_token"},
 	    {"channel_prefix", "notifications"},
@@ -612,6 +651,7 @@ int conf_init(struct conf *c)
 	c->history_max = 1000;
 	c->history_ttl = 7 * DAY;
 	c->idempotency_window = 600;
+	c->publish_wait_timeout = 1000;
 	c->replay_page = 500;
 	c->heartbeat = 15;
 	c->sse_max_lifetime = 3600;
@@ -656,12 +696,15 @@ void conf_free(struct conf *c)
 			free(*str_field(c, &keys[i]));
 			*str_field(c, &keys[i]) = NULL;
 			break;
+		case K_LIST:
+		case K_NODES:
+			free_list(*list_field(c, &keys[i]));
+			*list_field(c, &keys[i]) = NULL;
+			break;
 		default:
 			break;
 		}
 	}
-	free_list(c->allowed_origins);
-	c->allowed_origins = NULL;
 }
 
 /*
@@ -957,6 +1000,18 @@ int conf_validate(const struct conf *c, char *err, size_t errlen)
 		herr_set(HERR_INVAL, err, errlen, "jwt_alg: unknown algorithm %d", (int)c->jwt_alg);
 		return HERR_INVAL;
 	}
+	if (c->redis_cluster) {
+		struct redis_addr seeds[CLUSTER_SEEDS_MAX];
+
+		if (c->redis_sentinels != NULL && c->redis_sentinels[0] != NULL) {
+			herr_set(HERR_INVAL, err, errlen,
+				 "redis_cluster and redis_sentinels are both set: a cluster fails "
+				 "over by itself; unset redis_sentinels");
+			return HERR_INVAL;
+		}
+		if (cluster_seeds(c, seeds, CLUSTER_SEEDS_MAX, err, errlen) < 0)
+			return HERR_INVAL;
+	}
 	/* A short API key can be guessed; the value itself is never echoed. */
 	if (c->publish_key != NULL &&
 	    (strlen(c->publish_key) < CONF_PUBLISH_KEY_MIN ||
@@ -1026,8 +1081,10 @@ int conf_dump(const struct conf *c, char *buf, size_t len)
 			out_printf(&o, "%04lo", *(const long *)field);
 			break;
 		case K_LIST:
-			for (char *const *p = c->allowed_origins; p != NULL && *p != NULL; p++)
-				out_printf(&o, "%s%s", p == c->allowed_origins ? "" : ", ", *p);
+		case K_NODES:
+			for (char *const *l = *(char **const *)field, *const *p = l;
+			     p != NULL && *p != NULL; p++)
+				out_printf(&o, "%s%s", p == l ? "" : ", ", *p);
 			break;
 		case K_ALG:
 			out_printf(&o, "%s", conf_alg_name(c->jwt_alg));

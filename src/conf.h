@@ -35,6 +35,15 @@ enum conf_log_format {
  */
 struct conf {
 	char *redis_url;          /* redis://host:port/db or unix:///path[?db=N] */
+	char **redis_sentinels;   /* NULL-terminated "host:port" of each sentinel; NULL =
+				   * no Sentinel: redis_url names the server.  When set,
+				   * redis_url gives only the password and db. */
+	char *redis_sentinel_master;   /* the master's name at the sentinels: "mymaster" */
+	char *redis_sentinel_password; /* AUTH to the sentinels; NULL = none */
+	long redis_cluster;       /* 1: Redis Cluster mode (cluster.h): the user's hash tag in
+				   * every key, P:{U}:history; 0: one server, P:U:history */
+	char **redis_cluster_nodes; /* NULL-terminated "host:port" seeds of the cluster;
+				     * NULL = redis_url's host:port */
 	enum conf_alg jwt_alg;
 	char *jwt_secret;         /* HS*: the shared secret */
 	char *jwt_key_file;       /* RS256/ES256: PEM public key; HS*: file holding the secret */
@@ -50,6 +59,8 @@ struct conf {
 	long history_max;         /* XADD MAXLEN ~: 1000 */
 	long history_ttl;         /* EXPIRE on publish: 7 d */
 	long idempotency_window;  /* a publish's idempotency record lives: 600 s */
+	long publish_wait_replicas; /* WAIT for this many replicas after a publish; 0 = off */
+	long publish_wait_timeout;  /* WAIT's timeout, in milliseconds: 1000 */
 	long replay_page;         /* entries per history read of a replay: 500 */
 	long heartbeat;           /* SSE comment interval: 15 s */
 	long sse_max_lifetime;    /* 1 h */

@@ -226,6 +226,10 @@ void metrics_prometheus(struct metrics_buf *b, const char *program, const struct
 			      "User channels subscribed now.", (double)sub->subscribed);
 		metrics_counter(b, "herald_redis_reconnects_total",
 				"Reconnections to Redis after a loss.", sub->reconnects);
+		metrics_counter(b, "herald_redis_failovers_total",
+				"Redis Sentinel: master switches (+switch-master) seen for our "
+				"master.",
+				sub->failovers);
 		metrics_counter(b, "herald_redis_messages_total",
 				"Pub/sub messages received from Redis.", sub->messages);
 		metrics_counter(b, "herald_redis_history_reads_total",

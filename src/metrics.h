@@ -25,6 +25,7 @@
  *   herald_redis_up, herald_redis_healthy       gauges 0/1 (subscriber)
  *   herald_redis_subscribed_channels            gauge
  *   herald_redis_reconnects_total, herald_redis_messages_total,
+ *   herald_redis_failovers_total (Sentinel +switch-master),
  *   herald_redis_history_reads_total            counters
  *   herald_redis_history_retries_total,
  *   herald_redis_history_failures_total         counters

@@ -149,6 +149,8 @@ static int publish_run(redisContext *rc, const struct conf *c, const char *user,
 	size_t kvlen[6], argvlen[9];
 	size_t *todo, m;
 	int rv = 0, argc, nkv = 0, nkeys = im->key != NULL ? 2 : 1;
+	int wait = c->publish_wait_replicas > 0;
+	long long acked = 0;
 
 	if (user == NULL || !auth_user_valid(user, strlen(user)))
 		return herr_set(HERR_INVAL, err, errlen, USER_RULE);
@@ -212,6 +214,12 @@ static int publish_run(redisContext *rc, const struct conf *c, const char *user,
 				goto out;
 			}
 		}
+		/* WAIT covers every write of this connection before it. */
+		if (wait && redisAppendCommand(rc, "WAIT %ld %ld", c->publish_wait_replicas,
+					       c->publish_wait_timeout) != REDIS_OK) {
+			rv = herr_set(HERR_NOMEM, err, errlen, "redis: %s", rc->errstr);
+			goto out;
+		}
 		for (size_t k = 0; k < m; k++) {
 			redisReply *r = NULL;
 			int prv;
@@ -236,6 +244,20 @@ static int publish_run(redisContext *rc, const struct conf *c, const char *user,
 			}
 			freeReplyObject(r);
 		}
+		if (wait) {
+			redisReply *r = NULL;
+
+			/* Read even after an error reply: the connection stays in step. */
+			if (redisGetReply(rc, (void **)&r) != REDIS_OK) {
+				rv = herr_set(HERR_REDIS, err, errlen, "redis: %s",
+					      rc->errstr[0] != '\0' ? rc->errstr : "no reply");
+				goto out;
+			}
+			acked = r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+			if (r->type == REDIS_REPLY_ERROR)
+				snprintf(why, sizeof why, "%s", r->str);
+			freeReplyObject(r);
+		}
 		if (rv != 0)
 			goto out;
 		m = again;
@@ -244,6 +266,20 @@ static int publish_run(redisContext *rc, const struct conf *c, const char *user,
 			if (rv != 0)
 				goto out;
 		}
+	}
+	if (wait && acked < c->publish_wait_replicas) {
+		if (acked < 0)
+			rv = herr_set(HERR_AGAIN, err, errlen,
+				      "not acknowledged: WAIT failed: %s; the master stored the "
+				      "notification, a retry with the same idempotency key stores "
+				      "nothing new",
+				      why);
+		else
+			rv = herr_set(HERR_AGAIN, err, errlen,
+				      "not acknowledged: %lld of %ld replicas had it after %ld ms "
+				      "(WAIT); the master stored the notification, a retry with the "
+				      "same idempotency key stores nothing new",
+				      acked, c->publish_wait_replicas, c->publish_wait_timeout);
 	}
 out:
 	free(todo);

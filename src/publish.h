@@ -38,6 +38,15 @@ int publish_check(const char *user, const char *payload, size_t len, char *err, 
 /*
  * Publish one payload, blocking.  Fills *id.  Returns 0, HERR_INVAL (refused
  * before sending), or HERR_REDIS with the reason in err.
+ *
+ * Every publish function: with conf->publish_wait_replicas N > 0, a `WAIT N
+ * publish_wait_timeout` follows the scripts in the same pipeline, and when
+ * it answers fewer than N replicas (or an error: a replica, or no replicas
+ * configured) the call returns HERR_AGAIN with "not acknowledged: ..." in
+ * err.  The ids are filled then: the master stored the notifications, but a
+ * failover may lose them; a retry with the same idempotency key is safe.
+ * The connection may be to a master that was replaced: reconnect (through
+ * the sentinels) before the retry.
  */
 int publish_one(redisContext *rc, const struct conf *c, const char *user,
 		const char *payload, size_t len, struct cursor *id, char *err, size_t errlen);

@@ -8,11 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/evp.h>
 
 #include "auth.h"
+#include "conf.h"
 #include "err.h"
+#include "log.h"
 #include "text.h"
 
 /*
@@ -511,7 +514,9 @@ int redis_url_parse(const char *url, struct redis_addr *out, char *err, size_t e
 
 const char *redis_addr_str(const struct redis_addr *a, char *buf, size_t len)
 {
-	if (a->path[0] != '\0')
+	if (a->nsentinels > 0)
+		snprintf(buf, len, "master %s (via sentinels)", a->master_name);
+	else if (a->path[0] != '\0')
 		snprintf(buf, len, "%s", a->path);
 	else if (strchr(a->host, ':') != NULL)
 		snprintf(buf, len, "[%s]:%d", a->host, a->port);
@@ -535,8 +540,317 @@ static int setup_command(redisContext *rc, const char *name, int argc, const cha
 	return rv;
 }
 
+int redis_node_parse(const char *s, struct redis_node *out)
+{
+	const char *colon = s != NULL ? strrchr(s, ':') : NULL;
+	const char *h = s, *hend = colon;
+	uint64_t v;
+
+	if (colon == NULL || colon == s)
+		return HERR_INVAL;
+	if (*s == '[') {
+		if (colon[-1] != ']')
+			return HERR_INVAL;
+		h = s + 1;
+		hend = colon - 1;
+	} else if (memchr(s, ':', (size_t)(colon - s)) != NULL) {
+		return HERR_INVAL;
+	}
+	if (hend <= h || text_parse_uint(colon + 1, strlen(colon + 1), 65535, &v) != 0 || v == 0 ||
+	    copy_str(out->host, sizeof out->host, h, (size_t)(hend - h)) != 0)
+		return HERR_INVAL;
+	out->port = (int)v;
+	return 0;
+}
+
+int redis_addr_from_conf(const struct conf *c, struct redis_addr *out, char *err, size_t errlen)
+{
+	const char *name = c->redis_sentinel_master != NULL ? c->redis_sentinel_master : "mymaster";
+	const char *pw = c->redis_sentinel_password != NULL ? c->redis_sentinel_password : "";
+	struct redis_addr a;
+	int n = 0, rc;
+
+	rc = redis_url_parse(c->redis_url != NULL ? c->redis_url : "redis://127.0.0.1:6379/0", &a,
+			     err, errlen);
+	if (rc != 0)
+		return rc;
+	for (char *const *p = c->redis_sentinels; p != NULL && *p != NULL; p++, n++) {
+		if (n == REDIS_SENTINELS_MAX)
+			return herr_set(HERR_INVAL, err, errlen,
+					"redis_sentinels: more than %d sentinels", REDIS_SENTINELS_MAX);
+		if (redis_node_parse(*p, &a.sentinel[n]) != 0)
+			return herr_set(HERR_INVAL, err, errlen,
+					"redis_sentinels: expected host:port, got '%s'", *p);
+	}
+	a.nsentinels = n;
+	if (n > 0) {
+		/* The sentinels name the master: redis_url's host is not used. */
+		a.host[0] = '\0';
+		a.path[0] = '\0';
+		if (copy_str(a.master_name, sizeof a.master_name, name, strlen(name)) != 0 ||
+		    *name == '\0')
+			return herr_set(HERR_INVAL, err, errlen,
+					"redis_sentinel_master: empty or longer than %zu bytes",
+					sizeof a.master_name - 1);
+		if (copy_str(a.sentinel_password, sizeof a.sentinel_password, pw, strlen(pw)) != 0)
+			return herr_set(HERR_INVAL, err, errlen,
+					"redis_sentinel_password: longer than %zu bytes",
+					sizeof a.sentinel_password - 1);
+	}
+	*out = a;
+	return 0;
+}
+
+const char *redis_addr_describe(const struct redis_addr *a, char *buf, size_t len)
+{
+	char where[300];
+
+	if (a->nsentinels > 0)
+		snprintf(buf, len,
+			 "master %s through %d sentinel%s; redis_url gives its password and db "
+			 "only, its host and port are not used",
+			 a->master_name, a->nsentinels, a->nsentinels == 1 ? "" : "s");
+	else
+		snprintf(buf, len, "redis %s", redis_addr_str(a, where, sizeof where));
+	return buf;
+}
+
+static const char *node_str(const struct redis_node *n, char *buf, size_t len)
+{
+	if (strchr(n->host, ':') != NULL)
+		snprintf(buf, len, "[%s]:%d", n->host, n->port);
+	else
+		snprintf(buf, len, "%s:%d", n->host, n->port);
+	return buf;
+}
+
+void redis_resolve_start(struct redis_resolve *r, const struct redis_addr *a)
+{
+	r->a = a;
+	r->next = 0;
+	r->asked = 0;
+	r->rounds = 1;
+	r->current = -1;
+	r->master = *a;
+	snprintf(r->why, sizeof r->why, "no sentinel configured");
+}
+
+const struct redis_node *redis_resolve_next(struct redis_resolve *r)
+{
+	if (r->asked >= r->a->nsentinels)
+		return NULL;
+	r->current = r->next;
+	r->next = (r->next + 1) % r->a->nsentinels;
+	r->asked++;
+	return &r->a->sentinel[r->current];
+}
+
+void redis_resolve_failed(struct redis_resolve *r, const char *why)
+{
+	size_t n = strnlen(why, sizeof r->why - 1);
+
+	/* why may be r->why itself. */
+	memmove(r->why, why, n);
+	r->why[n] = '\0';
+}
+
+int redis_resolve_retry(struct redis_resolve *r)
+{
+	if (r->rounds >= REDIS_RESOLVE_ROUNDS)
+		return HERR_AGAIN;
+	r->rounds++;
+	r->asked = 0;
+	r->next = 0;
+	return 0;
+}
+
+int redis_resolve_answer(struct redis_resolve *r, const redisReply *reply, char *msg, size_t len)
+{
+	char sn[300], mn[300];
+	const char *name = r->a->master_name;
+	uint64_t port;
+	int rc = HERR_REDIS;
+
+	node_str(&r->a->sentinel[r->current < 0 ? 0 : r->current], sn, sizeof sn);
+	if (reply == NULL) {
+		herr_set(HERR_REDIS, r->why, sizeof r->why, "sentinel %s: no reply", sn);
+	} else if (reply->type == REDIS_REPLY_ERROR) {
+		herr_set(HERR_REDIS, r->why, sizeof r->why, "sentinel %s: SENTINEL get-master-addr-by-name %s: %s",
+			 sn, name, reply->str);
+	} else if (reply->type == REDIS_REPLY_NIL) {
+		herr_set(HERR_REDIS, r->why, sizeof r->why, "sentinel %s knows no master named %s", sn, name);
+		rc = HERR_NOTFOUND;
+	} else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+		   reply->element[0]->type != REDIS_REPLY_STRING ||
+		   reply->element[1]->type != REDIS_REPLY_STRING ||
+		   copy_str(r->master.host, sizeof r->master.host, reply->element[0]->str,
+			    reply->element[0]->len) != 0 ||
+		   text_parse_uint(reply->element[1]->str, reply->element[1]->len, 65535, &port) != 0 ||
+		   port == 0) {
+		herr_set(HERR_REDIS, r->why, sizeof r->why,
+			 "sentinel %s: SENTINEL get-master-addr-by-name %s: unexpected reply", sn,
+			 name);
+	} else {
+		r->master = *r->a;
+		r->master.nsentinels = 0;
+		r->master.path[0] = '\0';
+		memcpy(r->master.host, reply->element[0]->str, reply->element[0]->len);
+		r->master.host[reply->element[0]->len] = '\0';
+		r->master.port = (int)port;
+		herr_set(0, msg, len, "redis: sentinel %s says master %s is %s", sn, name,
+			 redis_addr_str(&r->master, mn, sizeof mn));
+		return 0;
+	}
+	herr_set(rc, msg, len, "redis: %s", r->why);
+	return rc;
+}
+
+int redis_role_check(const redisReply *reply, const char *addr, char *err, size_t errlen)
+{
+	if (reply == NULL)
+		return herr_set(HERR_AGAIN, err, errlen, "ROLE on %s: no reply", addr);
+	if (reply->type == REDIS_REPLY_ERROR)
+		return herr_set(HERR_AGAIN, err, errlen, "ROLE on %s failed: %s", addr, reply->str);
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+	    reply->element[0]->type != REDIS_REPLY_STRING)
+		return herr_set(HERR_AGAIN, err, errlen, "ROLE on %s: unexpected reply", addr);
+	if (strcmp(reply->element[0]->str, "master") != 0)
+		return herr_set(HERR_AGAIN, err, errlen,
+				"%s answered ROLE %s, not master: the sentinel's answer is stale",
+				addr, reply->element[0]->str);
+	return 0;
+}
+
+int redis_switch_parse(const char *msg, size_t len, const char *master_name, struct redis_node *to)
+{
+	const char *f[5];
+	size_t flen[5];
+	const char *p = msg, *end = msg + len;
+	uint64_t port;
+	int n = 0;
+
+	while (p < end && n < 5) {
+		const char *sp = memchr(p, ' ', (size_t)(end - p));
+
+		f[n] = p;
+		flen[n] = (size_t)((sp != NULL ? sp : end) - p);
+		n++;
+		p = sp != NULL ? sp + 1 : end;
+	}
+	if (n != 5 || p != end)
+		return HERR_INVAL;
+	if (flen[0] != strlen(master_name) || memcmp(f[0], master_name, flen[0]) != 0)
+		return HERR_NOTFOUND;
+	if (text_parse_uint(f[4], flen[4], 65535, &port) != 0 || port == 0 ||
+	    copy_str(to->host, sizeof to->host, f[3], flen[3]) != 0 || flen[3] == 0)
+		return HERR_INVAL;
+	to->port = (int)port;
+	return 0;
+}
+
+static void note(const struct redis_addr *a, int level, const char *msg)
+{
+	if (a->note != NULL)
+		a->note(a->note_ud, level, msg);
+}
+
+static int connect_one(const struct redis_addr *a, int timeout_ms, redisContext **out, char *err,
+		       size_t errlen);
+
+/* Ask sentinel n of a for the master: 0 with r->master set. */
+static int ask_sentinel(const struct redis_addr *a, const struct redis_node *n, int timeout_ms,
+			struct redis_resolve *r, char *msg, size_t len)
+{
+	struct redis_addr sa;
+	redisContext *rc = NULL;
+	redisReply *reply;
+	char why[256];
+	int rv;
+
+	memset(&sa, 0, sizeof sa);
+	memcpy(sa.host, n->host, sizeof sa.host);
+	sa.port = n->port;
+	memcpy(sa.password, a->sentinel_password, sizeof sa.password);
+	if (connect_one(&sa, timeout_ms, &rc, why, sizeof why) != 0) {
+		redis_resolve_failed(r, why);
+		snprintf(msg, len, "redis: sentinel %s", why);
+		return HERR_REDIS;
+	}
+	reply = redisCommand(rc, "SENTINEL get-master-addr-by-name %s", a->master_name);
+	if (reply == NULL) {
+		herr_set(HERR_REDIS, why, sizeof why, "sentinel %s:%d: %s", n->host, n->port, rc->errstr);
+		redis_resolve_failed(r, why);
+		snprintf(msg, len, "redis: %s", why);
+		rv = HERR_REDIS;
+	} else {
+		rv = redis_resolve_answer(r, reply, msg, len);
+	}
+	freeReplyObject(reply);
+	redisFree(rc);
+	return rv;
+}
+
+/* redis_connect() through the sentinels of a. */
+static int sentinel_connect(const struct redis_addr *a, int timeout_ms, redisContext **out,
+			    char *err, size_t errlen)
+{
+	struct redis_resolve r;
+	char msg[512], why[256], addr[300];
+
+	redis_resolve_start(&r, a);
+	for (;;) {
+		const struct redis_node *n;
+		struct timespec pause = {0, 200 * 1000 * 1000};
+
+		while ((n = redis_resolve_next(&r)) != NULL) {
+			redisReply *reply;
+			int rv;
+
+			if (ask_sentinel(a, n, timeout_ms, &r, msg, sizeof msg) != 0) {
+				note(a, LOG_LEVEL_WARN, msg);
+				continue;
+			}
+			note(a, LOG_LEVEL_INFO, msg);
+			if (connect_one(&r.master, timeout_ms, out, why, sizeof why) != 0) {
+				redis_resolve_failed(&r, why);
+				continue;
+			}
+			redis_addr_str(&r.master, addr, sizeof addr);
+			reply = redisCommand(*out, "ROLE");
+			rv = redis_role_check(reply, addr, why, sizeof why);
+			freeReplyObject(reply);
+			if (rv == 0)
+				return 0;
+			redisFree(*out);
+			*out = NULL;
+			redis_resolve_failed(&r, why);
+			break;
+		}
+		if (n == NULL)
+			return herr_set(HERR_REDIS, err, errlen,
+					"redis: no sentinel gave a reachable master %s: %s",
+					a->master_name, r.why);
+		if (redis_resolve_retry(&r) != 0)
+			return herr_set(HERR_REDIS, err, errlen, "redis: after %d rounds: %s",
+					REDIS_RESOLVE_ROUNDS, r.why);
+		snprintf(msg, sizeof msg, "redis: %s; asking the sentinels again", r.why);
+		note(a, LOG_LEVEL_WARN, msg);
+		nanosleep(&pause, NULL);
+	}
+}
+
 int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out, char *err,
 		  size_t errlen)
+{
+	if (a->nsentinels > 0) {
+		*out = NULL;
+		return sentinel_connect(a, timeout_ms, out, err, errlen);
+	}
+	return connect_one(a, timeout_ms, out, err, errlen);
+}
+
+static int connect_one(const struct redis_addr *a, int timeout_ms, redisContext **out, char *err,
+		       size_t errlen)
 {
 	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 	char addr[300], db[16];
@@ -596,13 +910,30 @@ static int prefix_valid(const char *p)
 	return 1;
 }
 
+/* Set once at start-up, before any thread reads it: no lock. */
+static int cluster_layout;
+
+void redis_set_cluster(int on)
+{
+	cluster_layout = on != 0;
+}
+
+int redis_get_cluster(void)
+{
+	return cluster_layout;
+}
+
 static int key_name(char *buf, size_t len, const char *prefix, const char *user, const char *suffix)
 {
 	int n;
 
 	if (!prefix_valid(prefix) || user == NULL || !auth_user_valid(user, strlen(user)))
 		return HERR_INVAL;
-	n = snprintf(buf, len, "%s:%s%s", prefix, user, suffix);
+	/* Cluster: the user's hash tag keeps all of a user's keys in one slot. */
+	if (cluster_layout)
+		n = snprintf(buf, len, "%s:{%s}%s", prefix, user, suffix);
+	else
+		n = snprintf(buf, len, "%s:%s%s", prefix, user, suffix);
 	if (n < 0 || (size_t)n >= len)
 		return HERR_TOOBIG;
 	return n;
@@ -626,10 +957,17 @@ int redis_channel_user(const char *channel, size_t len, const char *prefix, char
 	if (channel == NULL || plen == 0 || len <= plen + 1 || memcmp(channel, prefix, plen) != 0 ||
 	    channel[plen] != ':')
 		return HERR_INVAL;
+	channel += plen + 1;
 	ulen = len - plen - 1;
-	if (!auth_user_valid(channel + plen + 1, ulen))
+	if (cluster_layout) {
+		if (ulen < 3 || channel[0] != '{' || channel[ulen - 1] != '}')
+			return HERR_INVAL;
+		channel++;
+		ulen -= 2;
+	}
+	if (!auth_user_valid(channel, ulen))
 		return HERR_INVAL;
-	memcpy(user, channel + plen + 1, ulen);
+	memcpy(user, channel, ulen);
 	user[ulen] = '\0';
 	return 0;
 }

@@ -5,6 +5,7 @@
  * Names (DESIGN.md section 7), with P the channel prefix and U the user:
  *   channel  P:U          live delivery
  *   history  P:U:history  stream of envelopes (field "e")
+ * In Redis Cluster mode P:{U} and P:{U}:history (redis_set_cluster).
  */
 #ifndef HERALD_REDIS_H
 #define HERALD_REDIS_H
@@ -14,6 +15,20 @@
 #include <hiredis/hiredis.h>
 
 #define REDIS_KEY_MAX 256
+/* The most sentinels redis_addr_from_conf() takes. */
+#define REDIS_SENTINELS_MAX 16
+
+struct conf;
+
+/* A TCP host and port: a sentinel, or the master a sentinel names. */
+struct redis_node {
+	char host[256];
+	int port;
+};
+
+/* Where an event of redis_connect() goes (level: enum log_level, msg: a
+ * complete line, borrowed for the call).  May run on any thread. */
+typedef void (*redis_note_fn)(void *ud, int level, const char *msg);
 
 struct redis_addr {
 	char host[256]; /* empty for a unix socket */
@@ -21,20 +36,116 @@ struct redis_addr {
 	char path[256]; /* unix socket path, empty for TCP */
 	int db;
 	char password[128]; /* redis://:password@host, or "" */
+	/*
+	 * Redis Sentinel: with nsentinels > 0, host/port/path above are not
+	 * used; the master's address is asked of the sentinels (in order) each
+	 * time a connection is made, and password and db apply to the master.
+	 */
+	int nsentinels;
+	struct redis_node sentinel[REDIS_SENTINELS_MAX];
+	char master_name[128];	     /* redis_sentinel_master */
+	char sentinel_password[128]; /* AUTH to the sentinels, or "" */
+	redis_note_fn note;	     /* NULL: events are not reported */
+	void *note_ud;
 };
 
 /* Parse redis://[:password@]host[:port][/db] or unix:///path[?db=N].
  * Returns 0 or HERR_INVAL with a reason in err. */
 int redis_url_parse(const char *url, struct redis_addr *out, char *err, size_t errlen);
 
-/* "host:port" or the socket path, for log lines. */
+/* "host:port" or the socket path, for log lines ("sentinels of NAME" with
+ * sentinels). */
 const char *redis_addr_str(const struct redis_addr *a, char *buf, size_t len);
+
+/*
+ * The address of conf c: redis_url, and the sentinels when redis_sentinels
+ * is set (redis_sentinel_master, redis_sentinel_password).  Returns 0, or
+ * HERR_INVAL with the key and the reason in err.
+ */
+int redis_addr_from_conf(const struct conf *c, struct redis_addr *out, char *err, size_t errlen);
+
+/*
+ * For --check-config: "redis_url redis://127.0.0.1:6379/0" (password
+ * hidden), or "master NAME through N sentinels; redis_url gives its password
+ * and db only, its host and port are not used".  Returns buf.
+ */
+const char *redis_addr_describe(const struct redis_addr *a, char *buf, size_t len);
+
+/* Parse "host:port" or "[v6]:port" into out.  0 or HERR_INVAL. */
+int redis_node_parse(const char *s, struct redis_node *out);
+
+/*
+ * The Sentinel resolver, one for the blocking redis_connect() and the
+ * subscriber's asynchronous links (sub.c): it says which sentinel to ask
+ * next and reads their answers; the caller does the I/O.  As redis-py's
+ * Sentinel client: ask each sentinel in order `SENTINEL
+ * get-master-addr-by-name NAME` (after AUTH when sentinel_password is
+ * set), connect to the first answer, and check that `ROLE` says master
+ * there (a sentinel may not know of a failover yet); when it does not,
+ * start a new round, at most REDIS_RESOLVE_ROUNDS.
+ */
+#define REDIS_RESOLVE_ROUNDS 3
+
+struct redis_resolve {
+	const struct redis_addr *a; /* borrowed */
+	int next;		    /* index of the sentinel redis_resolve_next gives */
+	int asked;		    /* sentinels given out in this round */
+	int rounds;		    /* rounds started */
+	int current;		    /* index of the sentinel last given out */
+	struct redis_addr master;   /* a copy of *a with host and port of the answer */
+	char why[200];		    /* the last failure, for the caller's message */
+};
+
+/* Start resolving a (which must have sentinels; borrowed until done). */
+void redis_resolve_start(struct redis_resolve *r, const struct redis_addr *a);
+
+/*
+ * The sentinel to ask now, or NULL when every sentinel of this round
+ * failed (r->why says the last reason).  redis_resolve_retry() starts
+ * another round when the master's ROLE was wrong.
+ */
+const struct redis_node *redis_resolve_next(struct redis_resolve *r);
+
+/* Record why the sentinel last given out did not answer (for r->why). */
+void redis_resolve_failed(struct redis_resolve *r, const char *why);
+
+/*
+ * The sentinel's reply to get-master-addr-by-name: 0 with r->master set
+ * and "redis: sentinel S says master NAME is H:P" in msg; HERR_NOTFOUND
+ * (it knows no such master) or HERR_REDIS (an error reply), reason in
+ * r->why and msg: ask the next one.
+ */
+int redis_resolve_answer(struct redis_resolve *r, const redisReply *reply, char *msg, size_t len);
+
+/*
+ * The master's answer to ROLE was not "master": begin another round from
+ * the first sentinel.  Returns 0, or HERR_AGAIN when REDIS_RESOLVE_ROUNDS
+ * rounds are used up.
+ */
+int redis_resolve_retry(struct redis_resolve *r);
+
+/*
+ * Check a reply to ROLE: 0 when it says master, else HERR_AGAIN with
+ * "H:P answered ROLE slave" (or the error) in err.
+ */
+int redis_role_check(const redisReply *reply, const char *addr, char *err, size_t errlen);
+
+/*
+ * A +switch-master message of a sentinel ("NAME OLDIP OLDPORT NEWIP
+ * NEWPORT"): 0 with the new master in *to when NAME is master_name,
+ * HERR_NOTFOUND for another master, HERR_INVAL when malformed.
+ */
+int redis_switch_parse(const char *msg, size_t len, const char *master_name,
+		       struct redis_node *to);
 
 /*
  * Blocking connection with a connect/command timeout (ms; 0 = none), AUTH
  * and SELECT done.  Returns 0 and *out, or HERR_REDIS with "connect(ADDR)
  * failed: why" in err.  Free with redisFree().  hiredis writes with write():
  * a program must ignore SIGPIPE, or a server that goes away kills it.
+ * With sentinels, the master is resolved first (struct redis_resolve; each
+ * sentinel and the master within timeout_ms) and its ROLE checked; the
+ * answer goes to a->note at info level.
  */
 int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out, char *err,
 		  size_t errlen);
@@ -49,7 +160,19 @@ int redis_channel(char *buf, size_t len, const char *prefix, const char *user);
 int redis_history_key(char *buf, size_t len, const char *prefix, const char *user);
 
 /*
- * If channel is "P:U" for this prefix and U is a valid user id, copy U into
+ * The key layout, for the whole process: 0 (the default) P:U and
+ * P:U:history; 1, Redis Cluster (redis_cluster = yes), P:{U} and
+ * P:{U}:history: the user's hash tag puts every key of a user, and the
+ * channel the publish script derives from the history key, in one slot
+ * (cluster.h).  Every name built from redis_channel() follows: P:{U}:nbf,
+ * P:{U}:revoked:J, P:{U}:history:idem:KEY.  Call once at start-up, before
+ * other threads run, with the configuration's redis_cluster.
+ */
+void redis_set_cluster(int on);
+int redis_get_cluster(void);
+
+/*
+ * If channel is "P:U" (cluster layout: "P:{U}") for this prefix and U is a valid user id, copy U into
  * user (AUTH_USER_MAX + 1 bytes) and return 0; else HERR_INVAL.
  */
 int redis_channel_user(const char *channel, size_t len, const char *prefix, char *user);

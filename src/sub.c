@@ -14,6 +14,7 @@
 #include <hiredis/async.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "envelope.h"
 #include "err.h"
 #include "history.h"
@@ -32,6 +33,8 @@
 #define CANARY_MISSES	  3
 /* Channels per SUBSCRIBE/UNSUBSCRIBE command. */
 #define BATCH_MAX 1000
+/* Sentinel: a lost watch link moves to the next sentinel after this. */
+#define WATCH_RETRY_MS 1000
 /* A history read Redis answered with an error: retries after 250 ms doubling. */
 #define HIST_RETRY_BASE_MS 250
 #define HIST_RETRY_MAX	   5
@@ -105,6 +108,7 @@ struct hist {
 	unsigned tries;		  /* retries sent */
 	int has_since;
 	int retried; /* NOSCRIPT seen once in this try: SCRIPT LOAD sent */
+	unsigned redirects; /* MOVED/ASK followed (cluster) */
 	struct cursor since;
 	unsigned limit;
 	size_t max_bytes;
@@ -123,8 +127,9 @@ struct sub {
 	struct event_base *base;
 	struct hub *hub;
 	const struct conf *conf; /* borrowed */
-	struct redis_addr addr;
-	char addrstr[300];
+	struct redis_addr addr;	  /* the configuration: redis_url, the sentinels */
+	struct redis_addr master; /* where the links go: addr, or the sentinels' answer */
+	char addrstr[300];	  /* master, for log lines */
 	char canary[REDIS_KEY_MAX];
 	size_t canary_len;
 	char control[REDIS_KEY_MAX]; /* the control channel (revoke.h) */
@@ -133,6 +138,20 @@ struct sub {
 
 	/* Loop thread only from here ... */
 	struct link ps, cmd;
+	/*
+	 * Sentinel (addr.nsentinels > 0): sq asks one sentinel for the master
+	 * at each attempt (rs says which; good is the one that answered last),
+	 * sw stays subscribed to +switch-master on sentinel sw_idx across
+	 * attempts and moves to the next sentinel when it fails.
+	 */
+	struct link sq, sw;
+	/* Redis Cluster (redis_cluster): a command link per master, for the
+	 * reads routed by key (history, sub_command); ps and cmd go to one
+	 * node, any node (cluster.h). */
+	struct cluster_async *cl;
+	struct redis_resolve rs;
+	int good, sw_idx;
+	struct event *ev_watch;
 	int state;	    /* enum sub_state */
 	int ever_connected; /* a later connect counts as a reconnect */
 	int closing;	    /* sub_free runs */
@@ -378,6 +397,7 @@ static const struct hub_backend_ops backend_ops = {
 
 static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata);
 
+/* ac NULL: the command link, or in a cluster the link of the key's master. */
 static int hist_send(struct sub *s, struct hist *h, redisAsyncContext *ac)
 {
 	struct history_argv ha;
@@ -387,7 +407,9 @@ static int hist_send(struct sub *s, struct hist *h, redisAsyncContext *ac)
 			  h->max_bytes);
 	if (rc < 0)
 		return rc;
-	if (redisAsyncCommandArgv(ac, hist_send_cb, h, ha.argc, ha.argv, ha.argvlen) != REDIS_OK)
+	if (ac == NULL)
+		ac = s->cl != NULL ? cluster_async_route(s->cl, ha.key, strlen(ha.key)) : s->cmd.ac;
+	if (ac == NULL || redisAsyncCommandArgv(ac, hist_send_cb, h, ha.argc, ha.argv, ha.argvlen) != REDIS_OK)
 		return HERR_REDIS;
 	return 0;
 }
@@ -442,7 +464,7 @@ static void hist_retry_cb(evutil_socket_t fd, short what, void *arg)
 	h->tries++;
 	h->retried = 0;
 	status_add(s, &s->st.history_retries);
-	rc = hist_send(s, h, s->cmd.ac);
+	rc = hist_send(s, h, NULL);
 	if (rc != 0)
 		hist_done(h, NULL, rc);
 }
@@ -519,6 +541,19 @@ static void hist_send_cb(redisAsyncContext *ac, void *r, void *privdata)
 		hist_done(h, NULL, HERR_REDIS);
 		return;
 	}
+	if (s->cl != NULL && reply->type == REDIS_REPLY_ERROR && ac->data != NULL &&
+	    h->redirects < CLUSTER_TRIES) {
+		/* MOVED or ASK: send it where the cluster says, at once. */
+		redisAsyncContext *to = cluster_async_redirect(s->cl, reply->str, reply->len);
+
+		if (to != NULL) {
+			h->redirects++;
+			h->retried = 0;
+			if (hist_send(s, h, to) != 0)
+				hist_done(h, NULL, HERR_REDIS);
+			return;
+		}
+	}
 	rc = history_parse_reply(reply, &res, err, sizeof err);
 	if (rc != 0 && reply->type == REDIS_REPLY_ERROR && ac->data != NULL &&
 	    s->state == SUB_CONNECTED) {
@@ -570,7 +605,7 @@ static void hist_start(struct sub *s, const struct op *o)
 	h->limit = o->limit;
 	h->max_bytes = o->max_bytes;
 	memcpy(h->user, o->user, sizeof h->user);
-	rc = hist_send(s, h, s->cmd.ac);
+	rc = hist_send(s, h, NULL);
 	if (rc != 0) {
 		hist_done(h, NULL, rc);
 		return;
@@ -827,18 +862,22 @@ static void call_cb(redisAsyncContext *ac, void *r, void *privdata)
 int sub_command(struct sub *s, int argc, const char **argv, const size_t *argvlen,
 		sub_reply_fn fn, void *ud, struct sub_call **out)
 {
+	redisAsyncContext *ac = s->cmd.ac;
 	struct sub_call *call;
 
 	if (out != NULL)
 		*out = NULL;
-	if (s->closing || s->state != SUB_CONNECTED || s->cmd.ac == NULL)
+	/* In a cluster the first argument is the key that names the master. */
+	if (s->cl != NULL && argc > 1)
+		ac = cluster_async_route(s->cl, argv[1], argvlen != NULL ? argvlen[1] : strlen(argv[1]));
+	if (s->closing || s->state != SUB_CONNECTED || ac == NULL)
 		return HERR_REDIS;
 	call = calloc(1, sizeof *call);
 	if (call == NULL)
 		return HERR_NOMEM;
 	call->fn = fn;
 	call->ud = ud;
-	if (redisAsyncCommandArgv(s->cmd.ac, call_cb, call, argc, argv, argvlen) != REDIS_OK) {
+	if (redisAsyncCommandArgv(ac, call_cb, call, argc, argv, argvlen) != REDIS_OK) {
 		free(call);
 		return HERR_REDIS;
 	}
@@ -952,8 +991,14 @@ static struct link *link_of(struct sub *s, const redisAsyncContext *ac)
 		return &s->ps;
 	if (ac == s->cmd.ac)
 		return &s->cmd;
+	if (ac == s->sq.ac)
+		return &s->sq;
+	if (ac == s->sw.ac)
+		return &s->sw;
 	return NULL;
 }
+
+static void sentinel_lost(struct sub *s, struct link *l, const char *why);
 
 /* Free our context; late callbacks see ac->data NULL and return. */
 static void link_close(struct link *l)
@@ -982,7 +1027,8 @@ static void maybe_ready(struct sub *s)
 {
 	long long now;
 
-	if (s->ps.state != LINK_READY || s->cmd.state != LINK_READY || s->state == SUB_CONNECTED)
+	if (s->ps.state != LINK_READY || s->cmd.state != LINK_READY || s->state == SUB_CONNECTED ||
+	    (s->cl != NULL && !cluster_async_ready(s->cl)))
 		return;
 	now = clock_mono_us();
 	evtimer_del(s->ev_timeout);
@@ -1013,9 +1059,22 @@ static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
 
 	if (reply == NULL || s == NULL || (l = link_of(s, ac)) == NULL)
 		return;
+	if (strcmp(what, "ROLE") == 0) {
+		/* A sentinel may name a master that a failover demoted since. */
+		if (redis_role_check(reply, s->addrstr, why, sizeof why) != 0) {
+			fail_all(s, why);
+			return;
+		}
+		l->state = LINK_READY;
+		maybe_ready(s);
+		return;
+	}
 	if (reply->type == REDIS_REPLY_ERROR) {
 		snprintf(why, sizeof why, "%s failed: %s", what, reply->str);
-		fail_all(s, why);
+		if (l == &s->sq || l == &s->sw)
+			sentinel_lost(s, l, why);
+		else
+			fail_all(s, why);
 		return;
 	}
 	if (strcmp(what, "PING") == 0) {
@@ -1038,7 +1097,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
 	ac->data = NULL;
 	l->ac = NULL;
 	l->state = LINK_CLOSED;
-	fail_all(s, why);
+	if (l == &s->sq || l == &s->sw)
+		sentinel_lost(s, l, why);
+	else
+		fail_all(s, why);
 }
 
 static void on_disconnect(const redisAsyncContext *cac, int status)
@@ -1058,7 +1120,10 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 	ac->data = NULL;
 	l->ac = NULL;
 	l->state = LINK_CLOSED;
-	fail_all(s, why);
+	if (l == &s->sq || l == &s->sw)
+		sentinel_lost(s, l, why);
+	else
+		fail_all(s, why);
 }
 
 /*
@@ -1148,10 +1213,10 @@ static int link_open(struct sub *s, struct link *l, int pubsub, char *err, size_
 {
 	redisAsyncContext *ac;
 
-	if (s->addr.path[0] != '\0')
-		ac = redisAsyncConnectUnix(s->addr.path);
+	if (s->master.path[0] != '\0')
+		ac = redisAsyncConnectUnix(s->master.path);
 	else
-		ac = redisAsyncConnect(s->addr.host, s->addr.port);
+		ac = redisAsyncConnect(s->master.host, s->master.port);
 	if (ac == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return HERR_NOMEM;
@@ -1173,33 +1238,270 @@ static int link_open(struct sub *s, struct link *l, int pubsub, char *err, size_
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
 	/* Queued now, written once connected; replies come back in order. */
-	if (s->addr.password[0] != '\0')
-		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s", s->addr.password);
-	if (s->addr.db != 0)
-		redisAsyncCommand(ac, setup_cb, (void *)"SELECT", "SELECT %d", s->addr.db);
+	if (s->master.password[0] != '\0')
+		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s", s->master.password);
+	if (s->master.db != 0)
+		redisAsyncCommand(ac, setup_cb, (void *)"SELECT", "SELECT %d", s->master.db);
 	/* The control channel first: the canary's confirmation, which makes
 	 * the link ready, then means both are subscribed. */
 	if (pubsub)
 		redisAsyncCommand(ac, ps_cb, s, "SUBSCRIBE %b %b", s->control, s->control_len,
 				  s->canary, s->canary_len);
+	else if (s->addr.nsentinels > 0)
+		redisAsyncCommand(ac, setup_cb, (void *)"ROLE", "ROLE");
 	else
 		redisAsyncCommand(ac, setup_cb, (void *)"PING", "PING");
 	return 0;
 }
 
-static void start_connect(struct sub *s)
+static void open_links(struct sub *s)
 {
 	char err[160];
 	struct timeval tv = tv_ms(CONNECT_TIMEOUT_MS);
 
-	s->state = SUB_CONNECTING;
-	status_sync(s, NULL);
 	if (link_open(s, &s->ps, 1, err, sizeof err) != 0 ||
 	    link_open(s, &s->cmd, 0, err, sizeof err) != 0) {
 		fail_all(s, err);
 		return;
 	}
+	evtimer_del(s->ev_timeout);
 	evtimer_add(s->ev_timeout, &tv);
+}
+
+/* --- Redis Sentinel -------------------------------------------------------- */
+
+static void sentinel_query_cb(redisAsyncContext *ac, void *r, void *privdata);
+static void sentinel_watch_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Open l to sentinel n: AUTH, then the query (sq) or the SUBSCRIBE (sw). */
+static int sentinel_open(struct sub *s, struct link *l, const struct redis_node *n, char *err,
+			 size_t errlen)
+{
+	redisAsyncContext *ac = redisAsyncConnect(n->host, n->port);
+
+	if (ac == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return HERR_NOMEM;
+	}
+	if (ac->err) {
+		snprintf(err, errlen, "%s", ac->errstr);
+		redisAsyncFree(ac);
+		return HERR_REDIS;
+	}
+	ac->data = s;
+	if (link_ev_attach(ac, s->base) < 0) {
+		snprintf(err, errlen, "cannot attach to the event loop");
+		ac->data = NULL;
+		redisAsyncFree(ac);
+		return HERR_REDIS;
+	}
+	l->ac = ac;
+	l->state = LINK_CONNECTING;
+	redisAsyncSetConnectCallback(ac, on_connect);
+	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (s->addr.sentinel_password[0] != '\0')
+		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s",
+				  s->addr.sentinel_password);
+	if (l == &s->sq)
+		redisAsyncCommand(ac, sentinel_query_cb, NULL, "SENTINEL get-master-addr-by-name %s",
+				  s->addr.master_name);
+	else
+		redisAsyncCommand(ac, sentinel_watch_cb, NULL, "SUBSCRIBE +switch-master");
+	return 0;
+}
+
+/* Ask the next sentinel of this attempt for the master, or give up the attempt. */
+static void sentinel_ask(struct sub *s)
+{
+	struct timeval tv = tv_ms(CONNECT_TIMEOUT_MS);
+	const struct redis_node *n;
+	char err[160], why[300];
+
+	while ((n = redis_resolve_next(&s->rs)) != NULL) {
+		if (sentinel_open(s, &s->sq, n, err, sizeof err) == 0) {
+			evtimer_del(s->ev_timeout);
+			evtimer_add(s->ev_timeout, &tv);
+			return;
+		}
+		herr_set(0, why, sizeof why, "sentinel %s:%d: %s", n->host, n->port, err);
+		redis_resolve_failed(&s->rs, why);
+	}
+	herr_set(0, why, sizeof why, "no sentinel answered for master %s (last: %s)",
+		 s->addr.master_name, s->rs.why);
+	fail_all(s, why);
+}
+
+static void sentinel_query_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct sub *s = ac->data;
+	char msg[512];
+
+	(void)privdata;
+	if (r == NULL || s == NULL || ac != s->sq.ac)
+		return;
+	if (redis_resolve_answer(&s->rs, r, msg, sizeof msg) != 0) {
+		sentinel_lost(s, &s->sq, s->rs.why);
+		return;
+	}
+	emit(s, LOG_LEVEL_INFO, "%s", msg);
+	s->good = s->rs.current;
+	link_close(&s->sq);
+	s->master = s->rs.master;
+	redis_addr_str(&s->master, s->addrstr, sizeof s->addrstr);
+	open_links(s);
+}
+
+/* The master the sentinels named is not where our links are: go there now. */
+static void reconnect_now(struct sub *s, const char *why)
+{
+	struct timeval tv = tv_ms(0);
+
+	if (s->state != SUB_DISCONNECTED)
+		fail_all(s, why);
+	s->attempt = 0;
+	evtimer_del(s->ev_reconnect);
+	evtimer_add(s->ev_reconnect, &tv);
+}
+
+static void on_switch(struct sub *s, const redisReply *payload)
+{
+	const struct redis_node *sn = &s->addr.sentinel[s->sw_idx];
+	struct redis_node to;
+	char why[400];
+	int rc = redis_switch_parse(payload->str, payload->len, s->addr.master_name, &to);
+
+	if (rc == HERR_NOTFOUND)
+		return;
+	if (rc != 0) {
+		emit(s, LOG_LEVEL_WARN, "redis: sentinel %s:%d: ignoring a malformed +switch-master "
+					"message of %zu bytes", sn->host, sn->port, payload->len);
+		return;
+	}
+	status_add(s, &s->st.failovers);
+	herr_set(0, why, sizeof why, "sentinel %s:%d: +switch-master: master %s is now %s:%d",
+		 sn->host, sn->port, s->addr.master_name, to.host, to.port);
+	if (s->state == SUB_CONNECTED && s->master.port == to.port &&
+	    strcmp(s->master.host, to.host) == 0) {
+		emit(s, LOG_LEVEL_INFO, "redis: %s, where we are already", why);
+		return;
+	}
+	emit(s, LOG_LEVEL_WARN, "redis: %s (was %s), reconnecting", why, s->addrstr);
+	reconnect_now(s, why);
+}
+
+static void sentinel_watch_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct sub *s = ac->data;
+	const redisReply *reply = r, *kind;
+
+	(void)privdata;
+	if (reply == NULL || s == NULL || ac != s->sw.ac)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		sentinel_lost(s, &s->sw, reply->str);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+	    (kind = reply->element[0])->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(kind->str, "subscribe") == 0) {
+		s->sw.state = LINK_READY;
+		emit(s, LOG_LEVEL_INFO, "redis: watching sentinel %s:%d for failovers of master %s",
+		     s->addr.sentinel[s->sw_idx].host, s->addr.sentinel[s->sw_idx].port,
+		     s->addr.master_name);
+	} else if (strcmp(kind->str, "message") == 0 &&
+		   reply->element[2]->type == REDIS_REPLY_STRING) {
+		on_switch(s, reply->element[2]);
+	}
+}
+
+static void watch_open(struct sub *s)
+{
+	const struct redis_node *n = &s->addr.sentinel[s->sw_idx];
+	char err[160];
+
+	if (s->closing || s->sw.ac != NULL || evtimer_pending(s->ev_watch, NULL))
+		return;
+	if (sentinel_open(s, &s->sw, n, err, sizeof err) != 0)
+		sentinel_lost(s, &s->sw, err);
+}
+
+static void watch_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	watch_open(arg);
+}
+
+/*
+ * A sentinel link failed (l's context is closed or being freed by
+ * hiredis).  The query goes on with the next sentinel; the watch moves to
+ * the next sentinel after WATCH_RETRY_MS.
+ */
+static void sentinel_lost(struct sub *s, struct link *l, const char *why)
+{
+	int idx = l == &s->sq ? s->rs.current : s->sw_idx;
+	const struct redis_node *n = &s->addr.sentinel[idx < 0 ? 0 : idx];
+	char reason[300];
+	struct timeval tv = tv_ms(WATCH_RETRY_MS);
+	int was_ready = l->state == LINK_READY;
+
+	if (s->closing)
+		return;
+	/* The resolver's own reasons name the sentinel already. */
+	if (why == s->rs.why)
+		snprintf(reason, sizeof reason, "%s", why);
+	else
+		snprintf(reason, sizeof reason, "sentinel %s:%d: %s", n->host, n->port, why);
+	link_close(l);
+	if (l == &s->sq) {
+		redis_resolve_failed(&s->rs, reason);
+		emit(s, LOG_LEVEL_WARN, "redis: %s; asking the next sentinel", reason);
+		sentinel_ask(s);
+		return;
+	}
+	s->sw_idx = (s->sw_idx + 1) % s->addr.nsentinels;
+	emit(s, was_ready ? LOG_LEVEL_WARN : LOG_LEVEL_DEBUG,
+	     "redis: %s; watching for failovers through sentinel %s:%d in %.1f s", reason,
+	     s->addr.sentinel[s->sw_idx].host, s->addr.sentinel[s->sw_idx].port,
+	     WATCH_RETRY_MS / 1000.0);
+	evtimer_add(s->ev_watch, &tv);
+}
+
+/* The masters' links: all up (then perhaps ready), or one lost. */
+static void cluster_event(void *ud, int ok, const char *msg)
+{
+	struct sub *s = ud;
+
+	if (!ok) {
+		fail_all(s, msg);
+		return;
+	}
+	emit(s, LOG_LEVEL_INFO, "%s", msg);
+	maybe_ready(s);
+}
+
+static void start_connect(struct sub *s)
+{
+	s->state = SUB_CONNECTING;
+	status_sync(s, NULL);
+	if (s->cl != NULL) {
+		/* A node in turn: the seeds, then the masters last seen. */
+		cluster_async_next_node(s->cl, &s->master);
+		redis_addr_str(&s->master, s->addrstr, sizeof s->addrstr);
+		if (cluster_async_start(s->cl, &s->master) != 0) {
+			fail_all(s, "redis cluster: cannot start reading the slot map");
+			return;
+		}
+	}
+	if (s->addr.nsentinels == 0) {
+		open_links(s);
+		return;
+	}
+	watch_open(s);
+	redis_resolve_start(&s->rs, &s->addr);
+	s->rs.next = s->good;
+	sentinel_ask(s);
 }
 
 /*
@@ -1220,6 +1522,8 @@ static void fail_all(struct sub *s, const char *why)
 	s->state = SUB_DISCONNECTED;
 	link_close(&s->ps);
 	link_close(&s->cmd);
+	link_close(&s->sq);
+	cluster_async_stop(s->cl);
 	/* The hub drops these answers and asks again after the resubscribe. */
 	hist_cancel_retries(s, HERR_REDIS);
 	evtimer_del(s->ev_timeout);
@@ -1259,7 +1563,9 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->state == SUB_CONNECTING)
+	if (s->state == SUB_CONNECTING && s->sq.ac != NULL)
+		sentinel_lost(s, &s->sq, "no answer within 2 s");
+	else if (s->state == SUB_CONNECTING)
 		fail_all(s, "connect timed out after 2 s");
 }
 
@@ -1309,12 +1615,20 @@ int sub_new(struct sub **out, struct event_base *base, const struct conf *c, str
 	s->hub = h;
 	s->conf = c;
 	redis_scripts_init();
-	rc = redis_url_parse(c->redis_url, &s->addr, err, errlen);
+	rc = redis_addr_from_conf(c, &s->addr, err, errlen);
 	if (rc != 0) {
 		sub_free(s);
 		return rc;
 	}
+	s->master = s->addr;
 	redis_addr_str(&s->addr, s->addrstr, sizeof s->addrstr);
+	if (c->redis_cluster) {
+		rc = cluster_async_new(&s->cl, base, c, cluster_event, s, err, errlen);
+		if (rc != 0) {
+			sub_free(s);
+			return rc;
+		}
+	}
 	if (gethostname(host, sizeof host) != 0)
 		snprintf(host, sizeof host, "localhost");
 	host[sizeof host - 1] = '\0';
@@ -1345,8 +1659,10 @@ int sub_new(struct sub **out, struct event_base *base, const struct conf *c, str
 	s->ev_reconnect = evtimer_new(base, reconnect_cb, s);
 	s->ev_timeout = evtimer_new(base, timeout_cb, s);
 	s->ev_canary = event_new(base, -1, EV_PERSIST, canary_cb, s);
+	s->ev_watch = evtimer_new(base, watch_cb, s);
 	if (rc != 0 || s->bsub == NULL || s->bunsub == NULL || s->ev_ops == NULL ||
-	    s->ev_reconnect == NULL || s->ev_timeout == NULL || s->ev_canary == NULL) {
+	    s->ev_reconnect == NULL || s->ev_timeout == NULL || s->ev_canary == NULL ||
+	    s->ev_watch == NULL) {
 		sub_free(s);
 		goto nomem;
 	}
@@ -1379,6 +1695,9 @@ void sub_free(struct sub *s)
 	/* Answers every history read in flight with HERR_CLOSED. */
 	link_close(&s->ps);
 	link_close(&s->cmd);
+	link_close(&s->sq);
+	link_close(&s->sw);
+	cluster_async_free(s->cl);
 	for (o = s->q_head; o != NULL; o = next) {
 		next = o->next;
 		if (o->kind == OP_HISTORY)
@@ -1400,6 +1719,8 @@ void sub_free(struct sub *s)
 		event_free(s->ev_timeout);
 	if (s->ev_canary != NULL)
 		event_free(s->ev_canary);
+	if (s->ev_watch != NULL)
+		event_free(s->ev_watch);
 	for (struct umap_node *n = umap_first(&s->chans), *hnext; n != NULL; n = hnext) {
 		hnext = umap_next(&s->chans, n);
 		free(CHAN(n));

@@ -36,6 +36,14 @@
  * reconnect too); each valid command closes the matching connections of
  * its user with hub_close_user().  A malformed one is counted and logged.
  *
+ * Redis Sentinel (redis_sentinels set): each connect attempt asks the
+ * sentinels for the master (redis.h, struct redis_resolve), one at a time
+ * with a 2 s bound each, connects there and checks ROLE on the command
+ * connection.  A third connection, to one sentinel, stays subscribed to
+ * +switch-master (moving to the next sentinel a second after it fails);
+ * a switch of our master drops both links and reconnects at once, which
+ * is then handled as any loss: resubscribe, catch up from history.
+ *
  * Other commands on the command connection (sub_command): for a program's
  * own reads on the loop, such as the revocation check at connect.
  *
@@ -71,6 +79,7 @@ struct sub_status {
 	uint64_t control_messages;  /* control channel commands applied */
 	uint64_t control_invalid;   /* control channel messages ignored as malformed */
 	uint64_t canary_rtt_us;     /* last canary round trip */
+	uint64_t failovers;         /* Sentinel: +switch-master seen for our master */
 	char last_error[160];       /* "" or the last connection error */
 };
 

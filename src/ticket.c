@@ -51,6 +51,10 @@ int ticket_key(char *buf, size_t len, const char *prefix, const char *ticket)
 
 	if (n < 0)
 		return n;
+	/* Cluster layout: no hash tag, so the tickets spread over every slot
+	 * (P:__herald is shorter than P:{__herald}: it fits). */
+	if (redis_get_cluster())
+		n = snprintf(buf, len, "%s:__herald", prefix);
 	if (ticket == NULL || !ticket_valid(ticket, strlen(ticket)))
 		return HERR_INVAL;
 	m = snprintf(buf + n, len - (size_t)n, ":ticket:%s", ticket);
@@ -131,7 +135,7 @@ int ticket_store_sync(redisContext *rc, const char *prefix, const struct auth_id
 	redisReply *r;
 	int kn, vn, ret;
 
-	if (ticket_new(out) != 0)
+	if (out[0] == '\0' && ticket_new(out) != 0)
 		return herr_set(HERR_IO, err, errlen, "getrandom failed: %s", strerror(errno));
 	kn = ticket_key(key, sizeof key, prefix, out);
 	vn = ticket_value(val, sizeof val, id);

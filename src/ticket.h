@@ -5,6 +5,7 @@
  * POST .../ticket with the JWT in Authorization mints one: 32 random bytes
  * (getrandom), unpadded base64url (43 characters), stored as
  *   P:__herald:ticket:TICKET = "USER EXP IAT[ JTI]"   SET ... EX ticket_ttl NX
+ * (the same name in Redis Cluster mode: no hash tag, tickets spread over the slots)
  * A WebSocket or SSE request with ?ticket=TICKET redeems it with GETDEL, so
  * it works once, on any Herald process sharing the Redis, within its
  * lifetime; the connection gets the token's user, expiry, iat and jti (so
@@ -47,8 +48,11 @@ int ticket_value(char *buf, size_t len, const struct auth_identity *id);
 int ticket_redeem_reply(const redisReply *r, time_t now, long leeway, struct auth_identity *id);
 
 /*
- * Blocking: mint a ticket for id, stored for ttl seconds, into out
- * (TICKET_LEN + 1).  0, HERR_IO (getrandom), HERR_REDIS with err.
+ * Blocking: store a ticket for id for ttl seconds.  out (TICKET_LEN + 1)
+ * holds one ticket_new made, or "" to mint one here; it holds the ticket
+ * on return.  (A caller that must know the key first, to route it in a
+ * Redis Cluster, mints it itself.)  0, HERR_IO (getrandom), HERR_REDIS
+ * with err.
  */
 int ticket_store_sync(redisContext *rc, const char *prefix, const struct auth_identity *id,
 		      long ttl, char *out, char *err, size_t errlen);

@@ -14,9 +14,11 @@
 #include <time.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "conf.h"
 #include "cursor.h"
 #include "err.h"
+#include "log.h"
 #include "publish.h"
 #include "redis.h"
 #include "revoke.h"
@@ -26,12 +28,15 @@
 #define LINE_MAX_BYTES (1024 * 1024)
 #define BATCH_MAX      1000
 #define TIMEOUT_MS     10000
+/* After "not acknowledged" without --idempotency-key: a plain retry may store twice. */
+#define NOKEY " (this publish had no --idempotency-key: give one to retry safely)"
 
 enum {
 	EXIT_OK = 0,
 	EXIT_INPUT = 1,
 	EXIT_USAGE = 2,
 	EXIT_REDIS = 3,
+	EXIT_NOTACK = 4,
 };
 
 /* The payloads read from stdin, all held until every one has been checked. */
@@ -86,8 +91,10 @@ static void usage(FILE *f)
 	      "  -h, --help             show this help and exit\n"
 	      "  -V, --version          show the version and exit\n"
 	      "\n"
-	      "Configuration keys used: redis_url, channel_prefix, history_max, history_ttl,\n"
-	      "idempotency_window, token_max_age.\n"
+	      "Configuration keys used: redis_url, redis_sentinels, redis_sentinel_master,\n"
+	      "redis_sentinel_password, redis_cluster, redis_cluster_nodes, channel_prefix,\n"
+	      "history_max, history_ttl, idempotency_window, publish_wait_replicas,\n"
+	      "publish_wait_timeout, token_max_age.\n"
 	      "\n"
 	      "Environment:\n"
 	      "  HERALD_CONFIG          the configuration file when --config is not given\n"
@@ -106,7 +113,10 @@ static void usage(FILE *f)
 	      "  0  published\n"
 	      "  1  bad input: user id, payload, input line, time or jti (nothing published)\n"
 	      "  2  usage or configuration error\n"
-	      "  3  Redis error (unreachable, or it refused the script)\n",
+	      "  3  Redis error (unreachable, or it refused the script)\n"
+	      "  4  published on the master but not acknowledged by publish_wait_replicas\n"
+	      "     replicas within publish_wait_timeout (the ids are printed): running\n"
+	      "     the same command again with the same --idempotency-key is safe\n",
 	      f);
 }
 
@@ -227,8 +237,8 @@ static int publish_all(redisContext *rc, const struct conf *c, const char *user,
 		}
 		/* Payloads were checked already: what fails now is Redis. */
 		if (rv != 0) {
-			fprintf(stderr, PROG ": %s\n", err);
-			status = EXIT_REDIS;
+			fprintf(stderr, PROG ": %s%s\n", err, rv == HERR_AGAIN && key == NULL ? NOKEY : "");
+			status = rv == HERR_AGAIN ? EXIT_NOTACK : EXIT_REDIS;
 		}
 		if (fflush(stdout) != 0) {
 			fprintf(stderr, PROG ": writing standard output: %s\n", strerror(errno));
@@ -245,9 +255,10 @@ static int publish_arg(redisContext *rc, const struct conf *c, const char *user,
 {
 	char err[512], buf[CURSOR_STR_MAX];
 	struct cursor id;
+	int rv = publish_one_idem(rc, c, user, payload, strlen(payload), key, &id, NULL, err,
+				  sizeof err);
 
-	if (publish_one_idem(rc, c, user, payload, strlen(payload), key, &id, NULL, err,
-			     sizeof err) != 0) {
+	if (rv != 0 && rv != HERR_AGAIN) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return EXIT_REDIS;
 	}
@@ -255,6 +266,10 @@ static int publish_arg(redisContext *rc, const struct conf *c, const char *user,
 	if (puts(buf) == EOF || fflush(stdout) != 0) {
 		fprintf(stderr, PROG ": writing standard output: %s\n", strerror(errno));
 		return EXIT_REDIS;
+	}
+	if (rv == HERR_AGAIN) {
+		fprintf(stderr, PROG ": %s%s\n", err, key == NULL ? NOKEY : "");
+		return EXIT_NOTACK;
 	}
 	return EXIT_OK;
 }
@@ -337,6 +352,34 @@ static int revoke_run(redisContext *rc, const struct conf *c, const struct revok
 	return status;
 }
 
+/* Sentinel events of redis_connect: only the failures are worth a line here. */
+static void note_warn(void *ud, int level, const char *msg)
+{
+	(void)ud;
+	if (level <= LOG_LEVEL_WARN)
+		fprintf(stderr, PROG ": %s\n", msg);
+}
+
+/*
+ * The connection for user: redis_url's server (the caller frees it), or in
+ * Redis Cluster mode the master serving the user's slot, borrowed from cl
+ * (every key of a user carries the user's hash tag: one slot).
+ */
+static int connect_for(const struct redis_addr *addr, struct cluster *cl, const struct conf *c,
+		       const char *user, redisContext **rc, char *err, size_t errlen)
+{
+	char key[REDIS_KEY_MAX];
+	int n;
+
+	if (cl == NULL)
+		return redis_connect(addr, TIMEOUT_MS, rc, err, errlen);
+	n = redis_channel(key, sizeof key, c->channel_prefix, user);
+	if (n < 0)
+		return herr_set(HERR_INVAL, err, errlen, "channel_prefix or user: invalid");
+	*rc = cluster_conn(cl, key, (size_t)n, err, errlen);
+	return *rc != NULL ? 0 : HERR_REDIS;
+}
+
 /* A unix time argument: digits, at most AUTH_EXP_MAX.  0 or -1. */
 static int parse_time(const char *s, long long *out)
 {
@@ -367,6 +410,7 @@ int main(int argc, char **argv)
 	struct redis_addr addr;
 	struct lines l = {NULL, NULL, 0, 0};
 	redisContext *rc = NULL;
+	struct cluster *cl = NULL;
 	char err[512], key[REDIS_KEY_MAX];
 	int opt, status, check_only = 0, revoke = 0;
 	struct revoke_cmd rcmd;
@@ -467,11 +511,31 @@ int main(int argc, char **argv)
 		conf_free(&c);
 		return EXIT_USAGE;
 	}
-	if (redis_url_parse(c.redis_url != NULL ? c.redis_url : "redis://127.0.0.1:6379", &addr,
-			    err, sizeof err) != 0) {
+	if (redis_addr_from_conf(&c, &addr, err, sizeof err) != 0) {
 		fprintf(stderr, PROG ": %s\n", err);
 		conf_free(&c);
 		return EXIT_USAGE;
+	}
+	addr.note = note_warn;
+	redis_set_cluster((int)c.redis_cluster);
+	if (c.redis_cluster && cluster_new(&cl, &c, TIMEOUT_MS, err, sizeof err) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		conf_free(&c);
+		return EXIT_USAGE;
+	}
+	if (check_only && cl != NULL) {
+		printf(PROG ": configuration OK (Redis Cluster, keys P:{USER}:history; channel_prefix "
+			    "%s)\n",
+		       c.channel_prefix);
+		cluster_free(cl);
+		conf_free(&c);
+		return EXIT_OK;
+	}
+	if (check_only && addr.nsentinels > 0) {
+		printf(PROG ": configuration OK (%s; channel_prefix %s)\n",
+		       redis_addr_describe(&addr, err, sizeof err), c.channel_prefix);
+		conf_free(&c);
+		return EXIT_OK;
 	}
 	if (check_only) {
 		printf(PROG ": configuration OK (redis_url %s, channel_prefix %s)\n", c.redis_url,
@@ -486,13 +550,15 @@ int main(int argc, char **argv)
 			expires = rcmd.before + c.token_max_age;
 		else if (revoke == REVOKE_JTI && expires == 0)
 			expires = (long long)time(NULL) + c.token_max_age;
-		if (redis_connect(&addr, TIMEOUT_MS, &rc, err, sizeof err) != 0) {
+		if (connect_for(&addr, cl, &c, user, &rc, err, sizeof err) != 0) {
 			fprintf(stderr, PROG ": %s\n", err);
 			status = EXIT_REDIS;
 		} else {
 			status = revoke_run(rc, &c, &rcmd, expires);
 		}
-		redisFree(rc);
+		if (cl == NULL)
+			redisFree(rc);
+		cluster_free(cl);
 		conf_free(&c);
 		return status;
 	}
@@ -516,7 +582,7 @@ int main(int argc, char **argv)
 		status = EXIT_OK;
 	}
 	if (status == EXIT_OK) {
-		if (redis_connect(&addr, TIMEOUT_MS, &rc, err, sizeof err) != 0) {
+		if (connect_for(&addr, cl, &c, user, &rc, err, sizeof err) != 0) {
 			fprintf(stderr, PROG ": %s\n", err);
 			status = EXIT_REDIS;
 		} else if (strcmp(payload, "-") == 0) {
@@ -526,7 +592,9 @@ int main(int argc, char **argv)
 			status = publish_arg(rc, &c, user, payload, idem);
 		}
 	}
-	redisFree(rc);
+	if (cl == NULL)
+		redisFree(rc);
+	cluster_free(cl);
 	lines_free(&l);
 	conf_free(&c);
 	return status;

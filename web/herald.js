@@ -14,7 +14,12 @@
  * (the id of the last notification handed to the app) follows the client
  * from one transport to the next and is kept in localStorage, so a reload,
  * a fallback or a leader hand-off resumes where it stopped: nothing lost,
- * nothing handed over twice.
+ * nothing handed over twice.  A connection that is open but dead (a frozen
+ * server, a NAT or proxy that dropped it silently) is told by its silence:
+ * the server sends heartbeats the page can see, and a connection that heard
+ * nothing for heartbeatTimeout is replaced, as after an error; the client
+ * also reconnects at once when the browser comes back online and when a
+ * page is shown again after a long time hidden (a laptop that slept).
  */
 
 const VERSION = '1.0.0';
@@ -49,6 +54,8 @@ const DEFAULTS = {
 	probeInterval: 60000, /* ms between tries of a better transport */
 	stableAfter: 5000, /* ms open before a connection counts as working (ladder, token) */
 	connectTimeout: 15000, /* ms a WebSocket or SSE attempt may take to open */
+	heartbeatTimeout: 75000, /* ms an open WebSocket or SSE stream may stay silent (no notification, no heartbeat) before it counts as dead: 2.5 x the server's interval (ws_ping_interval 30 s; SSE: heartbeat 15 s); 0: never */
+	wakeAfter: 60000, /* ms hidden after which a page shown again reconnects at once, unless its connection heard from the server within that time; 0: never */
 	debug: false, /* log the ladder on the console */
 	logger: null, /* {log, warn} to use instead of console */
 };
@@ -199,6 +206,7 @@ function openWs(c, h, ticket) {
 		h.open();
 	};
 	ws.onmessage = (e) => {
+		h.alive();
 		if (typeof e.data !== 'string')
 			return;
 		let m;
@@ -211,7 +219,7 @@ function openWs(c, h, ticket) {
 		if (m && m.reset === true && !('id' in m))
 			h.reset();
 		else if (m && typeof m.type === 'string' && !('id' in m))
-			h.control(m); /* the server's own: refreshed, expiring (docs/protocol.md) */
+			h.control(m); /* the server's own: refreshed, expiring, heartbeat (docs/protocol.md) */
 		else if (m && typeof m === 'object')
 			h.message(m);
 	};
@@ -259,6 +267,7 @@ function openSse(c, h, ticket) {
 	let ctrl = null;
 	const es = new EventSource(url.href, { withCredentials: c._crossOrigin && c.o.cookie });
 	const onEvent = (e) => {
+		h.alive();
 		let m;
 		try {
 			m = JSON.parse(e.data);
@@ -281,7 +290,12 @@ function openSse(c, h, ticket) {
 	};
 	es.addEventListener('notification', onEvent);
 	es.onmessage = onEvent;
-	es.addEventListener('reset', () => h.reset());
+	/* `event: heartbeat` every `heartbeat` s (herald-fcgi): proof of life only */
+	es.addEventListener('heartbeat', () => h.alive());
+	es.addEventListener('reset', () => {
+		h.alive();
+		h.reset();
+	});
 	/* Closed by the server's control channel: reason "disconnect" (stop)
 	 * or "revoked" (the token was revoked: get a new one). */
 	es.addEventListener('disconnect', (e) => {
@@ -387,6 +401,7 @@ function openPoll(c, h) {
 		}
 		if (stopped)
 			return;
+		h.alive();
 		if (!opened) {
 			opened = true;
 			h.open();
@@ -478,12 +493,23 @@ class Client {
 		this._chan = null;
 		this._release = null;
 		this._lockAbort = null;
-		this._onOnline = () => {
-			if (this._retryTimer && this._role !== 'follower') {
-				clearTimeout(this._retryTimer);
-				this._retryTimer = null;
-				this._open();
+		this._watchTimer = null; /* the silence check of the open connection (_watch) */
+		this._hiddenAt = 0; /* Date.now() when the page was hidden; 0 while shown */
+		this._onOnline = () => this._reconnectNow('the browser is back online');
+		this._onVisibility = () => {
+			if (document.visibilityState === 'hidden') {
+				this._hiddenAt = Date.now();
+				return;
 			}
+			const at = this._hiddenAt;
+			const now = Date.now();
+			this._hiddenAt = 0;
+			if (!at || !(this.o.wakeAfter > 0) || now - at < this.o.wakeAfter)
+				return;
+			const c = this._conn;
+			if (c && c.opened && !c.dead && now - c.heard < this.o.wakeAfter)
+				return; /* it kept hearing from the server while hidden */
+			this._reconnectNow(`shown again after ${Math.round((now - at) / 1000)} s hidden`);
 		};
 		this._start();
 	}
@@ -520,6 +546,8 @@ class Client {
 		}
 		if (globalThis.removeEventListener)
 			removeEventListener('online', this._onOnline);
+		if (globalThis.document && document.removeEventListener)
+			document.removeEventListener('visibilitychange', this._onVisibility);
 		this._setState('closed', null);
 	}
 
@@ -565,6 +593,10 @@ class Client {
 		this._cursor = this._storedCursor();
 		if (globalThis.addEventListener)
 			addEventListener('online', this._onOnline);
+		if (globalThis.document && document.addEventListener) {
+			this._hiddenAt = document.visibilityState === 'hidden' ? Date.now() : 0;
+			document.addEventListener('visibilitychange', this._onVisibility);
+		}
 		const locks = globalThis.navigator && navigator.locks;
 		if (!this.o.share || !locks || typeof BroadcastChannel !== 'function') {
 			this._lead('solo');
@@ -664,8 +696,12 @@ class Client {
 
 	_connect(level, probe) {
 		const kind = this.o.transports[level];
-		const conn = { kind, level, probe, opened: false, stable: false, dead: false, impl: null };
+		/* heard: Date.now() when the server was last heard from on it */
+		const conn = { kind, level, probe, opened: false, stable: false, dead: false, heard: 0, impl: null };
 		const h = {
+			alive: () => {
+				conn.heard = Date.now();
+			},
 			open: () => {
 				if (!conn.dead)
 					this._onOpen(conn);
@@ -779,6 +815,7 @@ class Client {
 
 	_onOpen(conn) {
 		conn.opened = true;
+		conn.heard = Date.now();
 		if (conn.renews) {
 			/* The renewal is open: it takes over, the old one goes.  It
 			 * resumed from the cursor it was opened with, so what the old one
@@ -825,6 +862,52 @@ class Client {
 		if (conn.kind === 'poll')
 			this._markStable(conn);
 		this._scheduleProbe();
+		this._watch();
+	}
+
+	/*
+	 * The silence check.  An open WebSocket or SSE stream hears a
+	 * notification or a heartbeat at least every interval the server keeps
+	 * (herald-ws: under twice ws_ping_interval; herald-fcgi: heartbeat,
+	 * docs/protocol.md section 11).  One that heard nothing for
+	 * heartbeatTimeout is dead though TCP does not know it yet (a frozen
+	 * server, a NAT or proxy that dropped it silently, a laptop that
+	 * slept): it is closed and replaced as after an error, from the cursor,
+	 * and counts as a failure on the ladder.  Polling needs none: each poll
+	 * answers, and each request has its own bound.  One timer, armed for
+	 * what is left of the bound.
+	 */
+	_watch() {
+		this._clearTimer('_watchTimer');
+		const c = this._conn;
+		const limit = this.o.heartbeatTimeout;
+		if (this._closed || !c || !c.opened || c.dead || c.kind === 'poll' || !(limit > 0))
+			return;
+		const quiet = Date.now() - c.heard;
+		if (quiet < limit) {
+			this._watchTimer = setTimeout(() => this._watch(), Math.min(limit, limit - quiet));
+			return;
+		}
+		this._log(`[${NAMES[c.kind]}] heard nothing for ${(quiet / 1000).toFixed(1)} s (heartbeatTimeout): the connection is dead`);
+		c.dead = true;
+		c.impl.close();
+		this._onClose(c, { kind: 'fail', detail: 'no heartbeat' });
+	}
+
+	/*
+	 * The browser is back online, or the page is shown again after a sleep:
+	 * the connection (open, opening, or waiting to retry) may be dead
+	 * without knowing it, and the backoff may have grown while the network
+	 * was down.  Connect again now, on the same rung, from the cursor.  Not
+	 * while starting, stopped (unauthorized) or following another tab.
+	 */
+	_reconnectNow(why) {
+		if (this._closed || (this._role !== 'solo' && this._role !== 'leader') || (!this._conn && !this._retryTimer))
+			return;
+		this._log(`[Notifications] ${why} - reconnecting now`);
+		this._stopConnections();
+		this._attempt = 0;
+		this._open();
 	}
 
 	/* The transport and the token work (open stableAfter ms, a notification
@@ -889,6 +972,7 @@ class Client {
 		this._conn = null;
 		this._clearTimer('_stableTimer');
 		this._clearTimer('_healthyTimer');
+		this._clearTimer('_watchTimer');
 		let kind = info.kind;
 		if (kind === 'normal' && !conn.stable)
 			kind = 'fail';
@@ -912,6 +996,12 @@ class Client {
 			this._fails = this.o.fallAfter;
 			break;
 		default:
+			if (globalThis.navigator && navigator.onLine === false) {
+				/* The network is down, not this transport: no fall.  The
+				 * online event reconnects at once. */
+				this._retry(this._nextDelay(kind, info.retryAfter));
+				return;
+			}
 			this._fails++;
 		}
 		if (this._fails >= this.o.fallAfter && this._level + 1 < this.o.transports.length) {
@@ -1073,7 +1163,7 @@ class Client {
 	}
 
 	_stopConnections() {
-		for (const t of ['_retryTimer', '_probeTimer', '_stableTimer', '_healthyTimer'])
+		for (const t of ['_retryTimer', '_probeTimer', '_stableTimer', '_healthyTimer', '_watchTimer'])
 			this._clearTimer(t);
 		for (const c of [this._conn, this._probe, this._renewal])
 			if (c) {

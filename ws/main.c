@@ -16,6 +16,7 @@
 #include "listen.h"
 #include "log.h"
 #include "notify.h"
+#include "redis.h"
 #include "server.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:8000"
@@ -346,8 +347,26 @@ int main(int argc, char **argv)
 		conf_free(&c);
 		return check ? 1 : 2;
 	}
+	redis_set_cluster((int)c.redis_cluster);
+	if (check && c.redis_cluster) {
+		printf("herald-ws: configuration ok (Redis Cluster, keys %s:{USER}:history)\n",
+		       c.channel_prefix);
+		conf_free(&c);
+		return 0;
+	}
 	if (check) {
-		printf("herald-ws: configuration ok\n");
+		struct redis_addr ra;
+
+		if (redis_addr_from_conf(&c, &ra, err, sizeof err) != 0) {
+			fprintf(stderr, "herald-ws: %s\n", err);
+			conf_free(&c);
+			return 1;
+		}
+		if (ra.nsentinels > 0)
+			printf("herald-ws: configuration ok (%s)\n",
+			       redis_addr_describe(&ra, err, sizeof err));
+		else
+			printf("herald-ws: configuration ok\n");
 		conf_free(&c);
 		return 0;
 	}

@@ -81,6 +81,7 @@ struct conn {
 	uint8_t upgraded;           /* counted in n_open */
 	uint8_t want_proxy;         /* the PROXY header has not arrived yet (proxy_protocol on) */
 	uint8_t addr_counted;       /* counted in the per-address table */
+	uint8_t texted;             /* a text frame went out since the last ping: no heartbeat due */
 	uint16_t code;              /* close code sent, for the log */
 	uint16_t hlen;              /* bytes of the request in hbuf */
 	uint32_t hout, hoff;        /* response in hbuf to write, and written so far */
@@ -180,7 +181,7 @@ struct wss {
 	uint64_t proxy_ok[2], proxy_bad, proxy_forged, refused_addr;
 	struct addr_tab addrs;      /* connections per client address (max_connections_per_address) */
 	uint64_t frames_out, bytes_out, protocol_errors, pings, pongs_missed, emfile_pauses;
-	uint64_t refresh_ok, refresh_refused, refresh_revoked, expiry_warnings;
+	uint64_t refresh_ok, refresh_refused, refresh_revoked, expiry_warnings, heartbeats;
 	uint64_t closes[CLOSE_CODES]; /* by close_slot() */
 	long long start_ms;         /* wall clock at wss_new, for uptime */
 	uint64_t lag_count, lag_bucket[LAG_BUCKETS];
@@ -554,15 +555,19 @@ static void conn_set_expiry(struct conn *c, long long exp)
  * One text frame of the server's own (ws_message.h) among the control
  * frames: written between two envelopes, never inside one.  Dropped when
  * the control buffer is full (a peer that floods pings and does not read,
- * which the stall timer drops): these messages are advice.
+ * which the stall timer drops): these messages are advice.  Returns 0, or
+ * HERR_AGAIN when it was dropped.
  */
-static void conn_send_text(struct conn *c, const char *text, size_t len)
+static int conn_send_text(struct conn *c, const char *text, size_t len)
 {
-	if (ctl_push(c, WSF_OP_TEXT, text, len) == 0)
-		want_write(c);
-	else
+	if (ctl_push(c, WSF_OP_TEXT, text, len) != 0) {
 		log_debug("fd %d user %s: no room for %.*s, not sent", c->fd, c->user, (int)len,
 			  text);
+		return HERR_AGAIN;
+	}
+	c->texted = 1;
+	want_write(c);
+	return 0;
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -627,6 +632,19 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 				c->ping_out = 1;
 				c->due_pong = now + s->conf->ws_pong_timeout * 1000;
 				s->pings++;
+				/*
+				 * A page's script never sees pings: a quiet interval
+				 * ends with a text frame it can see, so that it can
+				 * tell an open but dead connection by silence
+				 * (protocol.md, section 11).
+				 */
+				if (!c->texted) {
+					char m[WSM_OUT_MAX];
+
+					if (conn_send_text(c, m, wsm_heartbeat(m)) == 0)
+						s->heartbeats++;
+				}
+				c->texted = 0;
 				want_write(c);
 			} else {
 				/*
@@ -748,6 +766,7 @@ static int write_some(struct conn *c)
 		}
 		c->ohlen = (uint8_t)wsf_write_header(c->ohdr, 1, WSF_OP_TEXT, c->olen);
 		c->ooff = 0;
+		c->texted = 1;
 	}
 	/* nothing left to write */
 	if (c->wev_on) {
@@ -946,6 +965,10 @@ static void serve_metrics(struct conn *c)
 		       (unsigned long long)s->refresh_revoked);
 	metrics_counter(&b, "herald_ws_expiry_warnings_total",
 			"\"expiring\" messages sent before a token's expiry.", s->expiry_warnings);
+	metrics_counter(&b, "herald_ws_heartbeats_total",
+			"Heartbeat messages sent at the end of a ping interval without another "
+			"text frame.",
+			s->heartbeats);
 	metrics_counter(&b, "herald_ws_emfile_pauses_total",
 			"Times accept() ran out of descriptors.", s->emfile_pauses);
 	metrics_printf(&b,
@@ -1785,9 +1808,11 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 
 /* --- setup and teardown ---------------------------------------------------- */
 
+/* The subscriber's lines name Redis themselves ("redis 10.0.0.7:6379: ...",
+ * "redis: sentinel ..."), as herald-fcgi logs them. */
 static void on_sub_event(void *ud, int level, const char *msg)
 {
-	log_at(level, "redis: %s", msg);
+	log_at(level, "%s", msg);
 }
 
 static void on_stop_timer(evutil_socket_t fd, short what, void *arg)

@@ -7,8 +7,8 @@
 # script owns every process and answers the node script's requests ("CTL ..."
 # lines on its stdout, one reply line on its stdin): restart the stack with
 # another nginx config (or Apache httpd with nginx/apache-herald.conf, test
-# 14), stop or start herald-ws or herald-fcgi, name nginx's
-# log directory, publish with herald-publish
+# 14), stop or start herald-ws or herald-fcgi, freeze and thaw herald-ws
+# (SIGSTOP, SIGCONT: test 15), name nginx's log directory, publish with herald-publish
 # (one at a time or a backlog), mint tokens, read herald-ws metrics.
 # TAP on stdout.  Artifacts (the demo page's screenshot, the consoles, the
 # server logs) go to BUILD/tests/browser/artifacts.
@@ -74,12 +74,19 @@ APORT=
 STACK_UP=0
 SERIES_PID=
 NODE_PID=
+FROZEN= # herald-ws stopped with SIGSTOP (test 15): thawed before anything stops it
+
+ws_thaw() {
+	[ -n "$FROZEN" ] && kill -CONT "$FROZEN" 2>/dev/null
+	FROZEN=
+}
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 _browser_cleanup() {
 	local rc=$?
 	[ -n "$NODE_PID" ] && kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null
 	[ -n "$SERIES_PID" ] && kill "$SERIES_PID" 2>/dev/null && wait "$SERIES_PID" 2>/dev/null
+	ws_thaw
 	if [ "$STACK_UP" = 1 ]; then
 		# herald-fcgi first: its exit ends the streams Apache's workers wait on
 		stack_stop
@@ -122,6 +129,7 @@ apache_nosse_site() {
 # nginx/apache-herald.conf on a port of its own ($APORT) serving the demo
 # page (its origin is in HERALD_ALLOWED_ORIGINS, herald-ws started after).
 stack() {
+	ws_thaw
 	if [ "$STACK_UP" = 1 ]; then
 		stack_stop
 		apache_stop
@@ -130,6 +138,8 @@ stack() {
 	STACK_UP=1
 	case $1 in
 	full | legacy | stream) stack_start "$RUN" "$B" "$PORT" "$1" ;;
+	# the full config with 1 s heartbeats on both servers (test 15)
+	full-hb) HERALD_WS_PING_INTERVAL=1 HERALD_HEARTBEAT=1 stack_start "$RUN" "$B" "$PORT" full ;;
 	apache)
 		STACK_RUN=$RUN STACK_BUILD=$B STACK_FLAVOUR=full
 		APORT=$(port_pick)
@@ -180,7 +190,11 @@ ctl() {
 		# the stream flavour: its ws:// and wss:// ports too
 		[ "$2" = stream ] && REPLY="$REPLY $NGINX_STREAM_PORT $NGINX_STREAM_TLS_PORT"
 	else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
-	ws-stop) stack_stop_ws && REPLY=ok ;;
+	ws-stop) ws_thaw && stack_stop_ws && REPLY=ok ;;
+	ws-freeze) if [ -n "$STACK_WS_PID" ] && kill -STOP "$STACK_WS_PID"; then
+		FROZEN=$STACK_WS_PID REPLY=ok
+	else REPLY="error no herald-ws to freeze"; fi ;;
+	ws-thaw) ws_thaw && REPLY=ok ;;
 	ws-start) if stack_start_ws 2>"$T/stack.err"; then REPLY=ok; else REPLY="error $(tr '\n' ' ' <"$T/stack.err")"; fi ;;
 	fcgi-stop) stack_stop_fcgi && REPLY=ok ;;
 	# apache-nosse: Apache takes the site without its SSE route (a graceful
@@ -239,7 +253,7 @@ ctl() {
 # backstop.  Two FIFOs carry its lines here and the replies back.
 mkfifo "$T/to-node" "$T/from-node"
 HERALD_PW_DIR=$NODE_DIR CHROMIUM=$CHROMIUM HERALD_ART=$ART HERALD_BACKLOG=$BACKLOG \
-	timeout -k 5 380 node "$src/tests/browser/run.mjs" <"$T/to-node" >"$T/from-node" \
+	timeout -k 5 420 node "$src/tests/browser/run.mjs" <"$T/to-node" >"$T/from-node" \
 	2>"$ART/node-stderr.log" &
 NODE_PID=$!
 exec 7>"$T/to-node" 8<"$T/from-node"

@@ -15,13 +15,13 @@ const { chromium } = require('playwright-core');
 const ART = process.env.HERALD_ART;
 const PUBLISH_KEY = process.env.HERALD_PUBLISH_KEY;
 const USER = '42';
-const LIMIT_MS = 370000; // the whole run
+const LIMIT_MS = 410000; // the whole run
 const WAIT = 20000; // one condition
 const BACKLOG = parseInt(process.env.HERALD_BACKLOG || '', 10) || 2000; // test 9
 
 // --- TAP and the control channel ---------------------------------------------
 
-const PLAN = 32; // the seven tests of issue 5, some in several checks, the classic loader, issue 11's backlog and backoff, issue 16's stream flavour, issue 12's renewal and tickets, issue 15's Apache httpd
+const PLAN = 35; // the seven tests of issue 5, some in several checks, the classic loader, issue 11's backlog and backoff, issue 16's stream flavour, issue 12's renewal and tickets, issue 15's Apache httpd, issue 14's dead connections
 let n = 0;
 let failed = 0;
 function ok(cond, desc, ...diag) {
@@ -1108,6 +1108,157 @@ async function test14() {
 	await ctx.close();
 }
 
+// Dead connections (issue 14): herald-ws and herald-fcgi with 1 s heartbeat
+// intervals (ws_ping_interval, heartbeat: the stack's full-hb), the client
+// with heartbeatTimeout 4 s.  15: a quiet WebSocket lives on its heartbeats
+// past that bound.  15b: the network emulated offline, then online
+// (Playwright's setOffline): the client reconnects at once on the online
+// event, not after its backoff.  15c: herald-ws frozen with SIGSTOP (its
+// socket stays open: TCP tells nothing): the page notices the silence, gives
+// up on WebSocket and resumes on SSE, which its heartbeats then keep.
+// Notifications published meanwhile arrive once each, in order.
+const HB_TIMEOUT = 4000;
+const HB_FRAME = '{"type":"heartbeat"}';
+
+async function test15() {
+	const base = await stack('full-hb');
+	const token = await ctl(`token ${USER} 3600`);
+	const ctx = await browser.newContext();
+	const page = await newPage(ctx, 't15');
+	const beats = []; // per WebSocket, the heartbeat frames it received
+	page.on('websocket', (ws) => {
+		const i = beats.push(0) - 1;
+		ws.on('framereceived', (f) => {
+			if (f.payload === HB_FRAME)
+				beats[i]++;
+		});
+	});
+	await page.goto(`${base}/#`);
+	await page.evaluate(
+		async ([t, hb]) => {
+			const { default: Herald } = await import('/herald.js');
+			const r = { states: [], got: [], online: 0 };
+			window.r15 = r;
+			// before herald.js's own listener: the moment it reacts to
+			addEventListener('online', () => {
+				r.online = Date.now();
+			});
+			Herald.connect({
+				token: t,
+				share: false,
+				storageKey: 't15',
+				debug: true,
+				backoffBase: 200,
+				stableAfter: 500,
+				connectTimeout: 3000,
+				heartbeatTimeout: hb,
+				onNotification: (e) => r.got.push(e.id),
+				onState: (st) => r.states.push({ s: `${st.state}:${st.transport || ''}`, t: Date.now() }),
+			});
+		},
+		[token, HB_TIMEOUT],
+	);
+	const r15 = () => page.evaluate(() => window.r15);
+	const ids = [];
+	const has = (want, timeout = WAIT) =>
+		page
+			.waitForFunction((w) => w.every((id) => window.r15.got.includes(id)), want, { timeout })
+			.then(
+				() => true,
+				() => false,
+			);
+	const connectedAfter = (t, transport, timeout = WAIT) =>
+		page
+			.waitForFunction(
+				([t0, tr]) => window.r15.states.some((x) => x.t >= t0 && x.s === `connected:${tr}`),
+				[t, transport],
+				{ timeout },
+			)
+			.then(
+				() => true,
+				() => false,
+			);
+	const dead = () => page.lines.filter((l) => l.includes('heard nothing for'));
+
+	// 15: quiet, with heartbeats only, for longer than the bound
+	const up = await connectedAfter(0, 'ws');
+	if (up)
+		ids.push(await publish('before the quiet time'));
+	let got = up && (await has(ids));
+	const t0 = Date.now();
+	while (got && beats.length === 1 && beats[0] < 6 && Date.now() - t0 < WAIT)
+		await page.waitForTimeout(250);
+	let r = await r15();
+	ok(
+		got && beats.length === 1 && beats[0] >= 6 && dead().length === 0 &&
+			r.states.filter((x) => x.s.startsWith('connected')).length === 1,
+		`15. heartbeats (ws_ping_interval = 1): a quiet WebSocket gets {"type":"heartbeat"} and stays open past heartbeatTimeout (${HB_TIMEOUT / 1000} s)`,
+		`WebSockets ${beats.length}, heartbeats ${beats.join(' ')}`,
+		JSON.stringify(r),
+		page.lines.join('\n'),
+	);
+
+	// 15b: offline, two published meanwhile, online
+	await ctx.setOffline(true);
+	ids.push(await publish('while offline 1'));
+	await page.waitForTimeout(2500); // the offline time: any failure is the network's
+	ids.push(await publish('while offline 2'));
+	await ctx.setOffline(false);
+	const back = await page
+		.waitForFunction(() => window.r15.online > 0, null, { timeout: WAIT })
+		.then(
+			() => true,
+			() => false,
+		);
+	r = await r15();
+	const reup = back && (await connectedAfter(r.online, 'ws'));
+	got = reup && (await has(ids));
+	r = await r15();
+	const again = r.states.find((x) => x.t >= r.online && x.s === 'connected:ws');
+	const took = again ? again.t - r.online : -1;
+	console.log(`# 15b: connected again ${took} ms after the online event`);
+	ok(
+		got && took >= 0 && took < 2000 && sameList(r.got, ids) &&
+			page.lines.some((l) => l.includes('back online - reconnecting now')),
+		'15b. offline, then online: reconnected over WebSocket within 2 s of the online event; what was published meanwhile arrives once, in order',
+		`online event ${back}, connected again after ${took} ms`,
+		`want ${ids.join(' ')}`,
+		JSON.stringify(r),
+		page.lines.join('\n'),
+	);
+
+	// 15c: herald-ws frozen
+	const dead0 = dead().length;
+	const frozen = await ctl('ws-freeze');
+	const tFreeze = Date.now();
+	ids.push(await publish('while herald-ws is frozen 1'), await publish('while herald-ws is frozen 2'));
+	const onSse = frozen === 'ok' && (await connectedAfter(tFreeze, 'sse', 40000));
+	if (onSse)
+		ids.push(await publish('on SSE'));
+	got = onSse && (await has(ids));
+	// on SSE, quiet for longer than the bound: its heartbeats keep it
+	if (got)
+		await page.waitForTimeout(HB_TIMEOUT * 1.5);
+	r = await r15();
+	await ctl('ws-thaw');
+	await ctl('ws-stop');
+	const lost = r.states.find((x) => x.t >= tFreeze && !x.s.startsWith('connected'));
+	const noticed = lost ? lost.t - tFreeze : -1;
+	const last = r.states[r.states.length - 1];
+	const deadNow = dead().slice(dead0);
+	console.log(`# 15c: the frozen herald-ws noticed ${noticed} ms after SIGSTOP (bound ${HB_TIMEOUT} ms)`);
+	ok(
+		got && noticed >= 0 && noticed <= HB_TIMEOUT + 5000 && deadNow.length === 1 && deadNow[0].includes('[WebSocket]') &&
+			last.s === 'connected:sse' && sameList(r.got, ids) && page.lines.some((l) => l.includes('falling back to SSE')),
+		`15c. herald-ws frozen (SIGSTOP): the silence is noticed (heartbeatTimeout ${HB_TIMEOUT / 1000} s), the page falls to SSE and stays; every notification once, in order`,
+		`frozen ${frozen}, noticed after ${noticed} ms, on SSE ${onSse}, last state ${last && last.s}, dead lines ${deadNow.join(' | ')}`,
+		`want ${ids.join(' ')}`,
+		JSON.stringify(r),
+		page.lines.join('\n'),
+	);
+	await ctx.close();
+}
+
 // --- main ------------------------------------------------------------------------
 
 const timer = setTimeout(() => {
@@ -1122,7 +1273,7 @@ try {
 		headless: true,
 		args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
 	});
-	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13, test14]) {
+	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13, test14, test15]) {
 		const t0 = Date.now();
 		try {
 			await t();

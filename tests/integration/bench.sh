@@ -4,6 +4,7 @@
 # JSON line must carry every field, and nothing may be lost or duplicated.
 # --replay (issue 11): a 1,500-entry backlog (past the old 1,000-entry and
 # one-page limits) resumed over WS while 10 users get live messages.
+# --reconnect (issue 14): herald-ws killed and restarted under 20 clients.
 # No timing assertions.  TAP on stdout.
 
 . "$(dirname "$0")/lib.sh"
@@ -15,7 +16,7 @@ for f in "$WS" "$BENCH"; do [ -x "$f" ] || skip_all "$f not built"; done
 lib_clean_env
 start_redis || skip_all "cannot start redis-server"
 
-plan 36
+plan 40
 
 SECRET=bench-secret-$$
 WS_PID=
@@ -148,10 +149,39 @@ ok "$([ "$rc" = 1 ] && [ "$(field "$out" replay_lost)" -gt 0 ]; echo $?)" \
 "$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/x" -d 1 --replay 10 --replay-at 1 >/dev/null 2>&1
 is "$?" 2 "--replay-at past --duration: exit status 2"
 
+# --- --reconnect (issue 14): herald-ws killed (SIGKILL) and started again mid-run;
+# every client comes back with since= and gets every acknowledged message once
+out_f=$T/reconnect.json
+"$BENCH" -t ws -u "http://127.0.0.1:$WS_PORT/api/v1/ws/notifications?token={token}" \
+	--secret "$SECRET" -R "redis://127.0.0.1:$REDIS_PORT" -n 20 -r 40 -d 4 --settle 0.2 \
+	--drain 15 --reconnect --initial-id 0-0 --backoff-base 300 --user-prefix rc \
+	--ready-file "$T/rc.ready" >"$out_f" &
+bench_pid=$!
+for _ in $(seq 200); do [ -f "$T/rc.ready" ] && break; sleep 0.05; done
+sleep 1.5
+kill -9 "$WS_PID"
+wait "$WS_PID" 2>/dev/null
+sleep 0.5
+HERALD_REDIS_URL=$REDIS_URL HERALD_JWT_SECRET=$SECRET HERALD_LOG_LEVEL=warn \
+	"$WS" --listen "127.0.0.1:$WS_PORT" >>"$T/ws.log" 2>&1 &
+WS_PID=$!
+wait "$bench_pid"
+rc=$?
+out=$(cat "$out_f")
+diag "$out"
+is "$rc" 0 "--reconnect, herald-ws killed and restarted: exit status 0"
+is "$(field "$out" lost),$(field "$out" dup),$(field "$out" unrecovered),$(field "$out" reconnect_clients)" \
+	"0,0,0,20" "every client reconnected, nothing lost or doubled"
+ok "$([ "$(field "$out" sent)" -gt 0 ] && [ "$(field "$out" expected)" = "$(field "$out" sent)" ] &&
+	[ "$(field "$out" first_failure)" = "ws connection lost" ]; echo $?)" \
+	"sent is what Redis acknowledged ($(field "$out" sent)), the first failure the lost connections; recovery $(field "$out" recovery_ms) ms"
+
 # --- usage -------------------------------------------------------------------------------
 "$BENCH" --help | grep -q -- '--publish-url'
 ok $? "--help describes the options"
 "$BENCH" -t nope >/dev/null 2>&1
 is "$?" 2 "a bad transport: exit status 2"
+"$BENCH" -t redis --reconnect >/dev/null 2>&1
+is "$?" 2 "--reconnect with the floor: exit status 2"
 
 done_testing

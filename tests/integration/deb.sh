@@ -102,7 +102,7 @@ want drwxr-xr-x /etc/herald
 want -rw-r--r-- /etc/logrotate.d/herald \
 	/lib/systemd/system/herald-ws.service /lib/systemd/system/herald-fcgi.service \
 	/usr/share/herald/nginx/herald.conf /usr/share/herald/nginx/herald-legacy.conf \
-	/usr/share/herald/nginx/herald-stream.conf \
+	/usr/share/herald/nginx/herald-stream.conf /usr/share/herald/nginx/herald-nodes.conf \
 	/usr/share/herald/nginx/snippets/herald-http.conf /usr/share/herald/nginx/snippets/herald-ws.conf \
 	/usr/share/herald/nginx/snippets/herald-fcgi.conf /usr/share/herald/nginx/snippets/herald-web.conf \
 	/usr/share/herald/web/herald.js /usr/share/herald/web/herald.classic.js \

@@ -279,6 +279,11 @@ for _i in $(seq 100); do
 done
 is "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" "$threads0" "threads back to the start after the clients left"
 # nginx may keep up to 16 FastCGI connections alive (upstream keepalive).
+# The loop sees each stream's end (EPOLLRDHUP) in its own time: wait for it.
+for _i in $(seq 100); do
+	[ "$(nfds)" -le $((fds0 + 16)) ] && break
+	sleep 0.1
+done
 [ "$(nfds)" -le $((fds0 + 16)) ]
 ok $? "descriptors back to the start after the clients left ($(nfds), was $fds0)"
 rss1=$(rss_kb "$FCGI_PID")

@@ -32,3 +32,19 @@ EXTRA_DIST += tests/integration/refresh.sh
 # herald-ws and one herald-fcgi behind nginx/herald.conf on one Redis.
 TESTS += tests/integration/revoke.sh tests/integration/ticket.sh
 EXTRA_DIST += tests/integration/revoke.sh tests/integration/ticket.sh
+
+# Several Herald processes behind one nginx (issue 14): nginx/herald-nodes.conf
+# in front of two herald-ws and two herald-fcgi, one of each killed with
+# SIGKILL under load, then contrib/rolling-restart.sh while publishing.
+TESTS += tests/integration/nodes.sh
+EXTRA_DIST += tests/integration/nodes.sh contrib/rolling-restart.sh
+
+# Redis Sentinel (issue 14): a master, two replicas and three sentinels; a
+# manual and an automatic failover while herald-ws and herald-fcgi deliver.
+TESTS += tests/integration/sentinel.sh
+EXTRA_DIST += tests/integration/sentinel.sh
+
+# Redis Cluster mode (issue 14): three masters and their replicas, herald-ws
+# and herald-publish with redis_cluster = yes, resume and a CLUSTER FAILOVER.
+TESTS += tests/integration/cluster.sh
+EXTRA_DIST += tests/integration/cluster.sh

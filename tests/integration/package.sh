@@ -64,13 +64,13 @@ ok $? "logrotate sends the programs' reopen signal (USR1)"
 # The nginx files of the package, from the tested configs.
 sh "$top/debian/nginx-examples.sh" "$top/nginx" "$T/nginx-share"
 ok $? "debian/nginx-examples.sh makes the nginx files"
-for f in herald.conf herald-legacy.conf herald-stream.conf snippets/herald-http.conf snippets/herald-ws.conf \
+for f in herald.conf herald-legacy.conf herald-stream.conf herald-nodes.conf snippets/herald-http.conf snippets/herald-ws.conf \
 	snippets/herald-fcgi.conf snippets/herald-web.conf; do
 	[ -s "$T/nginx-share/$f" ]
 	ok $? "nginx/$f is made"
 done
 if command -v "$nginx_bin" >/dev/null 2>&1; then
-	for flavour in herald herald-legacy herald-stream; do
+	for flavour in herald herald-legacy herald-stream herald-nodes; do
 		[ "$flavour" = herald-stream ] && [ ! -f "$NGINX_STREAM_MODULE" ] && continue
 		nginx_test "$T/nginx-share/$flavour.conf" "$T/ngx-$flavour" "$(port_pick)" \
 			unix:/run/herald/ws.sock unix:/run/herald/fcgi.sock 2>"$T/ngx-$flavour.err"

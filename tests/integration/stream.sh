@@ -76,7 +76,7 @@ is "$?:$out" "1:herald-ws: environment: proxy_protocol: expected on or off, got 
 	"proxy_protocol takes on or off"
 
 # --- nginx -t on every shipped flavour ------------------------------------------
-for f in herald.conf herald-legacy.conf herald-stream.conf; do
+for f in herald.conf herald-legacy.conf herald-stream.conf herald-nodes.conf; do
 	nginx_test "$TOP/nginx/$f" "$T/nginx-t-$f" "$HTTP_PORT" "127.0.0.1:$WS_PORT" "unix:$T/fcgi.sock" \
 		2>"$T/nginx-t-$f.log"
 	ok $? "nginx -t accepts nginx/$f"

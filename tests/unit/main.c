@@ -32,6 +32,7 @@ static const struct {
 	{"umap", umap_suite},
 	{"slab", slab_suite},
 	{"revoke", revoke_suite},
+	{"cluster", cluster_suite},
 };
 
 int main(int argc, char **argv)

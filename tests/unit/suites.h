@@ -26,5 +26,6 @@ Suite *text_suite(void);
 Suite *umap_suite(void);
 Suite *slab_suite(void);
 Suite *revoke_suite(void);
+Suite *cluster_suite(void);
 
 #endif

@@ -97,6 +97,11 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.history_max, 1000);
 	ck_assert_int_eq(c.history_ttl, 7 * 86400);
 	ck_assert_int_eq(c.idempotency_window, 600);
+	ck_assert_ptr_null(c.redis_sentinels);
+	ck_assert_str_eq(c.redis_sentinel_master, "mymaster");
+	ck_assert_ptr_null(c.redis_sentinel_password);
+	ck_assert_int_eq(c.publish_wait_replicas, 0);
+	ck_assert_int_eq(c.publish_wait_timeout, 1000);
 	ck_assert_int_eq(c.heartbeat, 15);
 	ck_assert_int_eq(c.sse_max_lifetime, 3600);
 	ck_assert_int_eq(c.poll_interval, 60);
@@ -134,6 +139,10 @@ static const struct {
 	const char *key, *value, *dumped;
 } every_key[] = {
     {"redis_url", "unix:///run/redis.sock?db=2", "unix:///run/redis.sock?db=2"},
+    {"redis_sentinels", "10.0.0.1:26379 10.0.0.2:26379,[::1]:26380",
+     "10.0.0.1:26379, 10.0.0.2:26379, [::1]:26380"},
+    {"redis_sentinel_master", "herald-master", "herald-master"},
+    {"redis_sentinel_password", "s3nt", "(set)"},
     {"jwt_alg", "rs256", "RS256"},
     {"jwt_secret", "s3cret", "(set)"},
     {"jwt_key_file", "/etc/herald/key.pem", "/etc/herald/key.pem"},
@@ -146,6 +155,8 @@ static const struct {
     {"history_max", "500", "500"},
     {"history_ttl", "2d", "172800"},
     {"idempotency_window", "1h", "3600"},
+    {"publish_wait_replicas", "2", "2"},
+    {"publish_wait_timeout", "250", "250"},
     {"heartbeat", "20s", "20"},
     {"sse_max_lifetime", "2h", "7200"},
     {"poll_interval", "90", "90"},
@@ -805,6 +816,55 @@ START_TEST(test_origins)
 }
 END_TEST
 
+/* Redis Sentinel and publish_wait_*: lists of host:port, ranges, unset. */
+START_TEST(test_sentinel_keys)
+{
+	static const char *const bad[] = {
+	    "10.0.0.1",	  "10.0.0.1:",	   ":26379",	    "h:0",	   "h:65536",
+	    "h:26379x",	  "unix:/run/s",   "::1:26379",	    "[::1]26379",  "[]:26379",
+	    "h:1 nope",
+	};
+	char *envp[] = {"HERALD_REDIS_SENTINELS=127.0.0.1:26379, 127.0.0.1:26380",
+			"HERALD_REDIS_SENTINEL_MASTER=m1", "HERALD_PUBLISH_WAIT_REPLICAS=1",
+			"HERALD_PUBLISH_WAIT_TIMEOUT=500", NULL};
+	struct conf c;
+	char err[ERRLEN], want[ERRLEN];
+
+	ck_assert_int_eq(conf_init(&c), 0);
+	ck_assert_int_eq(conf_load_env(&c, envp, NULL, err, ERRLEN), 0);
+	ck_assert_str_eq(c.redis_sentinels[0], "127.0.0.1:26379");
+	ck_assert_str_eq(c.redis_sentinels[1], "127.0.0.1:26380");
+	ck_assert_ptr_null(c.redis_sentinels[2]);
+	ck_assert_str_eq(c.redis_sentinel_master, "m1");
+	ck_assert_int_eq(c.publish_wait_replicas, 1);
+	ck_assert_int_eq(c.publish_wait_timeout, 500);
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_msg(conf_set(&c, "redis_sentinels", bad[i], "t", err, ERRLEN) ==
+				  HERR_INVAL,
+			      "%s accepted", bad[i]);
+		ck_assert_msg(strncmp(err, "t: redis_sentinels: expected host:port", 38) == 0, "%s",
+			      err);
+		/* A refused value leaves the list as it was. */
+		ck_assert_str_eq(c.redis_sentinels[1], "127.0.0.1:26380");
+	}
+	ck_assert_int_eq(conf_set(&c, "redis_sentinels", "h:1 nope", "t", err, ERRLEN), HERR_INVAL);
+	ck_assert_str_eq(err, "t: redis_sentinels: expected host:port[,host:port...], got 'nope'");
+	/* Empty turns Sentinel off. */
+	ck_assert_int_eq(conf_set(&c, "redis_sentinels", "", "t", err, ERRLEN), 0);
+	ck_assert_ptr_null(c.redis_sentinels);
+	ck_assert_int_eq(conf_set(&c, "redis_sentinel_master", "", "t", err, ERRLEN), HERR_INVAL);
+	ck_assert_int_eq(conf_set(&c, "publish_wait_replicas", "101", "t", err, ERRLEN),
+			 HERR_INVAL);
+	ck_assert_str_eq(err, "t: publish_wait_replicas: 101 is out of range 0..100");
+	ck_assert_int_eq(conf_set(&c, "publish_wait_timeout", "0", "t", err, ERRLEN), HERR_INVAL);
+	snprintf(want, sizeof want, "t: publish_wait_timeout: 0 is out of range 1..600000");
+	ck_assert_str_eq(err, want);
+	ck_assert_int_eq(conf_set(&c, "publish_wait_timeout", "1s", "t", err, ERRLEN), HERR_INVAL);
+	conf_free(&c);
+	ck_assert_ptr_null(c.redis_sentinels);
+}
+END_TEST
+
 START_TEST(test_validate)
 {
 	struct conf c;
@@ -987,6 +1047,7 @@ Suite *conf_suite(void)
 	tcase_add_loop_test(tc, test_durations, 0, sizeof durations / sizeof durations[0]);
 	tcase_add_loop_test(tc, test_sizes, 0, sizeof sizes / sizeof sizes[0]);
 	tcase_add_test(tc, test_origins);
+	tcase_add_test(tc, test_sentinel_keys);
 	tcase_add_test(tc, test_validate);
 	tcase_add_test(tc, test_validate_publish_key);
 	tcase_add_test(tc, test_dump);

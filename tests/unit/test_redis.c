@@ -217,6 +217,128 @@ START_TEST(url_errors)
 }
 END_TEST
 
+/* ---- Redis Sentinel --------------------------------------------------------- */
+
+/* The configuration's address: the sentinels, the master's name, redis_url's
+ * password and db; its host is not used. */
+START_TEST(sentinel_addr)
+{
+	struct conf c;
+	struct redis_addr a;
+	struct redis_node n;
+	char err[256], buf[300];
+
+	ck_assert_int_eq(conf_init(&c), 0);
+	ck_assert_int_eq(redis_addr_from_conf(&c, &a, err, sizeof err), 0);
+	ck_assert_int_eq(a.nsentinels, 0);
+	ck_assert_str_eq(redis_addr_describe(&a, buf, sizeof buf), "redis 127.0.0.1:6379");
+	ck_assert_int_eq(conf_set(&c, "redis_url", "redis://:pw@ignored:1/3", NULL, err, sizeof err),
+			 0);
+	ck_assert_int_eq(conf_set(&c, "redis_sentinels", "s1:26379, [::1]:26380", NULL, err,
+				  sizeof err),
+			 0);
+	ck_assert_int_eq(conf_set(&c, "redis_sentinel_password", "spw", NULL, err, sizeof err), 0);
+	ck_assert_int_eq(redis_addr_from_conf(&c, &a, err, sizeof err), 0);
+	ck_assert_int_eq(a.nsentinels, 2);
+	ck_assert_str_eq(a.sentinel[0].host, "s1");
+	ck_assert_int_eq(a.sentinel[0].port, 26379);
+	ck_assert_str_eq(a.sentinel[1].host, "::1");
+	ck_assert_int_eq(a.sentinel[1].port, 26380);
+	ck_assert_str_eq(a.master_name, "mymaster");
+	ck_assert_str_eq(a.sentinel_password, "spw");
+	ck_assert_str_eq(a.password, "pw");
+	ck_assert_int_eq(a.db, 3);
+	ck_assert_str_eq(a.host, "");
+	ck_assert_str_eq(redis_addr_str(&a, buf, sizeof buf), "master mymaster (via sentinels)");
+	ck_assert_ptr_nonnull(strstr(redis_addr_describe(&a, buf, sizeof buf),
+				     "master mymaster through 2 sentinels"));
+	ck_assert_ptr_nonnull(strstr(buf, "its host and port are not used"));
+	conf_free(&c);
+
+	ck_assert_int_eq(redis_node_parse("h:1", &n), 0);
+	ck_assert_int_eq(redis_node_parse("[fe80::1]:65535", &n), 0);
+	ck_assert_str_eq(n.host, "fe80::1");
+	ck_assert_int_eq(n.port, 65535);
+	ck_assert_int_eq(redis_node_parse("h", &n), HERR_INVAL);
+	ck_assert_int_eq(redis_node_parse("h:0", &n), HERR_INVAL);
+	ck_assert_int_eq(redis_node_parse("::1:5", &n), HERR_INVAL);
+	ck_assert_int_eq(redis_node_parse("[]:5", &n), HERR_INVAL);
+	ck_assert_int_eq(redis_node_parse(NULL, &n), HERR_INVAL);
+}
+END_TEST
+
+/* The resolver: sentinels in order, their answers, ROLE, rounds. */
+START_TEST(sentinel_resolve)
+{
+	struct conf c;
+	struct redis_addr a;
+	struct redis_resolve r;
+	const struct redis_node *n;
+	redisReply *rep;
+	char err[256], msg[512];
+
+	ck_assert_int_eq(conf_init(&c), 0);
+	ck_assert_int_eq(conf_set(&c, "redis_sentinels", "a:1 b:2", NULL, err, sizeof err), 0);
+	ck_assert_int_eq(redis_addr_from_conf(&c, &a, err, sizeof err), 0);
+	conf_free(&c);
+	redis_resolve_start(&r, &a);
+	n = redis_resolve_next(&r);
+	ck_assert_str_eq(n->host, "a");
+	rep = mk(REDIS_REPLY_NIL);
+	ck_assert_int_eq(redis_resolve_answer(&r, rep, msg, sizeof msg), HERR_NOTFOUND);
+	ck_assert_str_eq(r.why, "sentinel a:1 knows no master named mymaster");
+	freeReplyObject(rep);
+	n = redis_resolve_next(&r);
+	ck_assert_str_eq(n->host, "b");
+	rep = mk_arr(2, mk_str(REDIS_REPLY_STRING, "10.0.0.9"), mk_str(REDIS_REPLY_STRING, "6380"));
+	ck_assert_int_eq(redis_resolve_answer(&r, rep, msg, sizeof msg), 0);
+	freeReplyObject(rep);
+	ck_assert_str_eq(msg, "redis: sentinel b:2 says master mymaster is 10.0.0.9:6380");
+	ck_assert_str_eq(r.master.host, "10.0.0.9");
+	ck_assert_int_eq(r.master.port, 6380);
+	ck_assert_int_eq(r.master.nsentinels, 0);
+	ck_assert_ptr_null(redis_resolve_next(&r));
+	for (int round = 2; round <= REDIS_RESOLVE_ROUNDS; round++) {
+		ck_assert_int_eq(redis_resolve_retry(&r), 0);
+		ck_assert_str_eq(redis_resolve_next(&r)->host, "a");
+	}
+	ck_assert_int_eq(redis_resolve_retry(&r), HERR_AGAIN);
+
+	rep = mk_str(REDIS_REPLY_ERROR, "NOAUTH Authentication required.");
+	ck_assert_int_eq(redis_resolve_answer(&r, rep, msg, sizeof msg), HERR_REDIS);
+	ck_assert_ptr_nonnull(strstr(r.why, "NOAUTH"));
+	freeReplyObject(rep);
+	rep = mk_arr(2, mk_str(REDIS_REPLY_STRING, "h"), mk_str(REDIS_REPLY_STRING, "0"));
+	ck_assert_int_eq(redis_resolve_answer(&r, rep, msg, sizeof msg), HERR_REDIS);
+	freeReplyObject(rep);
+
+	rep = mk_arr(3, mk_str(REDIS_REPLY_STRING, "master"), mk_int(0), mk(REDIS_REPLY_ARRAY));
+	ck_assert_int_eq(redis_role_check(rep, "h:1", err, sizeof err), 0);
+	freeReplyObject(rep);
+	rep = mk_arr(2, mk_str(REDIS_REPLY_STRING, "slave"), mk_str(REDIS_REPLY_STRING, "h"));
+	ck_assert_int_eq(redis_role_check(rep, "h:1", err, sizeof err), HERR_AGAIN);
+	ck_assert_str_eq(err, "h:1 answered ROLE slave, not master: the sentinel's answer is stale");
+	freeReplyObject(rep);
+	ck_assert_int_eq(redis_role_check(NULL, "h:1", err, sizeof err), HERR_AGAIN);
+}
+END_TEST
+
+START_TEST(sentinel_switch)
+{
+	static const char ok[] = "mymaster 127.0.0.1 6379 127.0.0.1 6380";
+	struct redis_node to;
+
+	ck_assert_int_eq(redis_switch_parse(ok, strlen(ok), "mymaster", &to), 0);
+	ck_assert_str_eq(to.host, "127.0.0.1");
+	ck_assert_int_eq(to.port, 6380);
+	ck_assert_int_eq(redis_switch_parse(ok, strlen(ok), "other", &to), HERR_NOTFOUND);
+	ck_assert_int_eq(redis_switch_parse(ok, strlen(ok), "mymaste", &to), HERR_NOTFOUND);
+	ck_assert_int_eq(redis_switch_parse("mymaster a 1 b", 14, "mymaster", &to), HERR_INVAL);
+	ck_assert_int_eq(redis_switch_parse("mymaster a 1 b x", 16, "mymaster", &to), HERR_INVAL);
+	ck_assert_int_eq(redis_switch_parse("mymaster a 1 b 2 c", 18, "mymaster", &to), HERR_INVAL);
+}
+END_TEST
+
 /* ---- names ---------------------------------------------------------------- */
 
 START_TEST(key_names)
@@ -642,6 +764,12 @@ Suite *redis_suite(void)
 	tcase_add_test(tc, url_password_never_echoed);
 	tcase_add_test(tc, url_ipv6_unix);
 	tcase_add_test(tc, url_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("sentinel");
+	tcase_add_test(tc, sentinel_addr);
+	tcase_add_test(tc, sentinel_resolve);
+	tcase_add_test(tc, sentinel_switch);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("names");

@@ -138,6 +138,33 @@ START_TEST(test_retry_comment)
 }
 END_TEST
 
+/* The heartbeat: exact bytes, sized like the others, and what a browser
+ * makes of it (one comment, one "heartbeat" event with data {}, no id). */
+START_TEST(test_heartbeat)
+{
+	static const char want[] = ": heartbeat\nevent: heartbeat\ndata: {}\n\n";
+	char buf[64], small[8];
+	struct sse_parser p;
+	struct seen s;
+	long n = sse_heartbeat(NULL, 0);
+
+	ck_assert_int_eq(n, (long)sizeof want - 1);
+	ck_assert_int_eq(sse_heartbeat(buf, sizeof buf), n);
+	ck_assert_str_eq(buf, want);
+	ck_assert_int_eq(sse_heartbeat(small, sizeof small), n);
+	ck_assert_str_eq(small, ": heart");
+	memset(&s, 0, sizeof s);
+	sse_parser_init(&p, on_event, &s);
+	ck_assert_int_eq(sse_parser_feed(&p, buf, (size_t)n), 0);
+	ck_assert_int_eq(s.n, 1);
+	ck_assert_str_eq(s.type[0], "heartbeat");
+	ck_assert_str_eq(s.data[0], "{}");
+	ck_assert_str_eq(s.id[0], "");
+	ck_assert_uint_eq(p.comments, 1);
+	sse_parser_free(&p);
+}
+END_TEST
+
 START_TEST(test_msg)
 {
 	static const char env[] = "{\"id\":\"7-3\",\"channel\":\"n:1\",\"ts\":7,\"data\":{}}";
@@ -222,6 +249,7 @@ Suite *sse_suite(void)
 	tcase_add_test(tc, test_roundtrip);
 	tcase_add_test(tc, test_truncated_output);
 	tcase_add_test(tc, test_retry_comment);
+	tcase_add_test(tc, test_heartbeat);
 	tcase_add_test(tc, test_msg);
 	tcase_add_test(tc, test_parser_chunks);
 	tcase_add_test(tc, test_parser_limits);

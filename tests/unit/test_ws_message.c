@@ -1,7 +1,7 @@
 /*
  * The WebSocket session's JSON messages (codec/ws_message.c): the client's
  * refresh fed as bytes, what is refused and with which word, and the
- * server's two answers.
+ * server's messages (the two answers and the heartbeat).
  */
 #include "config.h"
 
@@ -104,6 +104,10 @@ START_TEST(t_server)
 	ck_assert_uint_eq(wsm_expiring(out, 30), strlen(out));
 	ck_assert_str_eq(out, "{\"type\":\"expiring\",\"expires_in\":30}");
 	ck_assert_uint_eq(wsm_expiring(out, -9223372036854775807LL - 1), strlen(out));
+	ck_assert_uint_eq(wsm_heartbeat(out), strlen(out));
+	ck_assert_str_eq(out, "{\"type\":\"heartbeat\"}");
+	/* not a command: sent back by a confused client, it is refused */
+	ck_assert_int_eq(parse(out), WSM_UNKNOWN_TYPE);
 }
 END_TEST
 
