@@ -302,8 +302,11 @@ ok $? "... it stays open until it leaves itself"
 texts=$(sed -n 's/^texts //p' "$T/slow")
 [ "${texts:-0}" -ge 1000 ]
 ok $? "... it is caught up from the history once it reads again ($texts messages: a reset and the kept ones)"
-is "$(curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/metrics" | sed -n 's/^herald_slow_caught_up_total //p')" 1 \
-	"herald_slow_caught_up_total counts the catch-up"
+# Once, or more on a loaded machine: a catch-up whose pages the client reads
+# slower than the flood goes on may overflow and be caught up again.
+cu=$(curl -s "http://127.0.0.1:$WS_PORT/api/v1/notifications/metrics" | sed -n 's/^herald_slow_caught_up_total //p')
+[ "${cu:-0}" -ge 1 ]
+ok $? "herald_slow_caught_up_total counts the catch-up ($cu)"
 rss2=$(rss_kb "$WS_PID")
 diag "RSS with two clients ${rss1} KiB, after the slow one left ${rss2} KiB"
 [ $((rss2 - rss1)) -lt 4096 ]
