@@ -1209,14 +1209,20 @@ static int link_ev_attach(redisAsyncContext *ac, struct event_base *base)
 	return 0;
 }
 
-static int link_open(struct sub *s, struct link *l, int pubsub, char *err, size_t errlen)
+/*
+ * Connect l to PATH (a unix socket) or HOST:PORT on the loop, with the
+ * project's persistent-read adapter and the links' callbacks.  Nothing is
+ * queued yet.
+ */
+static int link_connect(struct sub *s, struct link *l, const char *path, const char *host,
+			int port, char *err, size_t errlen)
 {
 	redisAsyncContext *ac;
 
-	if (s->master.path[0] != '\0')
-		ac = redisAsyncConnectUnix(s->master.path);
+	if (path != NULL && path[0] != '\0')
+		ac = redisAsyncConnectUnix(path);
 	else
-		ac = redisAsyncConnect(s->master.host, s->master.port);
+		ac = redisAsyncConnect(host, port);
 	if (ac == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return HERR_NOMEM;
@@ -1237,6 +1243,17 @@ static int link_open(struct sub *s, struct link *l, int pubsub, char *err, size_
 	l->state = LINK_CONNECTING;
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	return 0;
+}
+
+static int link_open(struct sub *s, struct link *l, int pubsub, char *err, size_t errlen)
+{
+	redisAsyncContext *ac;
+	int rc = link_connect(s, l, s->master.path, s->master.host, s->master.port, err, errlen);
+
+	if (rc != 0)
+		return rc;
+	ac = l->ac;
 	/* Queued now, written once connected; replies come back in order. */
 	if (s->master.password[0] != '\0')
 		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s", s->master.password);
@@ -1277,28 +1294,12 @@ static void sentinel_watch_cb(redisAsyncContext *ac, void *r, void *privdata);
 static int sentinel_open(struct sub *s, struct link *l, const struct redis_node *n, char *err,
 			 size_t errlen)
 {
-	redisAsyncContext *ac = redisAsyncConnect(n->host, n->port);
+	redisAsyncContext *ac;
+	int rc = link_connect(s, l, NULL, n->host, n->port, err, errlen);
 
-	if (ac == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return HERR_NOMEM;
-	}
-	if (ac->err) {
-		snprintf(err, errlen, "%s", ac->errstr);
-		redisAsyncFree(ac);
-		return HERR_REDIS;
-	}
-	ac->data = s;
-	if (link_ev_attach(ac, s->base) < 0) {
-		snprintf(err, errlen, "cannot attach to the event loop");
-		ac->data = NULL;
-		redisAsyncFree(ac);
-		return HERR_REDIS;
-	}
-	l->ac = ac;
-	l->state = LINK_CONNECTING;
-	redisAsyncSetConnectCallback(ac, on_connect);
-	redisAsyncSetDisconnectCallback(ac, on_disconnect);
+	if (rc != 0)
+		return rc;
+	ac = l->ac;
 	if (s->addr.sentinel_password[0] != '\0')
 		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s",
 				  s->addr.sentinel_password);
