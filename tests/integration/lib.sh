@@ -27,6 +27,18 @@ skip_all() {
 	exit 0
 }
 
+# lib_need THING...: skip the whole script unless each THING is there: a path
+# must be an executable (a program of the build), a name an installed command.
+lib_need() {
+	local x
+	for x; do
+		case $x in
+		*/*) [ -x "$x" ] || skip_all "$x not built" ;;
+		*) command -v "$x" >/dev/null 2>&1 || skip_all "$x not installed" ;;
+		esac
+	done
+}
+
 # plan N: up front; without it done_testing prints the plan at the end
 # (TAP allows both), so adding a test needs no count to be kept right.
 _tap_planned=

@@ -38,11 +38,9 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 B=$HERALD_BUILDDIR
 CHK=$B/tests/integration/replay_check
 PUB=$B/herald-publish
-for f in "$B/herald-ws" "$B/herald-fcgi" "$PUB" "$CHK"; do [ -x "$f" ] || skip_all "$f not built"; done
+lib_need "$B/herald-ws" "$B/herald-fcgi" "$PUB" "$CHK"
 PATH=$PATH:/usr/sbin
-command -v "$nginx_bin" >/dev/null 2>&1 || skip_all "nginx not installed"
-command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
-command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
+lib_need "$nginx_bin" openssl curl
 lib_clean_env
 
 BIG=${REPLAY_BIG:-1000}

@@ -30,11 +30,9 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 B=$HERALD_BUILDDIR
 PUB=$B/herald-publish
 WSC=$B/tests/integration/ws_client
-for f in "$B/herald-ws" "$B/herald-fcgi" "$PUB" "$WSC"; do [ -x "$f" ] || skip_all "$f not built"; done
+lib_need "$B/herald-ws" "$B/herald-fcgi" "$PUB" "$WSC"
 PATH=$PATH:/usr/sbin
-command -v "$nginx_bin" >/dev/null 2>&1 || skip_all "nginx not installed"
-command -v openssl >/dev/null 2>&1 || skip_all "openssl not installed"
-command -v curl >/dev/null 2>&1 || skip_all "curl not installed"
+lib_need "$nginx_bin" openssl curl
 lib_clean_env
 lib_init
 chmod 755 "$T"
