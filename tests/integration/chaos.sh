@@ -23,11 +23,9 @@ lib_clean_env
 lib_init
 chmod 755 "$T" # nginx's workers may run as another user and must reach the sockets
 
-# Herald's scenarios.  Not here: cluster-kill (a killed Cluster master is a
-# known loss: herald-ws and herald-fcgi keep reconnecting to the dead node's
-# address instead of its promoted replica; docs/RELIABILITY.md), and the Nchan
-# scenarios (the peer's behaviour, for the full runs; they cost a minute).
-SCENARIOS=${CHAOS_SCENARIOS:-redis-restart,ws-kill,rolling,nginx-reload,ws-stop,sentinel-kill,sentinel-failover}
+# Herald's scenarios; not here: the Nchan scenarios (the peer's behaviour,
+# for the full runs; they cost a minute).
+SCENARIOS=${CHAOS_SCENARIOS:-redis-restart,ws-kill,rolling,nginx-reload,ws-stop,sentinel-kill,sentinel-failover,cluster-kill}
 NCHAN=0
 case ,$SCENARIOS, in *,nchan-*) NCHAN=1 ;; esac
 
