@@ -1003,6 +1003,22 @@ static void envelope_id(struct conn *c, const char *p, size_t n)
 	}
 }
 
+/*
+ * The cursor Herald sends first on a connection made without one
+ * ({"type":"cursor","cursor":"ID"}, SSE `event: cursor` with `id: ID`):
+ * where the user's history ended when it connected.  With --reconnect a
+ * client that has no id yet keeps it, so a reconnect before its first
+ * message resumes from there instead of starting live.
+ */
+static void cursor_msg(struct conn *c, const char *id, size_t n)
+{
+	if (!O.reconnect || c->replay || c->last_id[0] != '\0' || n == 0 ||
+	    n >= sizeof c->last_id || memchr(id, '"', n) != NULL)
+		return;
+	memcpy(c->last_id, id, n);
+	c->last_id[n] = '\0';
+}
+
 /* --reconnect: message seq of c's user, counted over all of c's connections. */
 static void reconnect_message(struct conn *c, uint64_t seq, uint64_t lat, uint64_t now)
 {
@@ -1028,14 +1044,23 @@ static void reconnect_message(struct conn *c, uint64_t seq, uint64_t lat, uint64
  * A message (a WS text frame, an SSE event's data, a poll's envelope).
  * Frames without a payload seq are not messages: the server's heartbeats
  * ({"type":"heartbeat"...}) and reset signal ({"reset":true}) are counted
- * apart, anything else as unparsed.
+ * apart, its cursor ({"type":"cursor"...}) is kept (cursor_msg), anything
+ * else counts as unparsed.
  */
 static void on_message(struct conn *c, const char *p, size_t n)
 {
+	static const char cur[] = "{\"type\":\"cursor\",\"cursor\":\"";
 	uint64_t seq, t, u, now = now_ns();
 
 	if (n >= 19 && memcmp(p, "{\"type\":\"heartbeat\"", 19) == 0) {
 		B.r.heartbeats++;
+		return;
+	}
+	if (n >= sizeof cur - 1 && memcmp(p, cur, sizeof cur - 1) == 0) {
+		const char *id = p + sizeof cur - 1, *e = memchr(id, '"', n - (sizeof cur - 1));
+
+		if (e != NULL)
+			cursor_msg(c, id, (size_t)(e - id));
 		return;
 	}
 	if (n >= 9 && memcmp(p, "{\"reset\":", 9) == 0) {
@@ -1216,6 +1241,10 @@ static void sse_event_cb(void *ud, const char *type, const char *data, size_t le
 	}
 	if (strcmp(type, "reset") == 0) {
 		B.r.resets++;
+		return;
+	}
+	if (strcmp(type, "cursor") == 0) {
+		cursor_msg(c, last_id, strlen(last_id));
 		return;
 	}
 	/* the stream's last id, as the browser keeps it for Last-Event-ID */
@@ -2842,8 +2871,9 @@ static void usage(FILE *f)
 	      "                           after --fall-after failures in a row (default 2)\n"
 	      "                           and resumes there, as herald.js's ladder does\n"
 	      "      --initial-id ID      the cursor of a client that reconnects before it got\n"
-	      "                           a message (Herald: 0-0, its user's history being\n"
-	      "                           empty at the start); default: none, it starts live\n"
+	      "                           a message or the server's cursor (Herald sends one\n"
+	      "                           first on a WS/SSE connection made without a cursor,\n"
+	      "                           which the client keeps); default: none\n"
 	      "      --publish-auth KEY   HTTP publisher: Authorization: Bearer KEY (Herald's\n"
 	      "                           POST .../publish?user={user} with publish_key)\n"
 	      "\n"

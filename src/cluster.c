@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 
 #include "err.h"
+#include "evredis.h"
 #include "text.h"
 
 /* --- slots ------------------------------------------------------------------ */
@@ -664,7 +664,8 @@ static redisAsyncContext *async_open(struct cluster_async *ca, const char *host,
 			 port);
 		return NULL;
 	}
-	if (ac->err || redisLibeventAttach(ac, ca->base) != REDIS_OK) {
+	/* The subscriber's adapter (evredis.h): every link reads alike. */
+	if (ac->err || evredis_attach(ac, ca->base) != 0) {
 		snprintf(why, whylen, "redis cluster: connect(%s:%d) failed: %s", host, port,
 			 ac->err ? ac->errstr : "cannot attach to the event loop");
 		redisAsyncFree(ac);

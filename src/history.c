@@ -91,6 +91,13 @@ int history_parse_reply(redisReply *reply, struct history_result *out, char *err
 	return 0;
 }
 
+int history_cut(const struct cursor *since, int truncated, size_t n)
+{
+	if (since == NULL || !truncated)
+		return 0;
+	return n > 0 || since->ms != 0 || since->seq != 0;
+}
+
 void history_result_free(struct history_result *r)
 {
 	if (r == NULL)
@@ -123,6 +130,7 @@ int history_read(redisContext *rc, const struct conf *c, const char *user,
 		freeReplyObject(reply);
 		return rv;
 	}
+	out->truncated = history_cut(since, out->truncated, out->n);
 	out->reply = reply;
 	return 0;
 }

@@ -73,11 +73,23 @@ int history_argv(struct history_argv *h, const struct conf *c, const char *user,
  */
 int history_parse_reply(redisReply *reply, struct history_result *out, char *err, size_t errlen);
 
+/*
+ * Whether a read after since that Redis answered with truncated set (n
+ * entries) lost anything.  The cursor 0-0 stands before every entry, and
+ * it is what a connection without a cursor is told on an empty history
+ * (hub_attach_tail): when the read then finds no entry (the stream does
+ * not exist yet, or holds none), nothing after the cursor was cut.  Any
+ * other answer: truncated.  since NULL: 0 (a read without a cursor is
+ * never truncated).
+ */
+int history_cut(const struct cursor *since, int truncated, size_t n);
+
 /* Frees entries, and the reply when history_read() made it.  NULL is fine. */
 void history_result_free(struct history_result *r);
 
 /*
- * Blocking read (EVALSHA with NOSCRIPT reload).  0, HERR_INVAL or HERR_REDIS
+ * Blocking read (EVALSHA with NOSCRIPT reload); out->truncated is
+ * history_cut()'s verdict.  0, HERR_INVAL or HERR_REDIS
  * with the reason in err.  After HERR_REDIS with rc->err set the connection
  * is broken (redisFree it and connect again); without, Redis answered an
  * error and the connection is still usable.

@@ -19,6 +19,8 @@ enum conn_state {
 	ST_CLOSING = 3, /* ops->close called; waiting for hub_detach */
 	ST_PAGED = 4,	/* a replay page is queued; the next is read when it has
 			 * drained (hub_pop); live messages go to pend */
+	ST_TAIL = 5,	/* hub_attach_tail: the read of the history's tail in
+			 * flight; live messages go to pend */
 };
 
 struct hub_user {
@@ -125,6 +127,7 @@ static void queue_drop(struct hub *h, struct hub_conn *c)
 	c->q_bytes = 0;
 	c->q_replay_bytes = 0;
 	c->q_noid = 0;
+	c->q_cursor = 0;
 }
 
 static void pend_drop(struct hub_conn *c)
@@ -194,8 +197,11 @@ static void page_next(struct hub *h, struct hub_conn *c);
  */
 static int queue_catch_up(struct hub *h, struct hub_conn *c, const struct hub_msg *m)
 {
-	if (c->state != ST_LIVE || c->q_noid > 0 || (m->kind == HUB_MSG_NOTIFY && !m->has_id) ||
-	    h->be == NULL || h->be->history == NULL || (!c->has_sent && c->live_ms <= 0))
+	/* A cursor message still queued would be dropped with the queue: the
+	 * client would have no cursor. */
+	if (c->state != ST_LIVE || c->q_noid > 0 || c->q_cursor ||
+	    (m->kind == HUB_MSG_NOTIFY && !m->has_id) || h->be == NULL || h->be->history == NULL ||
+	    (!c->has_sent && c->live_ms <= 0))
 		return -1;
 	queue_drop(h, c);
 	c->last = c->sent;
@@ -234,6 +240,8 @@ static void queue_push(struct hub *h, struct hub_conn *c, struct hub_msg *m, int
 	c->q_bytes += m->len;
 	if (m->kind == HUB_MSG_NOTIFY && !m->has_id)
 		c->q_noid++;
+	if (m->kind == HUB_MSG_CURSOR)
+		c->q_cursor = 1;
 	if (paced)
 		c->q_replay_bytes += m->len;
 	h->st.queued_bytes += m->len;
@@ -396,6 +404,81 @@ static void go_live_fresh(struct hub *h, struct hub_conn *c)
 	pend_flush(h, c);
 }
 
+/*
+ * hub_attach_tail: ask where the history ends, at once (the subscription
+ * need not be confirmed).  req is c's.
+ */
+static void tail_read(struct hub *h, struct hub_conn *c, struct hub_req *req)
+{
+	req->conn = c;
+	c->req = req;
+	c->state = ST_TAIL;
+	/* Read after the confirmation: what is published after the read
+	 * comes live, and a resume from the answer would find nothing more. */
+	c->tail_sub = c->user->subscribed;
+	if (h->be != NULL && h->be->history != NULL)
+		h->be->history(h->be_ud, req, c->user->user, NULL, 1, 0);
+}
+
+/*
+ * The tail T is known: queue it as the connection's cursor, first, and
+ * make it the last id (held messages up to it were published before the
+ * read).  Then c resumes from T like any connection with a cursor:
+ * subscribed first, the history after T, the held messages.  A read sent
+ * after the subscription was confirmed needs no replay: c goes live.
+ */
+static void tail_done(struct hub *h, struct hub_conn *c, const struct hub_page *p)
+{
+	struct hub_req *req = NULL;
+	struct cursor t = p->end;
+	char id[CURSOR_STR_MAX], buf[CURSOR_STR_MAX + 32];
+	int live = c->tail_sub && c->user->subscribed, n;
+	struct hub_msg *m;
+
+	for (size_t i = 0; i < p->n; i++)
+		if (cursor_cmp(&p->e[i].id, &t) > 0)
+			t = p->e[i].id;
+	n = cursor_format(&t, id, sizeof id);
+	if (n > 0)
+		n = snprintf(buf, sizeof buf, "{\"type\":\"cursor\",\"cursor\":\"%s\"}", id);
+	m = n > 0 ? msg_alloc(HUB_MSG_CURSOR, buf, (size_t)n) : NULL;
+	if (m != NULL && !live && c->user->subscribed) {
+		req = calloc(1, sizeof(*req));
+		if (req == NULL) {
+			hub_msg_unref(m);
+			m = NULL;
+		}
+	}
+	if (m == NULL) {
+		conn_close(h, c, HUB_CLOSE_SLOW);
+		return;
+	}
+	m->has_id = 1;
+	m->id = t;
+	c->tail = 0;
+	c->last = t;
+	c->has_last = 1;
+	queue_push(h, c, m, 0);
+	hub_msg_unref(m);
+	if (c->state == ST_CLOSING) {
+		free(req);
+		return;
+	}
+	if (live) {
+		go_live_fresh(h, c);
+		return;
+	}
+	/* T was read now: a reset from its replay would be an artifact (an
+	 * entry after T removed with XDEL), and the client has nothing to
+	 * reset yet. */
+	c->replay = 1;
+	c->tail_fresh = 1;
+	if (req != NULL)
+		replay_start(h, c, req);
+	else
+		c->state = ST_WAIT_SUB;
+}
+
 /* --- public API ---------------------------------------------------------- */
 
 void hub_limits_conf(struct hub_limits *lim, const struct conf *c)
@@ -452,7 +535,8 @@ void hub_set_backend(struct hub *h, const struct hub_backend_ops *ops, void *ud)
 	pthread_mutex_unlock(&h->mu);
 }
 
-int hub_attach(struct hub *h, struct hub_conn *c, const char *user, const struct cursor *since)
+static int attach(struct hub *h, struct hub_conn *c, const char *user, const struct cursor *since,
+		  int tail)
 {
 	const struct hub_conn_ops *ops = c->ops;
 	const char *jti = c->jti;
@@ -471,7 +555,7 @@ int hub_attach(struct hub *h, struct hub_conn *c, const char *user, const struct
 		ret = HERR_AGAIN;
 		goto out;
 	}
-	if (since != NULL && u != NULL && u->subscribed) {
+	if ((since != NULL && u != NULL && u->subscribed) || (since == NULL && tail)) {
 		req = calloc(1, sizeof(*req));
 		if (req == NULL) {
 			ret = HERR_NOMEM;
@@ -508,15 +592,28 @@ int hub_attach(struct hub *h, struct hub_conn *c, const char *user, const struct
 		c->has_sent = 1;
 		c->replay = 1;
 	}
-	if (u->subscribed) {
-		if (req != NULL)
-			replay_start(h, c, req);
-		else
-			go_live_fresh(h, c);
-	}
+	c->tail = since == NULL && tail;
+	if (c->tail)
+		tail_read(h, c, req);
+	else if (u->subscribed && req != NULL)
+		replay_start(h, c, req);
+	else if (u->subscribed)
+		go_live_fresh(h, c);
 out:
+	if (ret != 0)
+		free(req);
 	pthread_mutex_unlock(&h->mu);
 	return ret;
+}
+
+int hub_attach(struct hub *h, struct hub_conn *c, const char *user, const struct cursor *since)
+{
+	return attach(h, c, user, since, 0);
+}
+
+int hub_attach_tail(struct hub *h, struct hub_conn *c, const char *user)
+{
+	return attach(h, c, user, NULL, 1);
 }
 
 void hub_detach(struct hub *h, struct hub_conn *c)
@@ -563,6 +660,16 @@ struct hub_msg *hub_pop(struct hub *h, struct hub_conn *c)
 		c->q_bytes -= m->len;
 		if (e.paced)
 			c->q_replay_bytes -= m->len;
+		if (m->kind == HUB_MSG_CURSOR) {
+			c->q_cursor = 0;
+			/* Most connections stay idle after their cursor: do not
+			 * keep a ring for them (8 entries, 0.14 KiB each). */
+			if (c->q_len == 0) {
+				free(c->q);
+				c->q = NULL;
+				c->q_head = c->q_cap = 0;
+			}
+		}
 		if (m->kind == HUB_MSG_NOTIFY && !m->has_id)
 			c->q_noid--;
 		else if (m->has_id) {
@@ -581,7 +688,7 @@ int hub_has_more(struct hub *h, struct hub_conn *c)
 	int more;
 
 	pthread_mutex_lock(&h->mu);
-	more = c->q_len > 0 || c->state == ST_REPLAY || c->state == ST_PAGED;
+	more = c->q_len > 0 || c->state == ST_REPLAY || c->state == ST_PAGED || c->state == ST_TAIL;
 	pthread_mutex_unlock(&h->mu);
 	return more;
 }
@@ -627,13 +734,15 @@ void hub_on_subscribed(struct hub *h, const char *user)
 
 		if (c->state != ST_WAIT_SUB)
 			continue;
-		if (!c->replay) {
+		if (!c->replay && !c->tail) {
 			go_live_fresh(h, c);
 			continue;
 		}
 		req = calloc(1, sizeof(*req));
 		if (req == NULL)
 			conn_close(h, c, HUB_CLOSE_SLOW);
+		else if (c->tail)
+			tail_read(h, c, req);
 		else
 			replay_start(h, c, req);
 	}
@@ -674,6 +783,13 @@ void hub_on_link_lost(struct hub *h)
 
 		u->subscribed = 0;
 		for (struct hub_conn *c = u->conns; c != NULL; c = c->next) {
+			if (c->state == ST_TAIL) {
+				/* Its read is lost with the link and it has no cursor
+				 * yet: it reads the tail again once resubscribed. */
+				req_forget(c);
+				c->state = ST_WAIT_SUB;
+				continue;
+			}
 			if (c->state != ST_LIVE && c->state != ST_REPLAY && c->state != ST_PAGED)
 				continue;
 			req_forget(c);
@@ -687,7 +803,11 @@ void hub_on_link_lost(struct hub *h)
 /* Queue page p of c's replay; then read on, or go live. */
 static void page_done(struct hub *h, struct hub_conn *c, const struct hub_page *p)
 {
-	if (p->truncated) {
+	int fresh = c->tail_fresh;
+
+	c->tail_fresh = 0;
+	/* c->page_next is still the cursor this page was read after. */
+	if (!fresh && history_cut(&c->page_next, p->truncated, p->n)) {
 		struct hub_msg *m = msg_alloc(HUB_MSG_RESET, "", 0);
 
 		if (m == NULL) {
@@ -764,6 +884,8 @@ void hub_history_done(struct hub *h, struct hub_req *req, const struct hub_page 
 		else if (err != 0 || p == NULL)
 			/* Waiting would strand c while the link stays up. */
 			conn_close(h, c, HUB_CLOSE_ERROR);
+		else if (c->state == ST_TAIL)
+			tail_done(h, c, p);
 		else
 			page_done(h, c, p);
 	}

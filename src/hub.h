@@ -27,6 +27,18 @@
  * connection's last (no duplicate within a connection); "id":null messages
  * (plain PUBLISH) are delivered live as they come.
  *
+ * A connection attached with hub_attach_tail() (WebSocket and SSE without a
+ * cursor) starts from the history's tail instead of from nothing: the hub
+ * reads where the history ends at once, before the user's subscription is
+ * confirmed (one history() call without a cursor, limit 1), queues that id
+ * T as a HUB_MSG_CURSOR before anything else, and from then on treats the
+ * connection as a resume after T: the replay after T once subscribed, then
+ * the held live messages with a larger id.  Whatever is published after
+ * the read reaches it once, and the client always has a cursor to resume
+ * from.  When the read went out after the subscription was confirmed (the
+ * user has another connection here), what is published after it arrives
+ * live anyway, and the connection goes live at once, without a replay.
+ *
  * When the backend loses Redis (hub_on_link_lost), every connection stays
  * attached; when the user's subscription is confirmed again, each connection
  * catches up from its last delivered id (or, if it got none, from the moment
@@ -50,6 +62,9 @@
 enum hub_msg_kind {
 	HUB_MSG_NOTIFY = 0, /* an envelope */
 	HUB_MSG_RESET = 1,  /* the requested cursor is older than the history kept */
+	HUB_MSG_CURSOR = 2, /* hub_attach_tail: where the connection starts; has_id,
+			     * id = the newest history entry then ({0,0}: none),
+			     * data = {"type":"cursor","cursor":"ID"} */
 };
 
 /* An immutable message shared by every connection it is queued on. */
@@ -139,20 +154,25 @@ struct hub_conn {
 	size_t pend_bytes;
 	size_t q_replay_bytes;          /* of q_bytes, paced by a replay (not counted
 					 * against the cap) */
-	int state;
-	int replay;                     /* needs a history read before going live */
-	int has_last;
-	int pend_gap;                   /* held messages were dropped since the read in
-					 * flight was sent: it cannot end the replay */
 	struct cursor last;             /* id of the last message queued (or the resume cursor) */
 	struct cursor sent;             /* id of the last message the transport took (or
 					 * the resume cursor): where a catch-up starts */
-	int has_sent;
 	size_t q_noid;                  /* queued envelopes without an id (not in the
 					 * history: a full queue holding one cannot catch up) */
 	struct cursor page_next;        /* where the next page of a replay starts */
 	long long live_ms;              /* when it went live without a cursor: catch-up point */
 	struct hub_req *req;            /* history read in flight, or NULL */
+	int state;
+	/* flags (0 or 1), packed: a connection's size is the servers' memory */
+	unsigned char replay;           /* needs a history read before going live */
+	unsigned char has_last;
+	unsigned char has_sent;
+	unsigned char pend_gap;         /* held messages were dropped since the read in
+					 * flight was sent: it cannot end the replay */
+	unsigned char tail;             /* hub_attach_tail: the tail is still to read */
+	unsigned char tail_sub;         /* the tail read went out after the confirmation */
+	unsigned char tail_fresh;       /* the replay's first page after the tail read */
+	unsigned char q_cursor;         /* the HUB_MSG_CURSOR is queued, not yet taken */
 };
 
 /*
@@ -161,7 +181,9 @@ struct hub_conn {
  * the request and act later from its own loop.  history() reads at most
  * limit entries after since (exclusive), stopping before the entry that
  * would take the page past max_bytes of envelopes (but always one entry);
- * it must be answered exactly once with hub_history_done(), also on error
+ * since NULL (hub_attach_tail) reads the newest limit entries and answers
+ * the newest entry's id in hub_page.end.  Each call must be answered
+ * exactly once with hub_history_done(), also on error
  * and after hub_detach() of the connection (the hub then drops the answer).
  */
 struct hub_backend_ops {
@@ -224,6 +246,14 @@ int hub_attach(struct hub *h, struct hub_conn *c, const char *user,
 	       const struct cursor *since);
 
 /*
+ * hub_attach without a cursor, starting from the history's tail: the
+ * first message queued is a HUB_MSG_CURSOR with the id of the newest entry
+ * at that moment (0-0 for an empty history), then every message after it.
+ * Returns as hub_attach.
+ */
+int hub_attach_tail(struct hub *h, struct hub_conn *c, const char *user);
+
+/*
  * Undo hub_attach: unqueue, forget, unsubscribe the user if c was its last.
  * c must have been attached; detaching it twice is harmless.  A history read
  * in flight for c is still answered by the backend; the hub drops the answer.
@@ -270,7 +300,9 @@ struct hub_page {
 	int truncated;                 /* entries after the cursor may have been removed */
 	int more;                      /* entries after `end` wait in the history */
 	struct cursor end;             /* the last entry the read looked at (the
-					* next page starts after it); with more */
+					* next page starts after it); with more,
+					* and for a read without a cursor (the
+					* newest entry, {0,0} when none) */
 };
 
 /*

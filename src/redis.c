@@ -103,7 +103,8 @@ static const char publish_lua[] =
     "\tlocal name = string.sub(idem, #key + 7)\n"
     "\tif string.sub(idem, 1, #key + 6) ~= key .. ':idem:' or #name < 1 or #name > 200 or\n"
     "\t\tstring.find(name, '[^A-Za-z0-9_.:%-]') then\n"
-    "\t\treturn fail('KEYS[2] must be KEYS[1] .. \":idem:\" .. KEY, KEY of [A-Za-z0-9_.:-]{1,200}')\n"
+    "\t\treturn fail('KEYS[2] must be KEYS[1] .. \":idem:\" .. KEY, KEY of "
+    "[A-Za-z0-9_.:-]{1,200}')\n"
     "\tend\n"
     "end\n"
     "if payload == nil or payload == '' then\n"
@@ -391,33 +392,33 @@ static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errl
 
 	if (strchr(rest, '?') != NULL)
 		return herr_set(HERR_INVAL, err, errlen,
-			    "redis_url: query parameters are for unix:// only");
+				"redis_url: query parameters are for unix:// only");
 	host = s;
 	if (at != NULL) {
 		const char *colon = memchr(s, ':', (size_t)(at - s));
 
 		if (colon == NULL)
 			return herr_set(HERR_INVAL, err, errlen,
-				    "redis_url: expected :password@ before the host");
+					"redis_url: expected :password@ before the host");
 		if (colon != s && !((size_t)(colon - s) == 7 && memcmp(s, "default", 7) == 0))
 			return herr_set(HERR_INVAL, err, errlen,
-				    "redis_url: ACL user names other than \"default\" are not "
-				    "supported; write redis://:password@host");
+					"redis_url: ACL user names other than \"default\" are not "
+					"supported; write redis://:password@host");
 		if (text_pct_decode(colon + 1, (size_t)(at - colon - 1), a->password,
 				    sizeof a->password, 0) < 0)
 			return herr_set(HERR_INVAL, err, errlen,
-				    "redis_url: bad password (too long, NUL or bad %%-escape)");
+					"redis_url: bad password (too long, NUL or bad %%-escape)");
 		host = at + 1;
 	}
 	if (*host == '[') {
 		hend = memchr(host, ']', (size_t)(end - host));
 		if (hend == NULL)
 			return herr_set(HERR_INVAL, err, errlen,
-				    "redis_url: missing ']' after IPv6 host");
+					"redis_url: missing ']' after IPv6 host");
 		if (hend + 1 < end) {
 			if (hend[1] != ':')
 				return herr_set(HERR_INVAL, err, errlen,
-					    "redis_url: expected ':port' after ']'");
+						"redis_url: expected ':port' after ']'");
 			port = hend + 2;
 		}
 		host++;
@@ -429,21 +430,22 @@ static int parse_tcp(const char *s, struct redis_addr *a, char *err, size_t errl
 			port = colon + 1;
 	}
 	if (hend == host)
-		return herr_set(HERR_INVAL, err, errlen, "redis_url: no host (expected %s)", URL_FORMS);
+		return herr_set(HERR_INVAL, err, errlen, "redis_url: no host (expected %s)",
+				URL_FORMS);
 	if (copy_str(a->host, sizeof a->host, host, (size_t)(hend - host)) != 0)
 		return herr_set(HERR_INVAL, err, errlen, "redis_url: host name too long");
 	if (port != NULL) {
 		if (text_parse_uint(port, (size_t)(end - port), 65535, &v) != 0 || v == 0)
 			return herr_set(HERR_INVAL, err, errlen,
-				    "redis_url: bad port \"%.*s\" (1..65535)", (int)(end - port),
-				    port);
+					"redis_url: bad port \"%.*s\" (1..65535)",
+					(int)(end - port), port);
 		a->port = (int)v;
 	}
 	if (slash != NULL && slash[1] != '\0') {
 		if (text_parse_uint(slash + 1, strlen(slash + 1), INT_MAX, &v) != 0)
 			return herr_set(HERR_INVAL, err, errlen,
-				    "redis_url: bad database \"%s\" (a number after '/')",
-				    slash + 1);
+					"redis_url: bad database \"%s\" (a number after '/')",
+					slash + 1);
 		a->db = (int)v;
 	}
 	return 0;
@@ -472,20 +474,20 @@ static int parse_unix(const char *s, struct redis_addr *a, char *err, size_t err
 		if (len > 3 && memcmp(p, "db=", 3) == 0) {
 			if (text_parse_uint(p + 3, len - 3, INT_MAX, &v) != 0)
 				return herr_set(HERR_INVAL, err, errlen,
-					    "redis_url: bad database \"%.*s\"", (int)(len - 3),
-					    p + 3);
+						"redis_url: bad database \"%.*s\"", (int)(len - 3),
+						p + 3);
 			a->db = (int)v;
 		} else if (len > 9 && memcmp(p, "password=", 9) == 0) {
 			if (text_pct_decode(p + 9, len - 9, a->password, sizeof a->password, 0) < 0)
 				return herr_set(HERR_INVAL, err, errlen,
-					    "redis_url: bad password (too long, NUL or bad "
-					    "%%-escape)");
+						"redis_url: bad password (too long, NUL or bad "
+						"%%-escape)");
 		} else {
 			const char *eq = memchr(p, '=', len);
 
 			return herr_set(HERR_INVAL, err, errlen,
-				    "redis_url: unknown parameter \"%.*s\" (db=N, password=P)",
-				    (int)(eq != NULL ? (size_t)(eq - p) : len), p);
+					"redis_url: unknown parameter \"%.*s\" (db=N, password=P)",
+					(int)(eq != NULL ? (size_t)(eq - p) : len), p);
 		}
 		q = amp;
 	}
@@ -500,7 +502,8 @@ int redis_url_parse(const char *url, struct redis_addr *out, char *err, size_t e
 	memset(&a, 0, sizeof a);
 	a.port = 6379;
 	if (url == NULL || *url == '\0')
-		return herr_set(HERR_INVAL, err, errlen, "redis_url: empty (expected %s)", URL_FORMS);
+		return herr_set(HERR_INVAL, err, errlen, "redis_url: empty (expected %s)",
+				URL_FORMS);
 	if (strncmp(url, "redis://", 8) == 0)
 		rv = parse_tcp(url + 8, &a, err, errlen);
 	else if (strncmp(url, "unix://", 7) == 0)
@@ -533,7 +536,8 @@ static int setup_command(redisContext *rc, const char *name, int argc, const cha
 	int rv = 0;
 
 	if (r == NULL)
-		rv = herr_set(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, rc->errstr);
+		rv = herr_set(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr,
+			      rc->errstr);
 	else if (r->type == REDIS_REPLY_ERROR)
 		rv = herr_set(HERR_REDIS, err, errlen, "%s on %s failed: %s", name, addr, r->str);
 	freeReplyObject(r);
@@ -577,7 +581,8 @@ int redis_addr_from_conf(const struct conf *c, struct redis_addr *out, char *err
 	for (char *const *p = c->redis_sentinels; p != NULL && *p != NULL; p++, n++) {
 		if (n == REDIS_SENTINELS_MAX)
 			return herr_set(HERR_INVAL, err, errlen,
-					"redis_sentinels: more than %d sentinels", REDIS_SENTINELS_MAX);
+					"redis_sentinels: more than %d sentinels",
+					REDIS_SENTINELS_MAX);
 		if (redis_node_parse(*p, &a.sentinel[n]) != 0)
 			return herr_set(HERR_INVAL, err, errlen,
 					"redis_sentinels: expected host:port, got '%s'", *p);
@@ -675,17 +680,20 @@ int redis_resolve_answer(struct redis_resolve *r, const redisReply *reply, char 
 	if (reply == NULL) {
 		herr_set(HERR_REDIS, r->why, sizeof r->why, "sentinel %s: no reply", sn);
 	} else if (reply->type == REDIS_REPLY_ERROR) {
-		herr_set(HERR_REDIS, r->why, sizeof r->why, "sentinel %s: SENTINEL get-master-addr-by-name %s: %s",
-			 sn, name, reply->str);
+		herr_set(HERR_REDIS, r->why, sizeof r->why,
+			 "sentinel %s: SENTINEL get-master-addr-by-name %s: %s", sn, name,
+			 reply->str);
 	} else if (reply->type == REDIS_REPLY_NIL) {
-		herr_set(HERR_REDIS, r->why, sizeof r->why, "sentinel %s knows no master named %s", sn, name);
+		herr_set(HERR_REDIS, r->why, sizeof r->why, "sentinel %s knows no master named %s",
+			 sn, name);
 		rc = HERR_NOTFOUND;
 	} else if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
 		   reply->element[0]->type != REDIS_REPLY_STRING ||
 		   reply->element[1]->type != REDIS_REPLY_STRING ||
 		   copy_str(r->master.host, sizeof r->master.host, reply->element[0]->str,
 			    reply->element[0]->len) != 0 ||
-		   text_parse_uint(reply->element[1]->str, reply->element[1]->len, 65535, &port) != 0 ||
+		   text_parse_uint(reply->element[1]->str, reply->element[1]->len, 65535, &port) !=
+		       0 ||
 		   port == 0) {
 		herr_set(HERR_REDIS, r->why, sizeof r->why,
 			 "sentinel %s: SENTINEL get-master-addr-by-name %s: unexpected reply", sn,
@@ -748,6 +756,32 @@ int redis_switch_parse(const char *msg, size_t len, const char *master_name, str
 	return 0;
 }
 
+int redis_watch_reply(const redisReply *r, const char *master_name, struct redis_node *to)
+{
+	const redisReply *kind, *payload;
+
+	if (r == NULL)
+		return REDIS_WATCH_OTHER;
+	if (r->type == REDIS_REPLY_ERROR)
+		return REDIS_WATCH_ERROR;
+	if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+	    (kind = r->element[0])->type != REDIS_REPLY_STRING)
+		return REDIS_WATCH_OTHER;
+	if (strcmp(kind->str, "subscribe") == 0)
+		return REDIS_WATCH_SUBSCRIBED;
+	payload = r->element[2];
+	if (strcmp(kind->str, "message") != 0 || payload->type != REDIS_REPLY_STRING)
+		return REDIS_WATCH_OTHER;
+	switch (redis_switch_parse(payload->str, payload->len, master_name, to)) {
+	case 0:
+		return REDIS_WATCH_SWITCH;
+	case HERR_NOTFOUND:
+		return REDIS_WATCH_OTHER;
+	default:
+		return REDIS_WATCH_MALFORMED;
+	}
+}
+
 static void note(const struct redis_addr *a, int level, const char *msg)
 {
 	if (a->note != NULL)
@@ -778,7 +812,8 @@ static int ask_sentinel(const struct redis_addr *a, const struct redis_node *n, 
 	}
 	reply = redisCommand(rc, "SENTINEL get-master-addr-by-name %s", a->master_name);
 	if (reply == NULL) {
-		herr_set(HERR_REDIS, why, sizeof why, "sentinel %s:%d: %s", n->host, n->port, rc->errstr);
+		herr_set(HERR_REDIS, why, sizeof why, "sentinel %s:%d: %s", n->host, n->port,
+			 rc->errstr);
 		redis_resolve_failed(r, why);
 		snprintf(msg, len, "redis: %s", why);
 		rv = HERR_REDIS;
@@ -873,8 +908,8 @@ static int connect_one(const struct redis_addr *a, int timeout_ms, redisContext 
 	}
 	/* hiredis 0.14 uses the connect timeout for connect() only. */
 	if (timeout_ms > 0 && redisSetTimeout(rc, tv) != REDIS_OK) {
-		herr_set(HERR_REDIS, err, errlen, "connect(%s) failed: setting the timeout: %s", addr,
-		     rc->errstr);
+		herr_set(HERR_REDIS, err, errlen, "connect(%s) failed: setting the timeout: %s",
+			 addr, rc->errstr);
 		redisFree(rc);
 		return HERR_REDIS;
 	}
@@ -1039,12 +1074,14 @@ int redis_script_load(redisContext *rc, const struct redis_script *s, char *err,
 	r = redisCommandArgv(rc, 3, argv, NULL);
 	if (r == NULL)
 		rv = herr_set(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name,
-			  rc->errstr[0] != '\0' ? rc->errstr : "no reply");
+			      rc->errstr[0] != '\0' ? rc->errstr : "no reply");
 	else if (r->type == REDIS_REPLY_ERROR)
-		rv = herr_set(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name, r->str);
+		rv =
+		    herr_set(HERR_REDIS, err, errlen, "redis: SCRIPT LOAD %s: %s", s->name, r->str);
 	else if (r->type != REDIS_REPLY_STRING || r->len != 40 || memcmp(r->str, s->sha, 40) != 0)
-		rv = herr_set(HERR_REDIS, err, errlen,
-			  "redis: SCRIPT LOAD %s: the server's SHA1 differs from ours", s->name);
+		rv =
+		    herr_set(HERR_REDIS, err, errlen,
+			     "redis: SCRIPT LOAD %s: the server's SHA1 differs from ours", s->name);
 	freeReplyObject(r);
 	return rv;
 }
@@ -1057,8 +1094,8 @@ redisReply *redis_eval_sync(redisContext *rc, const struct redis_script *s, int 
 	int argc;
 
 	if (nkeys < 0 || nargs < 0 || nkeys + nargs > EVAL_KV_MAX) {
-		herr_set(HERR_INVAL, err, errlen, "redis: %d keys and %d arguments: too many", nkeys,
-		     nargs);
+		herr_set(HERR_INVAL, err, errlen, "redis: %d keys and %d arguments: too many",
+			 nkeys, nargs);
 		return NULL;
 	}
 	argc = redis_evalsha_argv(s, nkeys, nargs, kv, kvlen, argv, argvlen);
@@ -1071,7 +1108,7 @@ redisReply *redis_eval_sync(redisContext *rc, const struct redis_script *s, int 
 
 		if (r == NULL) {
 			herr_set(HERR_REDIS, err, errlen, "redis: %s",
-			     rc->errstr[0] != '\0' ? rc->errstr : "no reply");
+				 rc->errstr[0] != '\0' ? rc->errstr : "no reply");
 			return NULL;
 		}
 		if (attempt > 0 || !redis_reply_is_noscript(r))

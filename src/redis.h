@@ -135,8 +135,23 @@ int redis_role_check(const redisReply *reply, const char *addr, char *err, size_
  * NEWPORT"): 0 with the new master in *to when NAME is master_name,
  * HERR_NOTFOUND for another master, HERR_INVAL when malformed.
  */
-int redis_switch_parse(const char *msg, size_t len, const char *master_name,
-		       struct redis_node *to);
+int redis_switch_parse(const char *msg, size_t len, const char *master_name, struct redis_node *to);
+
+/* What a reply on a sentinel link subscribed to +switch-master is. */
+enum redis_watch_kind {
+	REDIS_WATCH_OTHER = 0,	    /* nothing to act on (another shape, another master) */
+	REDIS_WATCH_ERROR = 1,	    /* an error reply: the link is lost */
+	REDIS_WATCH_SUBSCRIBED = 2, /* a subscribe confirmation */
+	REDIS_WATCH_SWITCH = 3,	    /* +switch-master of master_name: *to is the new master */
+	REDIS_WATCH_MALFORMED = 4,  /* a message that redis_switch_parse refuses */
+};
+
+/*
+ * Classify reply r (a push on the SUBSCRIBE +switch-master link, or NULL)
+ * for master master_name: a pure function of r, which it only reads.
+ * *to is set for REDIS_WATCH_SWITCH only.  Returns enum redis_watch_kind.
+ */
+int redis_watch_reply(const redisReply *r, const char *master_name, struct redis_node *to);
 
 /*
  * Blocking connection with a connect/command timeout (ms; 0 = none), AUTH
@@ -172,8 +187,8 @@ void redis_set_cluster(int on);
 int redis_get_cluster(void);
 
 /*
- * If channel is "P:U" (cluster layout: "P:{U}") for this prefix and U is a valid user id, copy U into
- * user (AUTH_USER_MAX + 1 bytes) and return 0; else HERR_INVAL.
+ * If channel is "P:U" (cluster layout: "P:{U}") for this prefix and U is a valid user id, copy U
+ * into user (AUTH_USER_MAX + 1 bytes) and return 0; else HERR_INVAL.
  */
 int redis_channel_user(const char *channel, size_t len, const char *prefix, char *user);
 

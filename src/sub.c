@@ -14,19 +14,23 @@
 #include <hiredis/async.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "cluster.h"
 #include "envelope.h"
 #include "err.h"
+#include "evredis.h"
 #include "history.h"
 #include "log.h"
 #include "redis.h"
 #include "revoke.h"
-#include "clock.h"
 #include "umap.h"
 
 #define CONNECT_TIMEOUT_MS 2000
 #define BACKOFF_BASE_MS	   100
-#define BACKOFF_MAX_MS	   10000
+/* Full jitter under a 2 s cap: a Redis back from a restart or a failover is
+ * used within 2 s (a 10 s cap cost bench/chaos's cluster-kill 11-15 s of
+ * recovery), and each process still tries at most about once a second. */
+#define BACKOFF_MAX_MS 2000
 /* A link that stayed healthy this long resets the backoff. */
 #define STABLE_US	  (10LL * 1000 * 1000)
 #define CANARY_DEFAULT_MS 2000
@@ -107,7 +111,7 @@ struct hist {
 	struct event *ev_retry;	  /* made at the first error reply */
 	unsigned tries;		  /* retries sent */
 	int has_since;
-	int retried; /* NOSCRIPT seen once in this try: SCRIPT LOAD sent */
+	int retried;	    /* NOSCRIPT seen once in this try: SCRIPT LOAD sent */
 	unsigned redirects; /* MOVED/ASK followed (cluster) */
 	struct cursor since;
 	unsigned limit;
@@ -126,7 +130,7 @@ struct batch {
 struct sub {
 	struct event_base *base;
 	struct hub *hub;
-	const struct conf *conf; /* borrowed */
+	const struct conf *conf;  /* borrowed */
 	struct redis_addr addr;	  /* the configuration: redis_url, the sentinels */
 	struct redis_addr master; /* where the links go: addr, or the sentinels' answer */
 	char addrstr[300];	  /* master, for log lines */
@@ -172,7 +176,7 @@ struct sub {
 
 	pthread_mutex_t q_lock; /* guards the queue below */
 	struct op *q_head, **q_tail;
-	int q_resync; /* a request was lost to ENOMEM: rebuild from the hub */
+	int q_resync;		/* a request was lost to ENOMEM: rebuild from the hub */
 	struct hub_req *q_lost; /* reads whose op could not be allocated, through
 				 * be_next: answered HERR_NOMEM from the loop */
 
@@ -409,7 +413,8 @@ static int hist_send(struct sub *s, struct hist *h, redisAsyncContext *ac)
 		return rc;
 	if (ac == NULL)
 		ac = s->cl != NULL ? cluster_async_route(s->cl, ha.key, strlen(ha.key)) : s->cmd.ac;
-	if (ac == NULL || redisAsyncCommandArgv(ac, hist_send_cb, h, ha.argc, ha.argv, ha.argvlen) != REDIS_OK)
+	if (ac == NULL ||
+	    redisAsyncCommandArgv(ac, hist_send_cb, h, ha.argc, ha.argv, ha.argvlen) != REDIS_OK)
 		return HERR_REDIS;
 	return 0;
 }
@@ -827,13 +832,15 @@ static void on_control(struct sub *s, const redisReply *payload)
 
 	if (revoke_parse(payload->str, payload->len, &cmd) != 0) {
 		status_add(s, &s->st.control_invalid);
-		emit(s, LOG_LEVEL_WARN, "control channel %s: ignoring a malformed message of %zu bytes",
-		     s->control, payload->len);
+		emit(s, LOG_LEVEL_WARN,
+		     "control channel %s: ignoring a malformed message of %zu bytes", s->control,
+		     payload->len);
 		return;
 	}
 	status_add(s, &s->st.control_messages);
 	n = hub_close_user(s->hub, cmd.user, control_match, &cmd,
-			   cmd.kind == REVOKE_DISCONNECT ? HUB_CLOSE_DISCONNECT : HUB_CLOSE_REVOKED);
+			   cmd.kind == REVOKE_DISCONNECT ? HUB_CLOSE_DISCONNECT
+							 : HUB_CLOSE_REVOKED);
 	if (n > 0 || cmd.kind == REVOKE_DISCONNECT)
 		emit(s, LOG_LEVEL_INFO, "control: %s for user %s: %u connection%s closed",
 		     cmd.kind == REVOKE_DISCONNECT ? "disconnect"
@@ -859,8 +866,8 @@ static void call_cb(redisAsyncContext *ac, void *r, void *privdata)
 	free(call);
 }
 
-int sub_command(struct sub *s, int argc, const char **argv, const size_t *argvlen,
-		sub_reply_fn fn, void *ud, struct sub_call **out)
+int sub_command(struct sub *s, int argc, const char **argv, const size_t *argvlen, sub_reply_fn fn,
+		void *ud, struct sub_call **out)
 {
 	redisAsyncContext *ac = s->cmd.ac;
 	struct sub_call *call;
@@ -869,7 +876,8 @@ int sub_command(struct sub *s, int argc, const char **argv, const size_t *argvle
 		*out = NULL;
 	/* In a cluster the first argument is the key that names the master. */
 	if (s->cl != NULL && argc > 1)
-		ac = cluster_async_route(s->cl, argv[1], argvlen != NULL ? argvlen[1] : strlen(argv[1]));
+		ac = cluster_async_route(s->cl, argv[1],
+					 argvlen != NULL ? argvlen[1] : strlen(argv[1]));
 	if (s->closing || s->state != SUB_CONNECTED || ac == NULL)
 		return HERR_REDIS;
 	call = calloc(1, sizeof *call);
@@ -908,8 +916,8 @@ static void on_user_reply(struct sub *s, const char *kind, const redisReply *cha
 		if (e == NULL || !e->desired || arg->type != REDIS_REPLY_STRING)
 			return;
 		status_add(s, &s->st.messages);
-		if (envelope_from_channel(chan->str, arg->str, arg->len, clock_wall_ms(), &env, &len) !=
-		    0)
+		if (envelope_from_channel(chan->str, arg->str, arg->len, clock_wall_ms(), &env,
+					  &len) != 0)
 			return;
 		if (env != NULL)
 			hub_on_message(s->hub, user, env, len);
@@ -1127,95 +1135,12 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 }
 
 /*
- * The link's events.  hiredis's own libevent adapter (adapters/libevent.h in
- * 0.14) registers the read event without EV_PERSIST, and hiredis re-arms
- * reading after every reply it handles, so libevent deletes and re-adds the
- * descriptor for each notification: two epoll_ctl calls on the delivery path
- * (herald-ws at 1,000 msg/s: 6,906 epoll_ctl for 3,454 wakeups).  Here the
- * read event persists; event_add() on it while pending is a no-op.
- */
-struct link_ev {
-	redisAsyncContext *ac;
-	struct event *rd, *wr;
-};
-
-static void link_ev_read(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	redisAsyncHandleRead(((struct link_ev *)arg)->ac);
-}
-
-static void link_ev_write(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	redisAsyncHandleWrite(((struct link_ev *)arg)->ac);
-}
-
-static void link_ev_add_read(void *p)
-{
-	event_add(((struct link_ev *)p)->rd, NULL);
-}
-
-static void link_ev_del_read(void *p)
-{
-	event_del(((struct link_ev *)p)->rd);
-}
-
-static void link_ev_add_write(void *p)
-{
-	event_add(((struct link_ev *)p)->wr, NULL);
-}
-
-static void link_ev_del_write(void *p)
-{
-	event_del(((struct link_ev *)p)->wr);
-}
-
-static void link_ev_cleanup(void *p)
-{
-	struct link_ev *e = p;
-
-	event_free(e->rd);
-	event_free(e->wr);
-	free(e);
-}
-
-static int link_ev_attach(redisAsyncContext *ac, struct event_base *base)
-{
-	struct link_ev *e = calloc(1, sizeof *e);
-
-	if (e == NULL)
-		return -1;
-	e->ac = ac;
-	e->rd = event_new(base, ac->c.fd, EV_READ | EV_PERSIST, link_ev_read, e);
-	e->wr = event_new(base, ac->c.fd, EV_WRITE, link_ev_write, e);
-	if (e->rd == NULL || e->wr == NULL || event_add(e->rd, NULL) < 0 ||
-	    event_add(e->wr, NULL) < 0) {
-		if (e->rd != NULL)
-			event_free(e->rd);
-		if (e->wr != NULL)
-			event_free(e->wr);
-		free(e);
-		return -1;
-	}
-	ac->ev.data = e;
-	ac->ev.addRead = link_ev_add_read;
-	ac->ev.delRead = link_ev_del_read;
-	ac->ev.addWrite = link_ev_add_write;
-	ac->ev.delWrite = link_ev_del_write;
-	ac->ev.cleanup = link_ev_cleanup;
-	return 0;
-}
-
-/*
  * Connect l to PATH (a unix socket) or HOST:PORT on the loop, with the
- * project's persistent-read adapter and the links' callbacks.  Nothing is
+ * persistent-read adapter (evredis.h) and the links' callbacks.  Nothing is
  * queued yet.
  */
-static int link_connect(struct sub *s, struct link *l, const char *path, const char *host,
-			int port, char *err, size_t errlen)
+static int link_connect(struct sub *s, struct link *l, const char *path, const char *host, int port,
+			char *err, size_t errlen)
 {
 	redisAsyncContext *ac;
 
@@ -1233,7 +1158,7 @@ static int link_connect(struct sub *s, struct link *l, const char *path, const c
 		return HERR_REDIS;
 	}
 	ac->data = s;
-	if (link_ev_attach(ac, s->base) < 0) {
+	if (evredis_attach(ac, s->base) < 0) {
 		snprintf(err, errlen, "cannot attach to the event loop");
 		ac->data = NULL;
 		redisAsyncFree(ac);
@@ -1304,8 +1229,8 @@ static int sentinel_open(struct sub *s, struct link *l, const struct redis_node 
 		redisAsyncCommand(ac, setup_cb, (void *)"AUTH", "AUTH %s",
 				  s->addr.sentinel_password);
 	if (l == &s->sq)
-		redisAsyncCommand(ac, sentinel_query_cb, NULL, "SENTINEL get-master-addr-by-name %s",
-				  s->addr.master_name);
+		redisAsyncCommand(ac, sentinel_query_cb, NULL,
+				  "SENTINEL get-master-addr-by-name %s", s->addr.master_name);
 	else
 		redisAsyncCommand(ac, sentinel_watch_cb, NULL, "SUBSCRIBE +switch-master");
 	return 0;
@@ -1364,25 +1289,24 @@ static void reconnect_now(struct sub *s, const char *why)
 	evtimer_add(s->ev_reconnect, &tv);
 }
 
-static void on_switch(struct sub *s, const redisReply *payload)
+/* A +switch-master of our master (to), or a malformed one (to NULL; len bytes). */
+static void on_switch(struct sub *s, const struct redis_node *to, size_t len)
 {
 	const struct redis_node *sn = &s->addr.sentinel[s->sw_idx];
-	struct redis_node to;
 	char why[400];
-	int rc = redis_switch_parse(payload->str, payload->len, s->addr.master_name, &to);
 
-	if (rc == HERR_NOTFOUND)
-		return;
-	if (rc != 0) {
-		emit(s, LOG_LEVEL_WARN, "redis: sentinel %s:%d: ignoring a malformed +switch-master "
-					"message of %zu bytes", sn->host, sn->port, payload->len);
+	if (to == NULL) {
+		emit(s, LOG_LEVEL_WARN,
+		     "redis: sentinel %s:%d: ignoring a malformed +switch-master "
+		     "message of %zu bytes",
+		     sn->host, sn->port, len);
 		return;
 	}
 	status_add(s, &s->st.failovers);
 	herr_set(0, why, sizeof why, "sentinel %s:%d: +switch-master: master %s is now %s:%d",
-		 sn->host, sn->port, s->addr.master_name, to.host, to.port);
-	if (s->state == SUB_CONNECTED && s->master.port == to.port &&
-	    strcmp(s->master.host, to.host) == 0) {
+		 sn->host, sn->port, s->addr.master_name, to->host, to->port);
+	if (s->state == SUB_CONNECTED && s->master.port == to->port &&
+	    strcmp(s->master.host, to->host) == 0) {
 		emit(s, LOG_LEVEL_INFO, "redis: %s, where we are already", why);
 		return;
 	}
@@ -1393,26 +1317,30 @@ static void on_switch(struct sub *s, const redisReply *payload)
 static void sentinel_watch_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
 	struct sub *s = ac->data;
-	const redisReply *reply = r, *kind;
+	const redisReply *reply = r;
+	struct redis_node to;
 
 	(void)privdata;
 	if (reply == NULL || s == NULL || ac != s->sw.ac)
 		return;
-	if (reply->type == REDIS_REPLY_ERROR) {
+	switch (redis_watch_reply(reply, s->addr.master_name, &to)) {
+	case REDIS_WATCH_ERROR:
 		sentinel_lost(s, &s->sw, reply->str);
-		return;
-	}
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
-	    (kind = reply->element[0])->type != REDIS_REPLY_STRING)
-		return;
-	if (strcmp(kind->str, "subscribe") == 0) {
+		break;
+	case REDIS_WATCH_SUBSCRIBED:
 		s->sw.state = LINK_READY;
 		emit(s, LOG_LEVEL_INFO, "redis: watching sentinel %s:%d for failovers of master %s",
 		     s->addr.sentinel[s->sw_idx].host, s->addr.sentinel[s->sw_idx].port,
 		     s->addr.master_name);
-	} else if (strcmp(kind->str, "message") == 0 &&
-		   reply->element[2]->type == REDIS_REPLY_STRING) {
-		on_switch(s, reply->element[2]);
+		break;
+	case REDIS_WATCH_SWITCH:
+		on_switch(s, &to, 0);
+		break;
+	case REDIS_WATCH_MALFORMED:
+		on_switch(s, NULL, reply->element[2]->len);
+		break;
+	default:
+		break;
 	}
 }
 

@@ -219,7 +219,7 @@ function openWs(c, h, ticket) {
 		if (m && m.reset === true && !('id' in m))
 			h.reset();
 		else if (m && typeof m.type === 'string' && !('id' in m))
-			h.control(m); /* the server's own: refreshed, expiring, heartbeat (docs/protocol.md) */
+			h.control(m); /* the server's own: cursor, refreshed, expiring, heartbeat (docs/protocol.md) */
 		else if (m && typeof m === 'object')
 			h.message(m);
 	};
@@ -292,6 +292,20 @@ function openSse(c, h, ticket) {
 	es.onmessage = onEvent;
 	/* `event: heartbeat` every `heartbeat` s (herald-fcgi): proof of life only */
 	es.addEventListener('heartbeat', () => h.alive());
+	/* A stream opened without last_event_id starts with `id: ID` /
+	 * `event: cursor`: where the history ended.  Kept as the cursor, so a
+	 * reconnect before the first notification resumes from there. */
+	es.addEventListener('cursor', (e) => {
+		h.alive();
+		let id = e.lastEventId;
+		if (!ID_RE.test(id || ''))
+			try {
+				id = JSON.parse(e.data).cursor;
+			} catch (x) {
+				return;
+			}
+		h.control({ type: 'cursor', cursor: id });
+	});
 	es.addEventListener('reset', () => {
 		h.alive();
 		h.reset();
@@ -360,7 +374,7 @@ function openPoll(c, h) {
 		timer = null;
 		const cursor = c._cursor;
 		/* Without a cursor and before the first answer, only learn where the
-		 * history ends: the other transports start live too. */
+		 * history ends: the other transports start there too. */
 		const learn = !cursor && !c._primed;
 		/* The first request answers at once: it proves the endpoint and the
 		 * token (state 'connected') and catches up; then long-polls.  Pages of
@@ -640,7 +654,10 @@ class Client {
 	/*
 	 * A client with no cursor asks once where the user's history ends, so
 	 * that any later resume (a fallback, a reconnect) has an id to resume
-	 * from and misses nothing; without it they would start live.
+	 * from and misses nothing.  An empty history has no id to give; then
+	 * the first WebSocket or SSE connection, opened without a cursor, is
+	 * told one by the server (its cursor message, h.control), as it is
+	 * where polling is not served.
 	 */
 	async _prime() {
 		this._setState('connecting', null);
@@ -719,7 +736,11 @@ class Client {
 			control: (m) => {
 				if (conn.dead || conn !== this._conn)
 					return;
-				if (m.type === 'refreshed')
+				if (m.type === 'cursor')
+					/* A connection opened without a cursor: where the history
+					 * ended.  Never moves the cursor back. */
+					this._advance(m.cursor);
+				else if (m.type === 'refreshed')
 					this._log(`[${NAMES[conn.kind]}] token refreshed on the open connection (exp ${m.expires_at})`);
 				else if (m.type === 'expiring')
 					this._onExpiring(m.expires_in);

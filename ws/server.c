@@ -1380,7 +1380,11 @@ static void upgrade(struct conn *c, int code, const char *errstr, const struct a
 		c->hc.ops = &ws_ops;
 		c->hc.iat = id.iat;
 		c->hc.jti = c->jti;
-		rc = hub_attach(s->hub, &c->hc, c->user, has_since ? &since : NULL);
+		/* Without a cursor it starts from the history's tail and is
+		 * told it first ({"type":"cursor",...}): a reconnect then
+		 * resumes from there instead of starting live again. */
+		rc = has_since ? hub_attach(s->hub, &c->hc, c->user, &since)
+			       : hub_attach_tail(s->hub, &c->hc, c->user);
 		if (rc == HERR_AGAIN) {
 			code = 4429;
 			errstr = "too many connections";

@@ -21,7 +21,7 @@ const BACKLOG = parseInt(process.env.HERALD_BACKLOG || '', 10) || 2000; // test 
 
 // --- TAP and the control channel ---------------------------------------------
 
-const PLAN = 35; // the seven tests of issue 5, some in several checks, the classic loader, issue 11's backlog and backoff, issue 16's stream flavour, issue 12's renewal and tickets, issue 15's Apache httpd, issue 14's dead connections
+const PLAN = 37; // the seven tests of issue 5, some in several checks, the classic loader, issue 11's backlog and backoff, issue 16's stream flavour, issue 12's renewal and tickets, issue 15's Apache httpd, issue 14's dead connections and first connection without a cursor
 let n = 0;
 let failed = 0;
 function ok(cond, desc, ...diag) {
@@ -1259,6 +1259,85 @@ async function test15() {
 	await ctx.close();
 }
 
+// A first connection without a cursor (issue 14): a page whose user's
+// history is empty connects (no stored cursor, so no since= nor
+// last_event_id=) and is told the cursor 0-0 by the server; the server is
+// then stopped before any notification came, three are published while it
+// is down, and it is started again: herald.js reconnects from that cursor
+// and gets the three, once each, in order.  Without the server's cursor it
+// would have come back live and missed them.  16: WebSocket only (herald-ws
+// stopped), 16b: SSE only (herald-fcgi stopped).
+async function test16() {
+	const base = await stack('full');
+	const cases = [
+		['ws', '16w', 'ws-stop', 'ws-start', '16. WebSocket'],
+		['sse', '16s', 'fcgi-stop', 'fcgi-start', '16b. SSE'],
+	];
+	for (const [tr, user, stop, start, name] of cases) {
+		const token = await ctl(`token ${user} 3600`);
+		const ctx = await browser.newContext();
+		const page = await newPage(ctx, `t16-${tr}`);
+		await page.goto(`${base}/#`);
+		await page.evaluate(
+			async ([t, transport]) => {
+				const { default: Herald } = await import('/herald.js');
+				const r = { states: [], got: [], resets: 0, cursors: [] };
+				window.r16 = r;
+				const h = Herald.connect({
+					token: t,
+					share: false,
+					storage: false,
+					debug: true,
+					transports: [transport],
+					backoffBase: 200,
+					backoffMax: 1000,
+					stableAfter: 500,
+					connectTimeout: 3000,
+					onNotification: (e) => r.got.push(e.id),
+					onReset: () => r.resets++,
+					onState: (st) => r.states.push(`${st.state}:${st.transport || ''}`),
+				});
+				window.h16 = h;
+			},
+			[token, tr],
+		);
+		const until = (fn, arg, timeout = WAIT) =>
+			page.waitForFunction(fn, arg, { timeout }).then(
+				() => true,
+				() => false,
+			);
+		const told = await until(
+			(t) => window.r16.states.includes(`connected:${t}`) && window.h16.cursor === '0-0',
+			tr,
+		);
+		const stopped = told ? await ctl(stop) : 'not connected with the cursor 0-0';
+		const down = stopped === 'ok' && (await until(() => !window.r16.states[window.r16.states.length - 1].startsWith('connected')));
+		const ids = [];
+		for (let i = 1; i <= 3 && down; i++) {
+			const id = await ctl(`publish ${user} {"title":"while the server is down ${i}"}`);
+			if (/^\d+-\d+$/.test(id))
+				ids.push(id);
+		}
+		const started = ids.length === 3 ? await ctl(start) : 'not published';
+		const got = started === 'ok' && (await until((w) => w.every((id) => window.r16.got.includes(id)), ids, 30000));
+		if (got)
+			await page.waitForTimeout(500); // a duplicate would come now
+		const r = await page.evaluate(() => window.r16);
+		const cursor = await page.evaluate(() => window.h16.cursor);
+		const lines = page.lines.join('\n');
+		ok(
+			got && sameList(r.got, ids) && r.resets === 0 && cursor === ids[2] &&
+				(tr === 'ws' ? lines.includes('since=0-0') : lines.includes('last_event_id=0-0')),
+			`${name}: the first connection (empty history, no cursor) is told 0-0; broken before any notification, it resumes from it: the 3 published while the server was down arrive once, in order`,
+			`told ${told}, ${stop} ${stopped}, down ${down}, ${start} ${started}, cursor ${cursor}`,
+			`want ${ids.join(' ')}`,
+			JSON.stringify(r),
+			lines,
+		);
+		await ctx.close();
+	}
+}
+
 // --- main ------------------------------------------------------------------------
 
 const timer = setTimeout(() => {
@@ -1273,7 +1352,7 @@ try {
 		headless: true,
 		args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
 	});
-	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13, test14, test15]) {
+	for (const t of [test1, test2, test3, test4, test5, test6, test7, test8, test9, test10, test11, test12, test13, test14, test15, test16]) {
 		const t0 = Date.now();
 		try {
 			await t();

@@ -16,6 +16,11 @@
 #      published for its users: every id herald-publish printed is delivered
 #      once, in order, and a resume afterwards (a history read that meets
 #      the new master: MOVED) gets them all, as does a poll
+#   5. herald-doctor against herald-ws, herald-fcgi and nginx in cluster
+#      mode: every check passes once each replica has synced; then a seed
+#      that is down, a master left without a replica and a replica whose
+#      first sync has not finished (master_link_status down: it could not
+#      fail over) are each named in a WARN
 # No timed assertion; bounded waits only.  KEEP_TEST_DIR=1 keeps the logs.
 
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,6 +48,7 @@ _cluster_cleanup() {
 		kill -9 "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
+	stack_stop
 	_lib_cleanup
 }
 trap _cluster_cleanup EXIT
@@ -264,4 +270,82 @@ WS_PID=
 ! grep -q "Sanitizer" "$T/ws.log" "$T/cgi.err" "$T/pub.err"
 ok $? "no sanitizer report from herald-ws, herald-fcgi or herald-publish"
 [ -s "$T/pub.err" ] && sed 's/^/# herald-publish: /' "$T/pub.err" | sort | uniq -c | head -5
+
+# --- 5. herald-doctor -----------------------------------------------------------------
+DOC=$B/herald-doctor
+PATH=$PATH:/usr/sbin
+if [ ! -x "$DOC" ] || ! command -v "$nginx_bin" >/dev/null 2>&1; then
+	diag "herald-doctor not built or nginx not installed: no doctor checks"
+	done_testing
+fi
+# links_up: every replica's master_link_status is up (the first sync done)
+links_up() {
+	local p
+	for p in "${NODES[@]}"; do
+		cli "$p" INFO replication | grep -q '^role:slave' || continue
+		cli "$p" INFO replication | grep -q '^master_link_status:up' || return 1
+	done
+}
+st=1
+for _ in $(seq 300); do cluster_ok "${NODES[@]}" && links_up && { st=0; break; }; sleep 0.1; done
+ok $st "every replica has synced with its master (master_link_status:up)"
+chmod 755 "$T"
+HTTP_PORT=$(port_pick)
+stack_start "$T/run" "$B" "$HTTP_PORT" full 2>"$T/stack.err"
+ok $? "herald-ws, herald-fcgi and nginx start in cluster mode"
+ready_all() {
+	[ "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$T/run/ws.sock" http://x/api/v1/notifications/health/ready)" = 200 ] &&
+		[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/api/v1/notifications/health/ready")" = 200 ]
+}
+st=1
+for _ in $(seq 200); do ready_all && { st=0; break; }; sleep 0.1; done
+ok $st "both are ready"
+# doctor OUT [ARGS...]: the doctor against that stack; output in $T/OUT
+doctor() {
+	local out=$1
+	shift
+	"$DOC" --config /nonexistent --url "http://127.0.0.1:$HTTP_PORT" --ws "unix:$T/run/ws.sock" \
+		--fcgi "unix:$T/run/fcgi.sock" --nginx-conf "$T/run/nginx/nginx.conf" \
+		--nginx-error-log "$T/run/nginx/logs/error.log" --publish-script "$src/docs/publish.lua" \
+		"$@" >"$T/$out" 2>&1
+}
+show() { sed 's/^/# /' "$T/$1"; }
+has() { # OUT REGEX DESCRIPTION
+	if grep -Eq -- "$2" "$T/$1"; then ok 0 "$3"; else ok 1 "$3"; show "$1"; fi
+}
+doctor doc-healthy
+r=$?
+is "$r" 0 "herald-doctor: exit 0 on the healthy cluster"
+has doc-healthy "^PASS cluster +cluster_state ok on the seeds: 127.0.0.1:${NODES[0]}\$" "doctor: cluster_state ok on the seed"
+has doc-healthy "^PASS cluster +every slot is served: cluster_slots_ok 16384" "doctor: every slot served"
+has doc-healthy "^PASS cluster +3 masters, each with a replica in sync \\(3 replicas" "doctor: each master has a replica in sync"
+has doc-healthy "^PASS cluster +the publish script loads on every master:( 127.0.0.1:[0-9]+){3}\$" "doctor: the publish script loads on the 3 masters"
+has doc-healthy "^PASS websocket .*notification published" "doctor: a notification published in cluster mode arrives through nginx"
+grep -Eq '^(FAIL|WARN)' "$T/doc-healthy"
+is $? 1 "doctor: no FAIL or WARN line"
+[ "$r" = 0 ] || show doc-healthy
+
+# A master A loses its replica R to master B, whose sync waits 60 s: A has
+# no replica, and R has not finished its first sync with B.
+cli "${NODES[0]}" CLUSTER NODES | awk '$3 ~ /master/ && $3 !~ /fail/ && NF > 8 { split($2, a, "[:@]"); print $1, a[2] }' >"$T/masters"
+read -r _ AP < <(sed -n 1p "$T/masters")
+read -r BID BP < <(sed -n 2p "$T/masters")
+R=$(replica_of "$AP")
+cli "$BP" CONFIG SET repl-diskless-sync yes >/dev/null
+cli "$BP" CONFIG SET repl-diskless-sync-delay 60 >/dev/null
+out=$(cli "$R" CLUSTER REPLICATE "$BID")
+is "$out" OK "CLUSTER REPLICATE: $R leaves master $AP for master $BP"
+moved() { cli "${NODES[0]}" CLUSTER NODES | awk -v p=":$R@" -v b="$BID" 'index($2, p) && $4 == b { f = 1 } END { exit !f }'; }
+st=1
+for _ in $(seq 100); do moved && { st=0; break; }; sleep 0.1; done
+ok $st "the seed sees $R as a replica of $BP"
+DEAD=$(port_pick)
+HERALD_REDIS_CLUSTER_NODES="127.0.0.1:$DEAD,127.0.0.1:${NODES[0]}" doctor doc-broken --no-publish
+is $? 0 "doctor: warnings only (exit 0)"
+has doc-broken "^WARN cluster +seed 127.0.0.1:$DEAD: " "doctor: WARN names the seed that does not answer"
+has doc-broken "^WARN cluster +master 127.0.0.1:$AP \\(slots [^)]+\\) has no replica" "doctor: WARN names the master without a replica"
+has doc-broken "^WARN cluster +replica 127.0.0.1:$R of master 127.0.0.1:$BP: master_link_status down" "doctor: WARN names the replica that has not synced"
+has doc-broken "cause: .*Disconnected from master for longer than allowed" "doctor: ... and why it matters"
+grep -q '^FAIL' "$T/doc-broken"
+is $? 1 "doctor: no FAIL line"
 done_testing

@@ -50,7 +50,13 @@ pub() { HERALD_REDIS_URL=$REDIS_URL "$PUB" "$@"; }
 U="http://127.0.0.1"
 # http STATUS of a curl call
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
-ids_of() { sed -n 's/^id: //p' "$1" | tr -d '\r' | tr '\n' ' '; }
+# ids_of FILE: the ids of the stream's notification events (not the
+# `event: cursor` a stream without Last-Event-ID starts with)
+ids_of() {
+	tr -d '\r' <"$1" | awk '/^id: /{ id = substr($0, 5); next }
+		/^event: notification/{ if (id != "") printf "%s ", id }
+		/^$/{ id = "" }'
+}
 # wait_for FILE PATTERN [TRIES]: until grep finds it
 wait_for() {
 	for _i in $(seq "${3:-100}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done

@@ -6,7 +6,9 @@
  * Opens N connections to 127.0.0.1:PORT, GET /api/v1/sse/notifications with
  * the tokens of file TOKENS (one per line, used round-robin).  Prints
  * "ready" once every stream has its `retry:` line, then waits until every
- * stream saw WANT `id:` lines, or every stream was ended by the server, or
+ * stream saw WANT notification events (`event: notification`; the
+ * `event: cursor` a stream without Last-Event-ID starts with is not one),
+ * or every stream was ended by the server, or
  * SECONDS pass; prints a summary ("streams N ready R complete C closed K")
  * and exits 0 when all got them.  Then it closes everything at once.  The
  * open-files limit must allow N descriptors.
@@ -29,7 +31,7 @@ struct st {
 	int ready;
 	int ids;
 	int closed;
-	char tail[8]; /* the last bytes, to find markers across reads */
+	char tail[24]; /* the last bytes, to find markers across reads */
 };
 
 static double now_s(void)
@@ -40,24 +42,29 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Count "\nid: " and see "retry:" in the stream, markers split across reads included. */
+/* Count notification events and see "retry:" in the stream, markers split
+ * across reads included. */
 static void scan(struct st *s, const char *buf, size_t n)
 {
-	char tmp[8 + 65536];
+	static const char mark[] = "\nevent: notification\n";
+	const size_t ml = sizeof mark - 1, keep = sizeof mark - 2;
+	char tmp[sizeof s->tail + 65536];
 	size_t tl = strlen(s->tail), len = tl + n;
 
 	memcpy(tmp, s->tail, tl);
 	memcpy(tmp + tl, buf, n);
 	tmp[len] = '\0';
-	for (const char *p = tmp; (p = strstr(p, "\nid: ")) != NULL; p++) {
-		if ((size_t)(p - tmp) + 5 > tl) /* not already counted in the tail */
+	for (const char *p = tmp; (p = strstr(p, mark)) != NULL; p++) {
+		if ((size_t)(p - tmp) + ml > tl) /* not already counted in the tail */
 			s->ids++;
 	}
 	if (!s->ready && strstr(tmp, "retry: ") != NULL)
 		s->ready = 1;
-	if (len >= 6) {
-		memcpy(s->tail, tmp + len - 6, 6);
-		s->tail[6] = '\0';
+	if (len >= keep) {
+		memcpy(s->tail, tmp + len - keep, keep);
+		s->tail[keep] = '\0';
+	} else {
+		memcpy(s->tail, tmp, len + 1);
 	}
 }
 

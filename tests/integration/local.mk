@@ -48,3 +48,7 @@ EXTRA_DIST += tests/integration/sentinel.sh
 # and herald-publish with redis_cluster = yes, resume and a CLUSTER FAILOVER.
 TESTS += tests/integration/cluster.sh
 EXTRA_DIST += tests/integration/cluster.sh
+
+# A first connection without a cursor is told where the history ends (issue 14).
+TESTS += tests/integration/cursor.sh
+EXTRA_DIST += tests/integration/cursor.sh

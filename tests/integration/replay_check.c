@@ -5,7 +5,11 @@
  * (DESIGN.md sections 5 and 6), that resumes after a cursor and checks the
  * notifications it receives: their payloads are {"n":K,...}, and K must run
  * from A to B, each exactly once, in order, with nothing else (and, with
- * -R, the reset signal first).  Envelopes are parsed with json-c; their ids
+ * -R, the reset signal first).  A ws/sse/sseq connection made without a
+ * cursor may get the server's cursor message first ({"type":"cursor",
+ * "cursor":"ID"} / `event: cursor`); it is kept as the cursor (a -c
+ * reconnect resumes from it); anywhere else it is a failure.  Envelopes
+ * are parsed with json-c; their ids
  * must increase, their ts match their id, their channel name the user (-u).
  *
  *   replay_check [options] ADDR PATH       ADDR: host:port or unix:/path
@@ -111,6 +115,7 @@ struct conn {
 	long count, dups, ooo, other, ids_ooo, more_wrong, big_pages, pages, reconnects;
 	long first, last, maxn;
 	int reset_seen;
+	int cursor_due; /* connected without a cursor, nothing received yet */
 	int have_id;
 	unsigned long long last_ms, last_seq;
 	int reached;
@@ -204,8 +209,24 @@ static void fail(struct conn *c, const char *fmt, ...)
 
 /* --- the check ------------------------------------------------------------ */
 
+/* The server's cursor message: first, and only on a connection made without one. */
+static void got_cursor(struct conn *c, const char *id)
+{
+	unsigned long long ms, seq;
+	char tail;
+
+	if (!c->cursor_due || sscanf(id, "%llu-%llu%c", &ms, &seq, &tail) != 2) {
+		c->other++;
+		fail(c, "unexpected cursor message (%.40s)", id);
+		return;
+	}
+	c->cursor_due = 0;
+	snprintf(c->cursor, sizeof c->cursor, "%llu-%llu", ms, seq);
+}
+
 static void got_reset(struct conn *c)
 {
+	c->cursor_due = 0;
 	if (opt_reset && !c->reset_seen && c->count == 0 && c->other == 0 && c->dups == 0) {
 		c->reset_seen = 1;
 		return;
@@ -312,7 +333,7 @@ static void got_env_obj(struct conn *c, json_object *o, const char *raw, size_t 
 static void got_env(struct conn *c, const char *p, size_t len)
 {
 	struct json_tokener *tok = json_tokener_new();
-	json_object *o;
+	json_object *o, *t, *cur;
 
 	if (tok == NULL)
 		die("json_tokener_new");
@@ -320,7 +341,15 @@ static void got_env(struct conn *c, const char *p, size_t len)
 	if (o == NULL || json_tokener_get_parse_end(tok) != len) {
 		c->other++;
 		fail(c, "not JSON: %.*s", (int)(len < 80 ? len : 80), p);
+	} else if (json_object_is_type(o, json_type_object) &&
+		   json_object_object_get_ex(o, "type", &t) &&
+		   json_object_is_type(t, json_type_string) &&
+		   strcmp(json_object_get_string(t), "cursor") == 0 &&
+		   json_object_object_get_ex(o, "cursor", &cur) &&
+		   json_object_is_type(cur, json_type_string)) {
+		got_cursor(c, json_object_get_string(cur));
 	} else {
+		c->cursor_due = 0;
 		got_env_obj(c, o, p, len);
 	}
 	json_object_put(o);
@@ -335,6 +364,7 @@ static int send_request(struct conn *c)
 	const char *sep = strchr(c->path, '?') != NULL ? "&" : "?";
 	int n, i;
 
+	c->cursor_due = (tr == TR_WS || tr == TR_SSE || tr == TR_SSEQ) && c->cursor[0] == '\0';
 	switch (tr) {
 	case TR_WS:
 		n = snprintf(
@@ -523,11 +553,13 @@ static void on_sse_event(void *ud, const char *type, const char *data, size_t le
 {
 	struct conn *c = ud;
 
-	(void)last_id; /* the envelopes' ids are checked instead */
+	/* last_id: only the cursor event's; the envelopes' ids are checked instead */
 	if (c->finished)
 		return;
 	if (strcmp(type, "reset") == 0) {
 		got_reset(c);
+	} else if (strcmp(type, "cursor") == 0) {
+		got_cursor(c, last_id);
 	} else if (strcmp(type, "notification") == 0 || strcmp(type, "message") == 0) {
 		got_env(c, data, len);
 	} else {

@@ -21,6 +21,12 @@
 # the new masters are former replicas, /health/ready was 503 while the
 # killed master was down and is 200 after, and herald_redis_failovers_total
 # counts the switches.  No timed assertion: bounded waits only.
+#
+# Before that: herald-ws and herald-fcgi start while no sentinel runs yet
+# (they start, answer /health/ready 503, retry with their backoff without
+# spinning, and connect once the sentinels come up; herald-publish fails with
+# a clear error), and herald-doctor checks the sentinels: healthy, a master
+# without min-replicas-to-write, one sentinel down.
 # KEEP_TEST_DIR=1 keeps the logs.
 
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -93,7 +99,7 @@ replicas_up() { cli "$1" INFO replication | grep -q "^connected_slaves:$2"; }
 until_true 20 replicas_up "$PM" 2
 ok $? "a master ($PM) and two replicas ($PR1, $PR2) in sync"
 
-# --- three sentinels ------------------------------------------------------------
+# --- three sentinels, configured (started below) ------------------------------------
 SPORTS=()
 for i in 1 2 3; do
 	p=$(port_pick)
@@ -110,10 +116,16 @@ sentinel down-after-milliseconds mymaster 1000
 sentinel failover-timeout mymaster 3000
 sentinel parallel-syncs mymaster 2
 EOF
-	"$REDIS_SERVER" "$T/s$i/sentinel.conf" --sentinel &
-	SENT_PIDS+=($!)
 	SPORTS+=("$p")
 done
+declare -A SENT_PID
+# start_sentinel I: sentinel I (1..3) from its configuration (which it
+# rewrites with what it learns, so a restart knows the others)
+start_sentinel() {
+	"$REDIS_SERVER" "$T/s$1/sentinel.conf" --sentinel &
+	SENT_PIDS+=($!)
+	SENT_PID[$1]=$!
+}
 sentinels_ready() {
 	local p
 	for p in "${SPORTS[@]}"; do
@@ -121,8 +133,6 @@ sentinels_ready() {
 		[ "$(cli "$p" SENTINEL replicas mymaster 2>/dev/null | grep -c '^name$')" = 2 ] || return 1
 	done
 }
-until_true 30 sentinels_ready
-ok $? "three sentinels see each other and both replicas"
 # master_port: the master's port all three sentinels agree on, or nothing
 master_port() {
 	local p a=
@@ -150,17 +160,111 @@ out=$("$B/herald-ws" --check-config 2>&1)
 case $out in *"master mymaster through 3 sentinels"*"host and port are not used"*) r=0 ;; *) r=1 ;; esac
 ok $r "herald-ws --check-config names the sentinels and that redis_url's host is unused ($out)"
 
+# --- every sentinel down at start ---------------------------------------------------
 HTTP_PORT=$(port_pick)
 stack_start "$T/run" "$B" "$HTTP_PORT" full 2>"$T/stack.err"
-ok $? "herald-ws, herald-fcgi and nginx start with redis_sentinels"
+ok $? "herald-ws, herald-fcgi and nginx start while no sentinel runs"
 NG=127.0.0.1:$HTTP_PORT
 ws_ready() { curl -s -o /dev/null -w '%{http_code}' --unix-socket "$T/run/ws.sock" http://x/api/v1/notifications/health/ready; }
 fcgi_ready() { curl -s -o /dev/null -w '%{http_code}' "http://$NG/api/v1/notifications/health/ready"; }
 both_ready() { [ "$(ws_ready)" = 200 ] && [ "$(fcgi_ready)" = 200 ]; }
-until_true 20 both_ready
-ok $? "/health/ready is 200 on herald-ws and herald-fcgi"
+# cpu_ticks PID: its user + system time so far, in clock ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+attempts() { grep -c 'connect failed: no sentinel answered for master mymaster' "$T/run/$1.log"; }
+ws0=$(cpu_ticks "$STACK_WS_PID") fcgi0=$(cpu_ticks "$STACK_FCGI_PID")
+wa0=$(attempts ws) fa0=$(attempts fcgi)
+codes=
+for _ in 1 2 3 4 5 6 7 8; do
+	codes="$codes $(ws_ready)/$(fcgi_ready)"
+	sleep 0.5
+done
+ws1=$(cpu_ticks "$STACK_WS_PID") fcgi1=$(cpu_ticks "$STACK_FCGI_PID")
+wa1=$(attempts ws) fa1=$(attempts fcgi)
+[ "$(echo $codes | tr ' ' '\n' | sort -u)" = 503/503 ]
+ok $? "/health/ready is 503 on both while no sentinel answers ($codes)"
+kill -0 "$STACK_WS_PID" && kill -0 "$STACK_FCGI_PID"
+ok $? "herald-ws and herald-fcgi keep running"
+grep -q 'redis master mymaster (via sentinels): connect failed: no sentinel answered for master mymaster (last: sentinel 127.0.0.1:[0-9]*: .*), retrying in' "$T/run/ws.log"
+ok $? "herald-ws logs why it cannot connect and when it retries ($(grep -m1 'no sentinel answered' "$T/run/ws.log"))"
+grep -q 'no sentinel answered for master mymaster' "$T/run/fcgi.log"
+ok $? "herald-fcgi logs it too"
+# A backoff from 100 ms doubling, full jitter: a handful of attempts in 4 s
+# (a loop without one makes thousands).
+[ $((wa1 - wa0)) -le 30 ] && [ $((fa1 - fa0)) -le 30 ]
+ok $? "they retry with a backoff: $((wa1 - wa0)) and $((fa1 - fa0)) attempts in 4 s"
+tck=$(getconf CLK_TCK)
+[ $((ws1 - ws0)) -lt $((tck * 2)) ] && [ $((fcgi1 - fcgi0)) -lt $((tck * 2)) ]
+ok $? "... without spinning: $((ws1 - ws0)) and $((fcgi1 - fcgi0)) ticks of CPU in 4 s ($tck a second)"
+"$PUB" alice '{"n":0}' >"$T/pub0.out" 2>"$T/pub0.err"
+is $? 3 "herald-publish exits 3 while no sentinel answers"
+grep -q "no sentinel gave a reachable master mymaster: .*127.0.0.1:${SPORTS[2]}.*refused" "$T/pub0.err"
+ok $? "... naming the sentinels ($(head -c 300 "$T/pub0.err"))"
+
+for i in 1 2 3; do start_sentinel "$i"; done
+until_true 30 sentinels_ready
+ok $? "three sentinels see each other and both replicas"
+until_true 30 both_ready
+ok $? "/health/ready is 200 on herald-ws and herald-fcgi once the sentinels are up"
 grep -q "sentinel 127.0.0.1:[0-9]* says master mymaster is 127.0.0.1:$PM" "$T/run/ws.log"
 ok $? "herald-ws logs the sentinel's answer (master 127.0.0.1:$PM)"
+# --- herald-doctor: the sentinels and their master -----------------------------------
+DOC=$B/herald-doctor
+# doctor OUT [ARGS...]: the doctor against this stack; output in $T/OUT
+doctor() {
+	local out=$1
+	shift
+	"$DOC" --config /nonexistent --url "http://$NG" --ws "unix:$T/run/ws.sock" \
+		--fcgi "unix:$T/run/fcgi.sock" --nginx-conf "$T/run/nginx/nginx.conf" \
+		--nginx-error-log "$T/run/nginx/logs/error.log" "$@" >"$T/$out" 2>&1
+}
+show() { sed 's/^/# /' "$T/$1"; }
+has() { # OUT REGEX DESCRIPTION
+	if grep -Eq -- "$2" "$T/$1"; then ok 0 "$3"; else ok 1 "$3"; show "$1"; fi
+}
+if [ -x "$DOC" ]; then
+	doctor doc-healthy
+	r=$?
+	is "$r" 0 "herald-doctor: exit 0 on the healthy sentinels"
+	[ "$r" = 0 ] || show doc-healthy
+	has doc-healthy "^PASS sentinel +all 3 sentinels answer PING" "doctor: every sentinel answers"
+	has doc-healthy "^PASS sentinel +the sentinels agree: master mymaster is 127.0.0.1:$PM" "doctor: the sentinels agree on the master"
+	has doc-healthy "^PASS sentinel +master 127.0.0.1:$PM answers, ROLE master" "doctor: the master answers ROLE master"
+	has doc-healthy "^PASS sentinel +quorum: OK" "doctor: SENTINEL ckquorum"
+	has doc-healthy "^PASS sentinel +the sentinels see 2 replica" "doctor: the replicas the sentinels see, in sync"
+	has doc-healthy "^PASS sentinel +publish_wait_replicas 1: master 127.0.0.1:$PM has 2 connected" "doctor: enough replicas for publish_wait_replicas"
+	has doc-healthy "^PASS sentinel +min-replicas-to-write is set" "doctor: min-replicas-to-write on every server"
+	has doc-healthy "^PASS redis +PING answered by Redis .* at redis://127.0.0.1:$PM/0" "doctor: the Redis checks go to the master"
+	has doc-healthy "^PASS websocket .*notification published" "doctor: a notification arrives through nginx"
+	grep -Eq '^(FAIL|WARN)' "$T/doc-healthy"
+	is $? 1 "doctor: no FAIL or WARN line"
+
+	doctor doc-json --json --no-publish
+	r=$?
+	if command -v python3 >/dev/null 2>&1; then
+		python3 -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["failed"] == 0 and any(c["check"] == "sentinel" and c["status"] == "PASS" for c in d["checks"])' "$T/doc-json"
+		ok $? "doctor --json: one JSON document with the sentinel checks (exit $r)"
+	fi
+
+	cli "$PM" CONFIG SET min-replicas-to-write 0 >/dev/null
+	doctor doc-minrep --no-publish
+	is $? 0 "doctor: warnings only without min-replicas-to-write"
+	has doc-minrep "^WARN sentinel +publish_wait_replicas 1 but min-replicas-to-write is 0 on: 127.0.0.1:$PM\$" "doctor: WARN names the master without min-replicas-to-write"
+	has doc-minrep "fix: +min-replicas-to-write 1 and min-replicas-max-lag 10" "doctor: ... and gives the fix"
+	cli "$PM" CONFIG SET min-replicas-to-write 1 >/dev/null
+
+	{ kill -9 "${SENT_PID[3]}"; wait "${SENT_PID[3]}"; } 2>/dev/null
+	doctor doc-sdown --no-publish
+	is $? 0 "doctor: warnings only with one sentinel of three down"
+	has doc-sdown "^WARN sentinel +sentinel 127.0.0.1:${SPORTS[2]}: " "doctor: WARN names the sentinel that is down"
+	has doc-sdown "fix: +start it \\(systemctl start redis-sentinel" "doctor: ... and how to bring it back"
+	has doc-sdown "^PASS sentinel +quorum: OK" "doctor: the quorum is still reached"
+	start_sentinel 3
+	until_true 30 sentinels_ready
+	ok $? "the third sentinel is back"
+fi
+
 metric() { # NAME: its value on herald-ws / herald-fcgi
 	printf '%s/%s' \
 		"$(curl -s --unix-socket "$T/run/ws.sock" http://x/api/v1/notifications/metrics | sed -n "s/^$1 //p")" \

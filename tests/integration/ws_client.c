@@ -5,6 +5,10 @@
  *   status CODE          the HTTP status of the handshake
  *   header NAME: VALUE   with --headers, every response header
  *   text PAYLOAD         a text message
+ *   cursor ID            with -C, the server's {"type":"cursor","cursor":"ID"},
+ *                        sent first on a connection without since= (never a
+ *                        text message: not printed without -C, not counted
+ *                        by -n and -q)
  *   ping / pong          control frames
  *   close CODE REASON    the server's close frame
  *   eof                  the server closed TCP without a close frame
@@ -23,6 +27,7 @@
  *   -p SECONDS         pause reading this long after the handshake (slow consumer),
  *                      with a small receive buffer
  *   -q                 do not print text payloads (count them: "texts N" at the end)
+ *   -C                 print the server's cursor message ("cursor ID")
  *   -P                 do not answer pings
  *   -L                 print "lag MS" per message from the envelope's ts
  *   -m N               open N connections and hold them until stdin closes (prints
@@ -250,13 +255,13 @@ int main(int argc, char **argv)
 {
 	const char *send_hex = NULL, *send_text = NULL, *raw = NULL, *version = "13", *pre = NULL;
 	int want = -1, timeout = 10, pause_s = 0, quiet = 0, no_pong = 0, lag = 0, many = 0,
-	    half = 0, opt, fd, status, texts = 0, headers = 0, delay_ms = 0;
+	    cursor = 0, half = 0, opt, fd, status, texts = 0, headers = 0, delay_ms = 0;
 	long long send_at = 0;
 	static struct rx x;
 	long long deadline;
 	uint8_t sb[8192];
 
-	while ((opt = getopt(argc, argv, "H:n:t:s:S:D:r:x:p:qPLm:o:v:h")) != -1) {
+	while ((opt = getopt(argc, argv, "H:n:t:s:S:D:r:x:p:qCPLm:o:v:h")) != -1) {
 		switch (opt) {
 		case 'H':
 			if (nhdrs < 16)
@@ -271,6 +276,7 @@ int main(int argc, char **argv)
 		case 'x': pre = optarg; break;
 		case 'p': pause_s = atoi(optarg); break;
 		case 'q': quiet = 1; break;
+		case 'C': cursor = 1; break;
 		case 'P': no_pong = 1; break;
 		case 'L': lag = 1; break;
 		case 'm': many = atoi(optarg); break;
@@ -332,11 +338,20 @@ int main(int argc, char **argv)
 		int rc;
 
 		while ((rc = next_frame(&x, &f, &total)) == 1) {
+			static const char cur[] = "{\"type\":\"cursor\",\"cursor\":\"";
 			int op = f.opcode;
 			const uint8_t *pl = f.payload;
 			size_t n = f.len;
 
-			if (op == WSF_OP_TEXT) {
+			if (op == WSF_OP_TEXT && n > sizeof cur - 1 &&
+			    memcmp(pl, cur, sizeof cur - 1) == 0) {
+				const uint8_t *id = pl + sizeof cur - 1;
+				const uint8_t *e = memchr(id, '"', n - (sizeof cur - 1));
+
+				if (cursor)
+					printf("cursor %.*s\n", e != NULL ? (int)(e - id) : 0,
+					       (const char *)id);
+			} else if (op == WSF_OP_TEXT) {
 				texts++;
 				if (lag) {
 					const char *ts = memmem(pl, n, "\"ts\":", 5);

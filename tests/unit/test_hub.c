@@ -49,6 +49,7 @@ static void tconn_init(struct tconn *t)
 struct hist_call {
 	struct hub_req *req;
 	char user[AUTH_USER_MAX + 1];
+	int has_since; /* 0: a read of the tail (hub_attach_tail) */
 	struct cursor since;
 	unsigned limit;
 	size_t max_bytes;
@@ -86,7 +87,9 @@ static void b_history(void *ud, struct hub_req *req, const char *user, const str
 	hc = &fb.hist[fb.nhist++];
 	hc->req = req;
 	snprintf(hc->user, sizeof(hc->user), "%s", user);
-	hc->since = *since;
+	hc->has_since = since != NULL;
+	if (since != NULL)
+		hc->since = *since;
 	hc->limit = limit;
 	hc->max_bytes = max_bytes;
 }
@@ -186,7 +189,31 @@ static void answer(struct hub_req *req, const char *user, const uint64_t *ids, s
 	answer_page(req, user, ids, n, truncated, 0, err);
 }
 
-/* Pop everything queued on c: "1-0 N R ..." (N: id null, R: reset). */
+/*
+ * Answer a read of the tail: the newest entry is newest-0 (0: an empty
+ * history), and the page holds it when it is an envelope.
+ */
+static void answer_tail(struct hub_req *req, const char *user, uint64_t newest, int err)
+{
+	char buf[256];
+	struct history_entry e;
+	struct hub_page p;
+
+	memset(&p, 0, sizeof(p));
+	if (newest != 0) {
+		e.id.ms = newest;
+		e.id.seq = 0;
+		e.len = env_id(buf, sizeof(buf), user, newest);
+		e.env = buf;
+		p.e = &e;
+		p.n = 1;
+		p.end = e.id;
+	}
+	hub_history_done(hub, req, err == 0 ? &p : NULL, err);
+}
+
+/* Pop everything queued on c: "1-0 N R C5-0 ..." (N: id null, R: reset,
+ * C: the cursor of hub_attach_tail). */
 static const char *drain(struct tconn *t)
 {
 	static char out[4096];
@@ -199,6 +226,10 @@ static const char *drain(struct tconn *t)
 
 		if (m->kind == HUB_MSG_RESET)
 			off += (size_t)snprintf(out + off, sizeof(out) - off, "%sR", sep);
+		else if (m->kind == HUB_MSG_CURSOR)
+			off +=
+			    (size_t)snprintf(out + off, sizeof(out) - off,
+					     "%sC%" PRIu64 "-%" PRIu64, sep, m->id.ms, m->id.seq);
 		else if (!m->has_id)
 			off += (size_t)snprintf(out + off, sizeof(out) - off, "%sN", sep);
 		else
@@ -1257,6 +1288,250 @@ START_TEST(many_conns)
 }
 END_TEST
 
+/* --- hub_attach_tail: a connection without a cursor starts from the tail --- */
+
+/*
+ * The tail is read at once; the connection is told it first (0-0 on an
+ * empty history), then resumes after it once subscribed: what was
+ * published between the read and the subscription comes from the history.
+ */
+START_TEST(tail_empty_history)
+{
+	struct tconn a;
+	uint64_t hist[] = {4, 5};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
+	ck_assert_int_eq(fb.subs, 1);
+	ck_assert_int_eq(fb.nhist, 1); /* before the subscription is confirmed */
+	ck_assert_int_eq(fb.hist[0].has_since, 0);
+	ck_assert_uint_eq(fb.hist[0].limit, 1);
+	ck_assert_int_eq(hub_has_more(hub, &a.hc), 1);
+	answer_tail(fb.hist[0].req, "u1", 0, 0);
+	ck_assert_str_eq(drain(&a), "C0-0");
+	ck_assert_int_eq(fb.nhist, 1); /* the replay waits for the subscription */
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 2);
+	ck_assert_int_eq(fb.hist[1].has_since, 1);
+	ck_assert_uint_eq(fb.hist[1].since.ms, 0);
+	ck_assert_uint_eq(fb.hist[1].since.seq, 0);
+	pub("u1", 5); /* live during the replay: held */
+	pub("u1", 6);
+	ck_assert_str_eq(drain(&a), "");
+	/* 4 and 5 were published before the subscription; a truncated answer
+	 * right after the tail read is not a reset */
+	answer(fb.hist[1].req, "u1", hist, 2, 1, 0);
+	ck_assert_str_eq(drain(&a), "4-0 5-0 6-0");
+	ck_assert_uint_eq(stats().resets, 0);
+	pub("u1", 7);
+	ck_assert_str_eq(drain(&a), "7-0");
+	hub_detach(hub, &a.hc);
+}
+END_TEST
+
+/*
+ * The user is subscribed already: the read goes out after the
+ * confirmation, so no replay is needed.  Held messages up to the tail were
+ * published before it and are dropped; the cursor message's JSON is what
+ * herald-ws sends.
+ */
+START_TEST(tail_skips_up_to_tail)
+{
+	struct tconn a, b;
+	struct hub_msg *m;
+
+	attach_live(&a, "u1");
+	tconn_init(&b);
+	ck_assert_int_eq(hub_attach_tail(hub, &b.hc, "u1"), 0);
+	ck_assert_int_eq(fb.nhist, 1);
+	ck_assert_int_eq(fb.hist[0].has_since, 0);
+	pub("u1", 9);
+	pub("u1", 10);
+	pub_null("u1");
+	pub("u1", 11);
+	answer_tail(fb.hist[0].req, "u1", 10, 0);
+	ck_assert_int_eq(fb.nhist, 1);
+	m = hub_pop(hub, &b.hc);
+	ck_assert_ptr_nonnull(m);
+	ck_assert_int_eq(m->kind, HUB_MSG_CURSOR);
+	ck_assert_int_eq(m->has_id, 1);
+	ck_assert_str_eq(m->data, "{\"type\":\"cursor\",\"cursor\":\"10-0\"}");
+	ck_assert_uint_eq(m->len, strlen(m->data));
+	hub_msg_unref(m);
+	ck_assert_str_eq(drain(&b), "N 11-0");
+	ck_assert_str_eq(drain(&a), "9-0 10-0 N 11-0");
+	ck_assert_uint_eq(stats().replays, 0);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+}
+END_TEST
+
+/* Redis gone before the answer: read again once resubscribed; a read that
+ * failed for good closes as a resume's would. */
+START_TEST(tail_errors)
+{
+	struct tconn a, b;
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
+	ck_assert_int_eq(fb.nhist, 1);
+	hub_on_subscribed(hub, "u1"); /* the read is in flight */
+	ck_assert_int_eq(fb.nhist, 1);
+	answer_tail(fb.hist[0].req, "u1", 0, HERR_REDIS);
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_str_eq(drain(&a), "");
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 2);
+	ck_assert_int_eq(fb.hist[1].has_since, 0);
+
+	/* The link goes while the second read is in flight: its answer is
+	 * dropped, and the tail is read again (not a replay from 0-0). */
+	hub_on_link_lost(hub);
+	answer_tail(fb.hist[1].req, "u1", 3, 0);
+	ck_assert_str_eq(drain(&a), "");
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 3);
+	ck_assert_int_eq(fb.hist[2].has_since, 0);
+	answer_tail(fb.hist[2].req, "u1", 7, 0);
+	ck_assert_str_eq(drain(&a), "C7-0");
+	ck_assert_int_eq(fb.nhist, 3); /* read after the confirmation: live */
+
+	tconn_init(&b);
+	ck_assert_int_eq(hub_attach_tail(hub, &b.hc, "u1"), 0);
+	ck_assert_int_eq(fb.nhist, 4);
+	answer_tail(fb.hist[3].req, "u1", 0, HERR_AGAIN);
+	ck_assert_int_eq(b.closes, 1);
+	ck_assert_int_eq(b.reason, HUB_CLOSE_ERROR);
+	ck_assert_str_eq(drain(&b), "");
+	ck_assert_int_eq(a.closes, 0);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+	ck_assert_uint_eq(stats().queued_bytes, 0);
+}
+END_TEST
+
+/* Once started, a lost link catches it up from the last id, or the tail. */
+START_TEST(tail_link_lost_catch_up)
+{
+	struct tconn a, b;
+	uint64_t h1[] = {21, 22};
+
+	tconn_init(&a);
+	tconn_init(&b);
+	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
+	ck_assert_int_eq(hub_attach_tail(hub, &b.hc, "u1"), 0);
+	ck_assert_int_eq(fb.nhist, 2);
+	hub_on_subscribed(hub, "u1");
+	answer_tail(fb.hist[0].req, "u1", 0, 0);  /* a */
+	answer_tail(fb.hist[1].req, "u1", 20, 0); /* b */
+	ck_assert_int_eq(fb.nhist, 4);
+	ck_assert_uint_eq(fb.hist[2].since.ms, 0);
+	ck_assert_uint_eq(fb.hist[3].since.ms, 20);
+	answer(fb.hist[2].req, "u1", NULL, 0, 1, 0); /* no stream yet */
+	answer(fb.hist[3].req, "u1", NULL, 0, 0, 0);
+	ck_assert_str_eq(drain(&a), "C0-0");
+	ck_assert_str_eq(drain(&b), "C20-0");
+	hub_on_link_lost(hub);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 6);
+	ck_assert_int_eq(fb.hist[4].has_since, 1);
+	ck_assert_int_eq(fb.hist[5].has_since, 1);
+	/* the user's list is newest first: b, then a */
+	ck_assert_uint_eq(fb.hist[4].since.ms, 20);
+	ck_assert_uint_eq(fb.hist[5].since.ms, 0);
+	ck_assert_uint_eq(fb.hist[5].since.seq, 0);
+	answer(fb.hist[4].req, "u1", h1, 2, 0, 0);
+	/* a's read after 0-0 finds the history created since: not cut */
+	answer(fb.hist[5].req, "u1", h1, 2, 0, 0);
+	ck_assert_str_eq(drain(&a), "21-0 22-0");
+	ck_assert_str_eq(drain(&b), "21-0 22-0");
+	ck_assert_uint_eq(stats().resets, 0);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+}
+END_TEST
+
+/*
+ * The cursor 0-0 on a history that still does not exist: the script says
+ * truncated (no stream), but nothing after 0-0 was ever there: no reset.
+ * With entries (a stream that was trimmed), the reset stands.
+ */
+START_TEST(zero_cursor_not_truncated)
+{
+	struct tconn a, b;
+	struct cursor zero = {0, 0};
+	uint64_t hist[] = {50};
+
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach(hub, &a.hc, "u1", &zero), 0);
+	hub_on_subscribed(hub, "u1");
+	answer(fb.hist[0].req, "u1", NULL, 0, 1, 0);
+	ck_assert_str_eq(drain(&a), "");
+	ck_assert_uint_eq(stats().resets, 0);
+	pub("u1", 3);
+	ck_assert_str_eq(drain(&a), "3-0");
+
+	tconn_init(&b);
+	ck_assert_int_eq(hub_attach(hub, &b.hc, "u1", &zero), 0);
+	answer(fb.hist[1].req, "u1", hist, 1, 1, 0);
+	ck_assert_str_eq(drain(&b), "R 50-0");
+	ck_assert_uint_eq(stats().resets, 1);
+
+	ck_assert_int_eq(history_cut(NULL, 1, 0), 0);
+	ck_assert_int_eq(history_cut(&zero, 0, 3), 0);
+	ck_assert_int_eq(history_cut(&zero, 1, 0), 0);
+	ck_assert_int_eq(history_cut(&zero, 1, 1), 1);
+	zero.seq = 1;
+	ck_assert_int_eq(history_cut(&zero, 1, 0), 1);
+	hub_detach(hub, &a.hc);
+	hub_detach(hub, &b.hc);
+}
+END_TEST
+
+/*
+ * A full queue that still holds the cursor is not caught up (that would
+ * drop the cursor): it closes, and the client connects again without one.
+ */
+START_TEST(tail_cursor_not_dropped)
+{
+	struct tconn a;
+	char buf[256];
+	size_t len = env_id(buf, sizeof(buf), "u1", 100);
+
+	teardown();
+	make_hub(len * 2, 0, 0);
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
+	hub_on_subscribed(hub, "u1");
+	answer_tail(fb.hist[0].req, "u1", 99, 0);
+	answer(fb.hist[1].req, "u1", NULL, 0, 0, 0); /* the replay after 99: live */
+	pub("u1", 100);
+	ck_assert_int_eq(a.closes, 0);
+	pub("u1", 101); /* over the cap with the cursor queued */
+	ck_assert_int_eq(a.closes, 1);
+	ck_assert_int_eq(a.reason, HUB_CLOSE_SLOW);
+	ck_assert_uint_eq(stats().slow_caught_up, 0);
+	hub_detach(hub, &a.hc);
+
+	/* Once the cursor is taken, the same burst is caught up. */
+	tconn_init(&a);
+	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
+	hub_on_subscribed(hub, "u1");
+	answer_tail(fb.hist[2].req, "u1", 99, 0);
+	answer(fb.hist[3].req, "u1", NULL, 0, 0, 0);
+	ck_assert_str_eq(drain(&a), "C99-0");
+	pub("u1", 100);
+	pub("u1", 101);
+	pub("u1", 102);
+	ck_assert_int_eq(a.closes, 0);
+	ck_assert_uint_eq(stats().slow_caught_up, 1);
+	ck_assert_int_eq(fb.nhist, 5);
+	ck_assert_uint_eq(fb.hist[4].since.ms, 99);
+	hub_detach(hub, &a.hc);
+	answer(fb.hist[4].req, "u1", NULL, 0, 0, 0); /* dropped */
+}
+END_TEST
+
 Suite *hub_suite(void)
 {
 	Suite *s = suite_create("hub");
@@ -1295,6 +1570,12 @@ Suite *hub_suite(void)
 	tcase_add_test(tc, foreach_user);
 	tcase_add_test(tc, stats_numbers);
 	tcase_add_test(tc, many_conns);
+	tcase_add_test(tc, tail_empty_history);
+	tcase_add_test(tc, tail_skips_up_to_tail);
+	tcase_add_test(tc, tail_errors);
+	tcase_add_test(tc, tail_link_lost_catch_up);
+	tcase_add_test(tc, zero_cursor_not_truncated);
+	tcase_add_test(tc, tail_cursor_not_dropped);
 	suite_add_tcase(s, tc);
 	return s;
 }
