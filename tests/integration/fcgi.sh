@@ -123,6 +123,16 @@ wait_for "$T/sse3" "^id: $id5"
 is "$(ids_of "$T/sse3")" "$id3 $id4 $id5 " "?last_event_id= resumes the same way"
 kill $C3 2>/dev/null; wait $C3 2>/dev/null
 
+# The token in the jwt_cookie cookie (default herald_token), among other
+# cookies, and Last-Event-ID as a header: both reach herald-fcgi through the
+# SSE location, which passes its headers by name.
+curl -s -N -H "Cookie: theme=dark; herald_token=$TA; x=1" -H "Last-Event-ID: $id4" \
+	"$N/api/v1/sse/notifications" >"$T/ssec" &
+CC=$!
+wait_for "$T/ssec" "^id: $id5"
+is "$(ids_of "$T/ssec")" "$id5 " "SSE: a token from the herald_token cookie, resumed with Last-Event-ID"
+kill $CC 2>/dev/null; wait $CC 2>/dev/null
+
 # Isolation: bob's stream never sees alice's messages.
 curl -s -N -H "Authorization: Bearer $TB" -H "Last-Event-ID: 0-1" "$N/api/v1/sse/notifications" >"$T/sseb" &
 CB=$!
