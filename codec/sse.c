@@ -139,7 +139,11 @@ long sse_msg(char *out, size_t outlen, const struct hub_msg *m)
 		return sse_event(out, outlen, NULL, "notification", m->data, m->len);
 	if (cursor_format(&m->id, id, sizeof id) < 0)
 		return HERR_INVAL;
-	return sse_event(out, outlen, id, "notification", m->data, m->len);
+	/* A stream without Last-Event-ID starts with its cursor: the id sets
+	 * the browser's Last-Event-ID, the named event reaches only "cursor"
+	 * listeners (herald.js keeps it), never onmessage. */
+	return sse_event(out, outlen, id, m->kind == HUB_MSG_CURSOR ? "cursor" : "notification",
+			 m->data, m->len);
 }
 
 /* --- reading ------------------------------------------------------------ */

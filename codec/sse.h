@@ -57,7 +57,8 @@ long sse_heartbeat(char *out, size_t outlen);
  * The frame for a hub message: a notification with an id gives
  * `id: ID` / `event: notification` / `data: ENVELOPE`; an "id":null one the
  * same without `id:` (the browser keeps its Last-Event-ID); a RESET gives
- * `event: reset` / `data: {"reason":"history_truncated"}`.
+ * `event: reset` / `data: {"reason":"history_truncated"}`; a CURSOR gives
+ * `id: ID` / `event: cursor` / `data: {"type":"cursor",...}`.
  */
 long sse_msg(char *out, size_t outlen, const struct hub_msg *m);
 

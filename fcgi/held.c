@@ -349,30 +349,11 @@ static int ob_stdout(struct held *h, const void *data, size_t len)
 	return 0;
 }
 
-/*
- * The SSE frame of a hub message (sse_msg), or of the cursor a stream
- * without Last-Event-ID starts with: `id: T` / `event: cursor` /
- * `data: {"type":"cursor","cursor":"T"}`.  The id sets the browser's
- * Last-Event-ID (EventSource's own reconnect resumes from T); the named
- * event reaches only "cursor" listeners (herald.js keeps T as its cursor),
- * never onmessage.  snprintf-like, as sse_msg.
- */
-static long sse_frame(char *out, size_t outlen, const struct hub_msg *m)
-{
-	char id[CURSOR_STR_MAX];
-
-	if (m->kind != HUB_MSG_CURSOR)
-		return sse_msg(out, outlen, m);
-	if (cursor_format(&m->id, id, sizeof id) < 0)
-		return HERR_INVAL;
-	return sse_event(out, outlen, id, "cursor", m->data, m->len);
-}
-
 /* One hub message as an SSE event, in one record when it fits (always, for
  * envelopes within the 64 KiB payload limit). */
 static int ob_event(struct held *h, const struct hub_msg *m)
 {
-	long n = sse_frame(NULL, 0, m);
+	long n = sse_msg(NULL, 0, m);
 
 	if (n < 0)
 		return 0; /* a message we cannot frame (cannot happen for hub ids): skip */
@@ -380,7 +361,7 @@ static int ob_event(struct held *h, const struct hub_msg *m)
 		if (ob_reserve(h, FCGI_HEADER_LEN + (size_t)n + 1) != 0)
 			return HERR_NOMEM;
 		fcgi_header_put(h->ob + h->olen, FCGI_T_STDOUT, h->reqid, (size_t)n, 0);
-		sse_frame((char *)h->ob + h->olen + FCGI_HEADER_LEN, (size_t)n + 1, m);
+		sse_msg((char *)h->ob + h->olen + FCGI_HEADER_LEN, (size_t)n + 1, m);
 		h->olen += FCGI_HEADER_LEN + (size_t)n;
 	} else {
 		char *tmp = malloc((size_t)n + 1);
@@ -388,7 +369,7 @@ static int ob_event(struct held *h, const struct hub_msg *m)
 
 		if (tmp == NULL)
 			return HERR_NOMEM;
-		sse_frame(tmp, (size_t)n + 1, m);
+		sse_msg(tmp, (size_t)n + 1, m);
 		rc = ob_stdout(h, tmp, (size_t)n);
 		free(tmp);
 		if (rc != 0)
@@ -780,7 +761,7 @@ static void hold_one(struct held_loop *l, struct handoff *ho)
 	event_assign(&h->wev, l->base, h->fd, EV_WRITE, on_held_write, h);
 	evtimer_assign(&h->tev, l->base, on_held_timer, h);
 	/* A stream without Last-Event-ID starts from the history's tail and
-	 * is told it first (sse_frame): its reconnect resumes from there. */
+	 * is told it first (sse_msg): its reconnect resumes from there. */
 	if (rt->kind == ROUTE_SSE && !rt->has_since)
 		rc = hub_attach_tail(app.hub, &h->hc, rt->id.user);
 	else

@@ -174,8 +174,9 @@ START_TEST(test_msg)
 
 	ck_assert_ptr_nonnull(m);
 	ck_assert_int_gt(sse_msg(buf, sizeof buf, m), 0);
-	ck_assert_str_eq(buf, "id: 7-3\nevent: notification\ndata: {\"id\":\"7-3\",\"channel\":\"n:1\","
-			      "\"ts\":7,\"data\":{}}\n\n");
+	ck_assert_str_eq(buf,
+			 "id: 7-3\nevent: notification\ndata: {\"id\":\"7-3\",\"channel\":\"n:1\","
+			 "\"ts\":7,\"data\":{}}\n\n");
 	hub_msg_unref(m);
 	m = hub_msg_new(HUB_MSG_NOTIFY, raw, sizeof raw - 1);
 	ck_assert_int_gt(sse_msg(buf, sizeof buf, m), 0);
@@ -185,6 +186,14 @@ START_TEST(test_msg)
 	m = hub_msg_new(HUB_MSG_RESET, "", 0);
 	ck_assert_int_gt(sse_msg(buf, sizeof buf, m), 0);
 	ck_assert_str_eq(buf, "event: reset\ndata: {\"reason\":\"history_truncated\"}\n\n");
+	hub_msg_unref(m);
+	m = hub_msg_new(HUB_MSG_CURSOR, "{\"type\":\"cursor\",\"cursor\":\"9-1\"}", 32);
+	ck_assert_ptr_nonnull(m);
+	m->has_id = 1;
+	m->id = (struct cursor){9, 1};
+	ck_assert_int_gt(sse_msg(buf, sizeof buf, m), 0);
+	ck_assert_str_eq(
+	    buf, "id: 9-1\nevent: cursor\ndata: {\"type\":\"cursor\",\"cursor\":\"9-1\"}\n\n");
 	hub_msg_unref(m);
 }
 END_TEST
