@@ -171,7 +171,8 @@ publisher() {
 	for k in $(seq "$2"); do
 		"$PUB" "${1}1" "{\"n\":$k}" >/dev/null && "$PUB" "${1}2" "{\"n\":$k}" >/dev/null ||
 			echo "publish $k failed" >>"$T/$1.puberr"
-		echo "$k" >"$T/$1.progress"
+		# written whole then renamed: a reader never sees the file empty
+		echo "$k" >"$T/$1.progress.new" && mv -f "$T/$1.progress.new" "$T/$1.progress"
 		[ -e "$3" ] || sleep 0.03
 	done
 }

@@ -254,6 +254,14 @@ assert d["failed"] == 0 and any(c["check"] == "sentinel" and c["status"] == "PAS
 	has doc-minrep "fix: +min-replicas-to-write 1 and min-replicas-max-lag 10" "doctor: ... and gives the fix"
 	cli "$PM" CONFIG SET min-replicas-to-write 1 >/dev/null
 
+	cli "$PR1" CONFIG SET repl-diskless-sync-delay 5 >/dev/null
+	doctor doc-delay --no-publish
+	is $? 0 "doctor: warnings only with repl-diskless-sync-delay 5 on a replica"
+	has doc-delay "^WARN sentinel +publish_wait_replicas 1 and repl-diskless-sync-delay above 0 on: 127.0.0.1:$PR1\\(5 s\\)\$" \
+		"doctor: WARN names the replica whose full resync would wait 5 s"
+	has doc-delay "fix: +repl-diskless-sync-delay 0" "doctor: ... and gives the fix"
+	cli "$PR1" CONFIG SET repl-diskless-sync-delay 0 >/dev/null
+
 	{ kill -9 "${SENT_PID[3]}"; wait "${SENT_PID[3]}"; } 2>/dev/null
 	doctor doc-sdown --no-publish
 	is $? 0 "doctor: warnings only with one sentinel of three down"
