@@ -3,7 +3,8 @@
 # lost.  TAP on stdout.
 #
 # A master and two replicas (redis-server --replicaof), three sentinels
-# (quorum 2, down-after 1 s), and herald-ws + herald-fcgi behind
+# (quorum 2, down-after 2 s: at 1 s a sentinel that has just switched may
+# take the new master for down, see bench/chaos), and herald-ws + herald-fcgi behind
 # nginx/herald.conf (scripts/stack.sh) configured with the sentinels only:
 # their redis_url points at a port where nothing listens, so every address
 # they use comes from the sentinels.  The masters refuse writes without a
@@ -112,7 +113,7 @@ daemonize no
 dir $T/s$i
 logfile $T/s$i/log
 sentinel monitor mymaster 127.0.0.1 $PM 2
-sentinel down-after-milliseconds mymaster 1000
+sentinel down-after-milliseconds mymaster 2000
 sentinel failover-timeout mymaster 3000
 sentinel parallel-syncs mymaster 2
 EOF
