@@ -666,6 +666,9 @@ static void do_ticket(const struct io *io, redisContext **rcp, const struct rout
  * ticket cannot be redeemed without Redis: refused like a bad token.  A
  * revocation check Redis cannot answer lets the request in (fail open: the
  * control channel still closes it once Redis is back and a command comes).
+ * A stream's revocation check is the loop's (rt->revoke_on_loop): there it
+ * is pipelined with the others on the subscriber's link instead of a
+ * worker waiting for Redis for each one.
  */
 static int admit(const struct io *io, redisContext **rcp, struct route *rt)
 {
@@ -687,6 +690,10 @@ static int admit(const struct io *io, redisContext **rcp, struct route *rt)
 			send_error(io, &e);
 			return -1;
 		}
+	}
+	if (rt->kind == ROUTE_SSE && app.sub != NULL) {
+		rt->revoke_on_loop = 1;
+		return 0;
 	}
 	kn = revoke_nbf_key(key, sizeof key, app.conf.channel_prefix, rt->id.user);
 	rc = kn < 0 ? herr_set(HERR_REDIS, err, sizeof err, "revocation check: bad key names")
@@ -740,6 +747,8 @@ static void read_route(const struct io *io, struct route *rt)
 
 int handle(const struct io *io, redisContext **rcp, struct route *rt)
 {
+	int res;
+
 	read_route(io, rt);
 	if (rt->status != 0) {
 		send_error(io, rt);
@@ -757,10 +766,14 @@ int handle(const struct io *io, redisContext **rcp, struct route *rt)
 		do_probe(io, rt->kind);
 		return HANDLE_DONE;
 	case ROUTE_PUBLISH:
+		held_worker_blocking(app.loop, 1);
 		do_publish(io, rcp, rt);
+		held_worker_blocking(app.loop, 0);
 		return HANDLE_DONE;
 	case ROUTE_TICKET:
+		held_worker_blocking(app.loop, 1);
 		do_ticket(io, rcp, rt);
+		held_worker_blocking(app.loop, 0);
 		return HANDLE_DONE;
 	case ROUTE_SSE:
 		if (io->r == NULL) {
@@ -770,13 +783,20 @@ int handle(const struct io *io, redisContext **rcp, struct route *rt)
 			send_error(io, &e);
 			return HANDLE_DONE;
 		}
-		if (admit(io, rcp, rt) != 0)
-			return HANDLE_DONE;
-		return HANDLE_HOLD;
+		/* without a ticket, nothing here waits for Redis (admit) */
+		if (rt->ticket[0] != '\0') {
+			held_worker_blocking(app.loop, 1);
+			res = admit(io, rcp, rt);
+			held_worker_blocking(app.loop, 0);
+		} else {
+			res = admit(io, rcp, rt);
+		}
+		return res != 0 ? HANDLE_DONE : HANDLE_HOLD;
 	case ROUTE_POLL:
-		if (admit(io, rcp, rt) != 0)
-			return HANDLE_DONE;
-		return do_poll(io, rcp, rt);
+		held_worker_blocking(app.loop, 1);
+		res = admit(io, rcp, rt) != 0 ? HANDLE_DONE : do_poll(io, rcp, rt);
+		held_worker_blocking(app.loop, 0);
+		return res;
 	default:
 		return HANDLE_DONE;
 	}

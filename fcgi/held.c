@@ -35,7 +35,9 @@
 #include "hub.h"
 #include "log.h"
 #include "reply.h"
+#include "revoke.h"
 #include "sse.h"
+#include "sub.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -62,8 +64,11 @@ struct held {
 	unsigned char *ob;          /* whole FastCGI records */
 	size_t olen, ooff, ocap;
 	unsigned limit;             /* poll: entries per answer */
+	long wait_s;                /* poll: how long to hold it */
 	int has_since;              /* poll: the request's cursor */
 	struct cursor since;
+	long long exp;              /* the token's expiry (s since the epoch; 0 none) */
+	struct sub_call *admit;     /* the revocation check in flight, or NULL */
 	char user[AUTH_USER_MAX + 1];
 	char jti[AUTH_JTI_MAX + 1];  /* the token's, for hc.jti */
 	struct event rev, wev, tev;
@@ -99,16 +104,33 @@ struct held_loop {
 	pthread_cond_t cond;       /* workers wait for the queue */
 	int *q;                    /* ring of descriptors with a request */
 	size_t q_head, q_len, q_cap;
+	/* Workers awake and not waiting for Redis, asleep, and woken but not
+	 * yet running (tokens): at most `cpus` run at once, so a burst of
+	 * requests is taken by the awake workers one after the other instead
+	 * of waking a sleeping one per request (held_next). */
+	int running, sleeping, tokens, cpus;
 	int *keep;                 /* kept-alive descriptors from workers */
 	size_t keep_len, keep_cap;
 	struct handoff *hand;      /* held requests from workers */
 	int stopping;
+
+	long long revoke_warn_ms;  /* loop thread: the last fail-open warning */
 
 	atomic_long n_streams, n_polls, n_idle;
 	atomic_ulong events, heartbeats, stalled;
 };
 
 /* --- the workers' queue ------------------------------------------------------ */
+
+/* Wake a sleeping worker if there is work for it and a processor free.
+ * l->mu held. */
+static void wake_one(struct held_loop *l)
+{
+	if (l->q_len > 0 && l->sleeping > l->tokens && l->running + l->tokens < l->cpus) {
+		l->tokens++;
+		pthread_cond_signal(&l->cond);
+	}
+}
 
 static int queue_push(struct held_loop *l, int fd)
 {
@@ -130,9 +152,16 @@ static int queue_push(struct held_loop *l, int fd)
 	}
 	l->q[(l->q_head + l->q_len) % l->q_cap] = fd;
 	l->q_len++;
-	pthread_cond_signal(&l->cond);
+	wake_one(l);
 	pthread_mutex_unlock(&l->mu);
 	return 0;
+}
+
+void held_worker_start(struct held_loop *l)
+{
+	pthread_mutex_lock(&l->mu);
+	l->running++;
+	pthread_mutex_unlock(&l->mu);
 }
 
 int held_next(struct held_loop *l)
@@ -140,15 +169,39 @@ int held_next(struct held_loop *l)
 	int fd = -1;
 
 	pthread_mutex_lock(&l->mu);
-	while (l->q_len == 0 && !l->stopping)
-		pthread_cond_wait(&l->cond, &l->mu);
+	while (l->q_len == 0 && !l->stopping) {
+		l->running--;
+		l->sleeping++;
+		/* a token is a wake-up meant for one worker (wake_one) */
+		while (l->tokens == 0 && !l->stopping)
+			pthread_cond_wait(&l->cond, &l->mu);
+		if (l->tokens > 0)
+			l->tokens--;
+		l->sleeping--;
+		l->running++;
+	}
 	if (l->q_len > 0) {
 		fd = l->q[l->q_head];
 		l->q_head = (l->q_head + 1) % l->q_cap;
 		l->q_len--;
+		wake_one(l); /* more waiting, and a processor free */
 	}
 	pthread_mutex_unlock(&l->mu);
 	return fd;
+}
+
+void held_worker_blocking(struct held_loop *l, int blocking)
+{
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->mu);
+	if (blocking) {
+		l->running--;
+		wake_one(l); /* its processor is free while it waits */
+	} else {
+		l->running++;
+	}
+	pthread_mutex_unlock(&l->mu);
 }
 
 void held_keep(struct held_loop *l, int fd)
@@ -283,6 +336,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct held_loop *l = arg;
 	static const struct timeval to = {SEND_TIMEOUT_S, 0};
+	char c;
 
 	(void)what;
 	for (int k = 0; k < ACCEPT_BURST; k++) {
@@ -304,6 +358,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		 * bound both, so a stuck peer never holds a worker long. */
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to);
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to);
+		/* nginx writes the request as soon as it connects: when it is
+		 * there already, straight to a worker, without a watch */
+		if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && !l->stopping) {
+			if (queue_push(l, fd) != 0)
+				close(fd);
+			continue;
+		}
 		idle_watch(l, fd);
 	}
 }
@@ -391,6 +452,8 @@ static void ob_end(struct held *h)
 }
 
 static void held_arm(struct held *h);
+static void held_start(struct held *h);
+static void admit_fail_open(struct held *h, const char *why);
 
 static void held_free(struct held *h)
 {
@@ -398,6 +461,7 @@ static void held_free(struct held *h)
 
 	if (h->attached)
 		hub_detach(app.hub, &h->hc);
+	sub_call_cancel(h->admit);
 	event_del(&h->rev);
 	event_del(&h->wev);
 	event_del(&h->tev);
@@ -615,6 +679,13 @@ static void on_held_timer(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (h->admit != NULL) {
+		sub_call_cancel(h->admit);
+		h->admit = NULL;
+		admit_fail_open(h, "no answer from Redis in time");
+		held_start(h);
+		return;
+	}
 	if (h->stall_ms != 0 && now >= h->stall_ms) {
 		log_info("%s for %s: the client read nothing for %d s, dropping it",
 			 h->kind == ROUTE_SSE ? "SSE" : "poll", h->user, SEND_TIMEOUT_S);
@@ -721,13 +792,150 @@ static void refuse(struct held_loop *l, int fd, unsigned reqid, const char *deta
 	(void)l;
 }
 
+/* Answer h with b's text (a whole response) and end it.  May free h. */
+static void held_answer(struct held *h, struct metrics_buf *b)
+{
+	atomic_fetch_add(&app.n_errors, 1);
+	if (b->err || ob_stdout(h, b->data, b->len) != 0)
+		log_warn("%s for %s: out of memory for the answer",
+			 h->kind == ROUTE_SSE ? "SSE" : "poll", h->user);
+	metrics_buf_free(b);
+	ob_end(h);
+	/* the deadline the timer keeps while the answer is written */
+	h->end_ms = clock_mono_ms() + SEND_TIMEOUT_S * 1000;
+	held_pump(h);
+}
+
+static void held_unavailable(struct held *h, const char *detail)
+{
+	struct metrics_buf b;
+
+	metrics_buf_init(&b);
+	reply_unavailable(&b, detail);
+	held_answer(h, &b);
+}
+
+/* Attach h to the hub and start its response.  May free h. */
+static void held_start(struct held *h)
+{
+	long long now = clock_mono_ms(), wall = clock_wall_ms();
+	char head[64];
+	int rc;
+
+	if (h->l->stopping) {
+		held_unavailable(h, "shutting down");
+		return;
+	}
+	/* A stream without Last-Event-ID starts from the history's tail and
+	 * is told it first (sse_msg): its reconnect resumes from there. */
+	if (h->kind == ROUTE_SSE && !h->has_since)
+		rc = hub_attach_tail(app.hub, &h->hc, h->user);
+	else
+		rc = hub_attach(app.hub, &h->hc, h->user, h->has_since ? &h->since : NULL);
+	if (rc != 0) {
+		log_warn("%s for %s refused: %s", h->kind == ROUTE_SSE ? "SSE" : "poll", h->user,
+			 herr_str(rc));
+		if (rc == HERR_AGAIN)
+			atomic_fetch_add(&app.n_full, 1);
+		held_unavailable(h, rc == HERR_AGAIN ? "too many connections" : herr_str(rc));
+		return;
+	}
+	h->attached = 1;
+	if (h->kind == ROUTE_SSE) {
+		long long end = now + app.conf.sse_max_lifetime * 1000;
+
+		/* a stream outliving its token would be a session nobody
+		 * authorised; the expiry is wall time, the deadline monotonic */
+		if (h->exp > 0 && h->exp * 1000 - wall < end - now)
+			end = now + (h->exp * 1000 > wall ? h->exp * 1000 - wall : 0);
+		h->end_ms = end;
+		h->hb_ms = app.conf.heartbeat > 0 ? now + app.conf.heartbeat * 1000 : 0;
+		atomic_fetch_add(&app.n_streams, 1);
+		sse_retry(head, sizeof head, SSE_RETRY_MS);
+		if (ob_stdout(h, reply_sse_head, strlen(reply_sse_head)) != 0 ||
+		    ob_stdout(h, head, strlen(head)) != 0)
+			ob_end(h);
+	} else {
+		h->end_ms = now + h->wait_s * 1000;
+	}
+	held_arm(h);
+	held_pump(h);
+}
+
+/* Fail open: a revocation check Redis could not answer lets the stream in
+ * (the control channel still closes it once a command comes). */
+static void admit_fail_open(struct held *h, const char *why)
+{
+	long long now = clock_mono_ms();
+
+	atomic_fetch_add(&app.n_revoke_check_errors, 1);
+	if (h->l->revoke_warn_ms == 0 || now - h->l->revoke_warn_ms >= 10000) {
+		h->l->revoke_warn_ms = now;
+		log_warn("revocation check for %s failed: %s; letting it in (fail open; "
+			 "warned once per 10 s)", h->user, why);
+	}
+}
+
+/* The revocation check's answer (NULL: the link went away). */
+static void on_admit(void *ud, const redisReply *r)
+{
+	struct held *h = ud;
+	struct auth_identity id;
+	int res;
+
+	h->admit = NULL;
+	memset(&id, 0, sizeof id);
+	memcpy(id.user, h->user, sizeof id.user);
+	memcpy(id.jti, h->jti, sizeof id.jti);
+	id.iat = h->hc.iat;
+	id.exp = h->exp;
+	res = revoke_check_reply(r, &id);
+	if (res == AUTH_REVOKED) {
+		struct route e = {.status = 401, .error = "invalid_token", .kind = h->kind};
+		struct metrics_buf b;
+
+		snprintf(e.detail, sizeof e.detail, "%s", auth_reason(res));
+		atomic_fetch_add(&app.n_revoked_refused, 1);
+		metrics_buf_init(&b);
+		reply_error(&b, &e);
+		held_answer(h, &b);
+		return;
+	}
+	if (res != AUTH_OK)
+		admit_fail_open(h, r == NULL ? "Redis connection lost"
+				   : r->type == REDIS_REPLY_ERROR ? r->str
+								  : "unexpected reply");
+	held_start(h);
+}
+
+/*
+ * Check that h's token is not revoked (the worker left it to the loop),
+ * on the subscriber's command link: one pipelined command, no thread
+ * waiting for it.  0: on_admit or the timer goes on.
+ */
+static int admit_send(struct held *h)
+{
+	struct auth_identity id;
+	struct revoke_argv ra;
+	struct timeval tv = {REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000};
+	int rc;
+
+	memset(&id, 0, sizeof id);
+	memcpy(id.user, h->user, sizeof id.user);
+	memcpy(id.jti, h->jti, sizeof id.jti);
+	if (revoke_check_argv(&ra, app.conf.channel_prefix, &id) < 0)
+		return HERR_INVAL;
+	rc = sub_command(app.sub, ra.argc, ra.argv, ra.argvlen, on_admit, h, &h->admit);
+	if (rc == 0)
+		evtimer_add(&h->tev, &tv); /* Redis that does not answer: fail open */
+	return rc;
+}
+
 static void hold_one(struct held_loop *l, struct handoff *ho)
 {
 	const struct route *rt = &ho->rt;
-	long long now = clock_mono_ms(), wall = clock_wall_ms();
 	struct held *h;
-	char head[64];
-	int rc, flags;
+	int rc;
 
 	if (l->stopping) {
 		refuse(l, ho->fd, ho->reqid, "shutting down");
@@ -738,73 +946,44 @@ static void hold_one(struct held_loop *l, struct handoff *ho)
 		refuse(l, ho->fd, ho->reqid, "out of memory");
 		return;
 	}
+	/* accept4 set no status flag: O_NONBLOCK is the only one */
+	if (fcntl(ho->fd, F_SETFL, O_NONBLOCK) < 0) {
+		free(h);
+		refuse(l, ho->fd, ho->reqid, "internal error");
+		return;
+	}
 	h->l = l;
 	h->fd = ho->fd;
 	h->reqid = ho->reqid;
 	h->kind = rt->kind;
 	h->limit = rt->limit;
+	h->wait_s = rt->wait;
 	h->has_since = rt->has_since;
 	h->since = rt->since;
+	h->exp = rt->id.exp;
 	memcpy(h->user, rt->id.user, sizeof h->user);
 	memcpy(h->jti, rt->id.jti, sizeof h->jti);
 	h->hc.ops = &held_ops;
 	h->hc.iat = rt->id.iat;
 	h->hc.jti = h->jti;
-	flags = fcntl(h->fd, F_GETFL);
-	if (flags < 0 || fcntl(h->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-		free(h);
-		refuse(l, ho->fd, ho->reqid, "internal error");
-		return;
-	}
 	/* the hub may wake h from inside hub_attach */
 	event_assign(&h->rev, l->base, h->fd, EV_READ | EV_PERSIST, on_held_read, h);
 	event_assign(&h->wev, l->base, h->fd, EV_WRITE, on_held_write, h);
 	evtimer_assign(&h->tev, l->base, on_held_timer, h);
-	/* A stream without Last-Event-ID starts from the history's tail and
-	 * is told it first (sse_msg): its reconnect resumes from there. */
-	if (rt->kind == ROUTE_SSE && !rt->has_since)
-		rc = hub_attach_tail(app.hub, &h->hc, rt->id.user);
-	else
-		rc = hub_attach(app.hub, &h->hc, rt->id.user, rt->has_since ? &rt->since : NULL);
-	if (rc != 0) {
-		log_warn("%s for %s refused: %s", rt->kind == ROUTE_SSE ? "SSE" : "poll",
-			 rt->id.user, herr_str(rc));
-		event_del(&h->wev);
-		free(h);
-		if (rc == HERR_AGAIN)
-			atomic_fetch_add(&app.n_full, 1);
-		refuse(l, ho->fd, ho->reqid,
-		       rc == HERR_AGAIN ? "too many connections" : herr_str(rc));
-		return;
-	}
-	h->attached = 1;
 	event_add(&h->rev, NULL);
 	h->prev = NULL;
 	h->next = l->held;
 	if (l->held != NULL)
 		l->held->prev = h;
 	l->held = h;
-	if (rt->kind == ROUTE_SSE) {
-		long long end = now + app.conf.sse_max_lifetime * 1000;
-
-		/* a stream outliving its token would be a session nobody
-		 * authorised; the expiry is wall time, the deadline monotonic */
-		if (rt->id.exp > 0 && rt->id.exp * 1000 - wall < end - now)
-			end = now + (rt->id.exp * 1000 > wall ? rt->id.exp * 1000 - wall : 0);
-		h->end_ms = end;
-		h->hb_ms = app.conf.heartbeat > 0 ? now + app.conf.heartbeat * 1000 : 0;
-		atomic_fetch_add(&l->n_streams, 1);
-		atomic_fetch_add(&app.n_streams, 1);
-		sse_retry(head, sizeof head, SSE_RETRY_MS);
-		if (ob_stdout(h, reply_sse_head, strlen(reply_sse_head)) != 0 ||
-		    ob_stdout(h, head, strlen(head)) != 0)
-			ob_end(h);
-	} else {
-		h->end_ms = now + rt->wait * 1000;
-		atomic_fetch_add(&l->n_polls, 1);
+	atomic_fetch_add(h->kind == ROUTE_SSE ? &l->n_streams : &l->n_polls, 1);
+	if (rt->revoke_on_loop) {
+		rc = admit_send(h);
+		if (rc == 0)
+			return;
+		admit_fail_open(h, herr_str(rc));
 	}
-	held_arm(h);
-	held_pump(h);
+	held_start(h);
 }
 
 /* Workers handed over kept-alive connections or requests to hold. */
@@ -889,6 +1068,9 @@ int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd
 	l->listen_fd = listen_fd;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cond, NULL);
+	l->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (l->cpus < 1)
+		l->cpus = 1;
 	flags = fcntl(listen_fd, F_GETFL);
 	if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
 		held_loop_free(l);

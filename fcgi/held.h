@@ -49,6 +49,16 @@ void held_loop_free(struct held_loop *l);
  */
 int held_next(struct held_loop *l);
 
+/*
+ * A worker calls held_worker_start once before its first held_next, and
+ * held_worker_blocking(l, 1) before a request that waits for Redis (then
+ * (l, 0) after it): held_next wakes a sleeping worker only while fewer
+ * workers than processors run, and one waiting for Redis does not count.
+ * l may be NULL (CGI) for held_worker_blocking.
+ */
+void held_worker_start(struct held_loop *l);
+void held_worker_blocking(struct held_loop *l, int blocking);
+
 /* The worker is done with fd and the connection stays open: watch it. */
 void held_keep(struct held_loop *l, int fd);
 

@@ -67,6 +67,7 @@ static void *worker_main(void *arg)
 	(void)arg;
 	if (FCGX_InitRequest(&r, -1, 0) != 0)
 		return NULL;
+	held_worker_start(app.loop);
 	for (;;) {
 		struct io io = {&r};
 		struct route rt;
@@ -118,11 +119,15 @@ static void *worker_main(void *arg)
 
 /* --- listening ------------------------------------------------------------------- */
 
-/* Our own listener: FCGX_OpenSocket exits on failure and ignores modes. */
+/* Our own listener: FCGX_OpenSocket exits on failure and ignores modes.
+ * The backlog is listen_open's default (4096, or somaxconn if lower): nginx
+ * opens one upstream connection per request, and when a burst of SSE
+ * streams outruns the loop's accept a full unix-socket backlog makes
+ * nginx's connect() fail at once (EAGAIN, a 502 for the client). */
 static int open_listener(const char *spec, char *err, size_t errlen)
 {
 	const struct listen_opts lo = {.mode = app.conf.socket_mode,
-				       .owner = app.conf.socket_owner, .backlog = 1024};
+				       .owner = app.conf.socket_owner, .backlog = 0};
 	const char *path = listen_unix_path(spec);
 	int fd = listen_open(spec, &lo, err, errlen);
 

@@ -405,17 +405,15 @@ static void go_live_fresh(struct hub *h, struct hub_conn *c)
 }
 
 /*
- * hub_attach_tail: ask where the history ends, at once (the subscription
- * need not be confirmed).  req is c's.
+ * hub_attach_tail: ask where the history ends.  Only once the user's
+ * subscription is confirmed: whatever is published after the read then
+ * comes live, and no replay after the answer is needed.  req is c's.
  */
 static void tail_read(struct hub *h, struct hub_conn *c, struct hub_req *req)
 {
 	req->conn = c;
 	c->req = req;
 	c->state = ST_TAIL;
-	/* Read after the confirmation: what is published after the read
-	 * comes live, and a resume from the answer would find nothing more. */
-	c->tail_sub = c->user->subscribed;
 	if (h->be != NULL && h->be->history != NULL)
 		h->be->history(h->be_ud, req, c->user->user, NULL, 1, 0);
 }
@@ -423,17 +421,14 @@ static void tail_read(struct hub *h, struct hub_conn *c, struct hub_req *req)
 /*
  * The tail T is known: queue it as the connection's cursor, first, and
  * make it the last id (held messages up to it were published before the
- * read).  Then c resumes from T like any connection with a cursor:
- * subscribed first, the history after T, the held messages.  A read sent
- * after the subscription was confirmed needs no replay: c goes live.
+ * read and are dropped), then go live.
  */
 static void tail_done(struct hub *h, struct hub_conn *c, const struct hub_page *p)
 {
-	struct hub_req *req = NULL;
 	struct cursor t = p->end;
 	char id[CURSOR_STR_MAX], buf[CURSOR_STR_MAX + 32];
-	int live = c->tail_sub && c->user->subscribed, n;
 	struct hub_msg *m;
+	int n;
 
 	for (size_t i = 0; i < p->n; i++)
 		if (cursor_cmp(&p->e[i].id, &t) > 0)
@@ -442,13 +437,6 @@ static void tail_done(struct hub *h, struct hub_conn *c, const struct hub_page *
 	if (n > 0)
 		n = snprintf(buf, sizeof buf, "{\"type\":\"cursor\",\"cursor\":\"%s\"}", id);
 	m = n > 0 ? msg_alloc(HUB_MSG_CURSOR, buf, (size_t)n) : NULL;
-	if (m != NULL && !live && c->user->subscribed) {
-		req = calloc(1, sizeof(*req));
-		if (req == NULL) {
-			hub_msg_unref(m);
-			m = NULL;
-		}
-	}
 	if (m == NULL) {
 		conn_close(h, c, HUB_CLOSE_SLOW);
 		return;
@@ -460,23 +448,8 @@ static void tail_done(struct hub *h, struct hub_conn *c, const struct hub_page *
 	c->has_last = 1;
 	queue_push(h, c, m, 0);
 	hub_msg_unref(m);
-	if (c->state == ST_CLOSING) {
-		free(req);
-		return;
-	}
-	if (live) {
+	if (c->state != ST_CLOSING)
 		go_live_fresh(h, c);
-		return;
-	}
-	/* T was read now: a reset from its replay would be an artifact (an
-	 * entry after T removed with XDEL), and the client has nothing to
-	 * reset yet. */
-	c->replay = 1;
-	c->tail_fresh = 1;
-	if (req != NULL)
-		replay_start(h, c, req);
-	else
-		c->state = ST_WAIT_SUB;
 }
 
 /* --- public API ---------------------------------------------------------- */
@@ -555,7 +528,7 @@ static int attach(struct hub *h, struct hub_conn *c, const char *user, const str
 		ret = HERR_AGAIN;
 		goto out;
 	}
-	if ((since != NULL && u != NULL && u->subscribed) || (since == NULL && tail)) {
+	if (u != NULL && u->subscribed && (since != NULL || tail)) {
 		req = calloc(1, sizeof(*req));
 		if (req == NULL) {
 			ret = HERR_NOMEM;
@@ -593,9 +566,9 @@ static int attach(struct hub *h, struct hub_conn *c, const char *user, const str
 		c->replay = 1;
 	}
 	c->tail = since == NULL && tail;
-	if (c->tail)
+	if (c->tail && req != NULL)
 		tail_read(h, c, req);
-	else if (u->subscribed && req != NULL)
+	else if (req != NULL)
 		replay_start(h, c, req);
 	else if (u->subscribed)
 		go_live_fresh(h, c);
@@ -803,11 +776,8 @@ void hub_on_link_lost(struct hub *h)
 /* Queue page p of c's replay; then read on, or go live. */
 static void page_done(struct hub *h, struct hub_conn *c, const struct hub_page *p)
 {
-	int fresh = c->tail_fresh;
-
-	c->tail_fresh = 0;
 	/* c->page_next is still the cursor this page was read after. */
-	if (!fresh && history_cut(&c->page_next, p->truncated, p->n)) {
+	if (history_cut(&c->page_next, p->truncated, p->n)) {
 		struct hub_msg *m = msg_alloc(HUB_MSG_RESET, "", 0);
 
 		if (m == NULL) {

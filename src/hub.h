@@ -28,16 +28,14 @@
  * (plain PUBLISH) are delivered live as they come.
  *
  * A connection attached with hub_attach_tail() (WebSocket and SSE without a
- * cursor) starts from the history's tail instead of from nothing: the hub
- * reads where the history ends at once, before the user's subscription is
- * confirmed (one history() call without a cursor, limit 1), queues that id
- * T as a HUB_MSG_CURSOR before anything else, and from then on treats the
- * connection as a resume after T: the replay after T once subscribed, then
- * the held live messages with a larger id.  Whatever is published after
- * the read reaches it once, and the client always has a cursor to resume
- * from.  When the read went out after the subscription was confirmed (the
- * user has another connection here), what is published after it arrives
- * live anyway, and the connection goes live at once, without a replay.
+ * cursor) starts from the history's tail instead of from nothing: once the
+ * user's subscription is confirmed (at once if it already is), the hub
+ * reads where the history ends (one history() call without a cursor,
+ * limit 1) and queues that id T as a HUB_MSG_CURSOR before anything else;
+ * held live messages up to T are dropped, and the connection goes live.
+ * Whatever is published after the read arrives live (the subscription was
+ * up before it), so no replay follows: one read per such connection, and
+ * the client always has a cursor to resume from.
  *
  * When the backend loses Redis (hub_on_link_lost), every connection stays
  * attached; when the user's subscription is confirmed again, each connection
@@ -170,8 +168,6 @@ struct hub_conn {
 	unsigned char pend_gap;         /* held messages were dropped since the read in
 					 * flight was sent: it cannot end the replay */
 	unsigned char tail;             /* hub_attach_tail: the tail is still to read */
-	unsigned char tail_sub;         /* the tail read went out after the confirmation */
-	unsigned char tail_fresh;       /* the replay's first page after the tail read */
 	unsigned char q_cursor;         /* the HUB_MSG_CURSOR is queued, not yet taken */
 };
 

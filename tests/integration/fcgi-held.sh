@@ -115,7 +115,9 @@ rss0=$(rss_kb "$FCGI_PID")
 "$STREAMS" "$HTTP_PORT" "$T/tokens" "$NS" 2 300 >"$T/streams.out" 2>&1 &
 CM=$!
 wait_for "$T/streams.out" ready 1200
-ok $? "$NS SSE streams held through nginx"
+ok $? "$NS SSE streams held through nginx" ||
+	diag "$(cat "$T/streams.out"); nginx's errors: $(grep -E '\[(error|crit|alert)\]' "$T/nginx/logs/error.log" |
+		sed 's/^[0-9/: ]*\[[a-z]*\] [0-9#]*: \*[0-9]* //; s/, client:.*//' | sort | uniq -c | sort -rn | head -3)"
 is "$(health_field streams)" "$NS" "health counts $NS streams"
 fds1=$(nfds)
 rss1=$(rss_kb "$FCGI_PID")
@@ -175,6 +177,7 @@ ok_mem $? "memory back near the start (within 8 MiB; $NS streams took $((rss1 - 
 CM=$!
 wait_for "$T/streams2.out" ready 1200
 ok $? "$NS streams held again"
+held=$(health_field streams)
 t0=$(date +%s%N)
 kill -TERM "$FCGI_PID"
 wait "$FCGI_PID"
@@ -182,7 +185,9 @@ rc=$?
 ms=$((($(date +%s%N) - t0) / 1000000))
 FCGI_PID=
 is "$rc" 0 "SIGTERM with $NS streams held: exit status 0 (${ms} ms)"
+t0=$(date +%s%N)
 wait $CM
+diag "the stream client: $(tail -1 "$T/streams2.out") after $((($(date +%s%N) - t0) / 1000000)) ms; herald-fcgi held $held before the signal: $(grep 'ending [0-9]* streams' "$T/fcgi.log" | tail -1)"
 closed=$(sed -n 's/.* closed \([0-9]*\)$/\1/p' "$T/streams2.out")
 is "$closed" "$NS" "every stream was ended by the server"
 grep -q "ending $NS streams" "$T/fcgi.log"

@@ -8,7 +8,8 @@
  * "ready" once every stream has its `retry:` line, then waits until every
  * stream saw WANT notification events (`event: notification`; the
  * `event: cursor` a stream without Last-Event-ID starts with is not one),
- * or every stream was ended by the server, or
+ * or every stream was ended by the server (its last chunk, or the
+ * connection closed), or
  * SECONDS pass; prints a summary ("streams N ready R complete C closed K")
  * and exits 0 when all got them.  Then it closes everything at once.  The
  * open-files limit must allow N descriptors.
@@ -31,7 +32,8 @@ struct st {
 	int ready;
 	int ids;
 	int closed;
-	char tail[24]; /* the last bytes, to find markers across reads */
+	char tail[24];	 /* the last bytes, to find markers across reads */
+	char status[48]; /* the response's status line, for the report */
 };
 
 static double now_s(void)
@@ -43,7 +45,8 @@ static double now_s(void)
 }
 
 /* Count notification events and see "retry:" in the stream, markers split
- * across reads included. */
+ * across reads included; a response that ended (the last chunk: nginx then
+ * keeps the connection alive, for 75 s by default) counts as closed. */
 static void scan(struct st *s, const char *buf, size_t n)
 {
 	static const char mark[] = "\nevent: notification\n";
@@ -54,12 +57,16 @@ static void scan(struct st *s, const char *buf, size_t n)
 	memcpy(tmp, s->tail, tl);
 	memcpy(tmp + tl, buf, n);
 	tmp[len] = '\0';
+	if (s->status[0] == '\0')
+		snprintf(s->status, sizeof s->status, "%.*s", (int)strcspn(tmp, "\r\n"), tmp);
 	for (const char *p = tmp; (p = strstr(p, mark)) != NULL; p++) {
 		if ((size_t)(p - tmp) + ml > tl) /* not already counted in the tail */
 			s->ids++;
 	}
 	if (!s->ready && strstr(tmp, "retry: ") != NULL)
 		s->ready = 1;
+	if (len >= 7 && memcmp(tmp + len - 7, "\r\n0\r\n\r\n", 7) == 0)
+		s->closed = 1;
 	if (len >= keep) {
 		memcpy(s->tail, tmp + len - keep, keep);
 		s->tail[keep] = '\0';
@@ -139,6 +146,8 @@ int main(int argc, char **argv)
 				continue;
 			}
 			scan(&st[i], buf, (size_t)k);
+			if (st[i].closed)
+				pf[i].fd = -1;
 		}
 		if (!ready) {
 			int c = 0;
@@ -175,6 +184,12 @@ int main(int argc, char **argv)
 			closed += st[i].closed;
 		}
 		printf("streams %d ready %d complete %d closed %d\n", n, r, got, closed);
+		for (int i = 0; i < n; i++) {
+			if (st[i].closed && !st[i].ready) { /* why the first of them ended early */
+				printf("stream %d ended before its first event: '%s'\n", i, st[i].status);
+				break;
+			}
+		}
 	}
 	for (int i = 0; i < n; i++)
 		close(st[i].fd);

@@ -1291,38 +1291,29 @@ END_TEST
 /* --- hub_attach_tail: a connection without a cursor starts from the tail --- */
 
 /*
- * The tail is read at once; the connection is told it first (0-0 on an
- * empty history), then resumes after it once subscribed: what was
- * published between the read and the subscription comes from the history.
+ * The tail is read once the subscription is confirmed; the connection is
+ * told it first (0-0 on an empty history) and goes live: what is published
+ * after the read arrives live, with no replay.
  */
 START_TEST(tail_empty_history)
 {
 	struct tconn a;
-	uint64_t hist[] = {4, 5};
 
 	tconn_init(&a);
 	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
 	ck_assert_int_eq(fb.subs, 1);
-	ck_assert_int_eq(fb.nhist, 1); /* before the subscription is confirmed */
+	ck_assert_int_eq(fb.nhist, 0); /* not before the confirmation */
+	ck_assert_int_eq(hub_has_more(hub, &a.hc), 0);
+	hub_on_subscribed(hub, "u1");
+	ck_assert_int_eq(fb.nhist, 1);
 	ck_assert_int_eq(fb.hist[0].has_since, 0);
 	ck_assert_uint_eq(fb.hist[0].limit, 1);
-	ck_assert_int_eq(hub_has_more(hub, &a.hc), 1);
-	answer_tail(fb.hist[0].req, "u1", 0, 0);
-	ck_assert_str_eq(drain(&a), "C0-0");
-	ck_assert_int_eq(fb.nhist, 1); /* the replay waits for the subscription */
-	hub_on_subscribed(hub, "u1");
-	ck_assert_int_eq(fb.nhist, 2);
-	ck_assert_int_eq(fb.hist[1].has_since, 1);
-	ck_assert_uint_eq(fb.hist[1].since.ms, 0);
-	ck_assert_uint_eq(fb.hist[1].since.seq, 0);
-	pub("u1", 5); /* live during the replay: held */
-	pub("u1", 6);
+	pub("u1", 5); /* live during the read: held */
 	ck_assert_str_eq(drain(&a), "");
-	/* 4 and 5 were published before the subscription; a truncated answer
-	 * right after the tail read is not a reset */
-	answer(fb.hist[1].req, "u1", hist, 2, 1, 0);
-	ck_assert_str_eq(drain(&a), "4-0 5-0 6-0");
-	ck_assert_uint_eq(stats().resets, 0);
+	answer_tail(fb.hist[0].req, "u1", 0, 0);
+	ck_assert_int_eq(fb.nhist, 1); /* no replay after it */
+	ck_assert_str_eq(drain(&a), "C0-0 5-0");
+	ck_assert_uint_eq(stats().replays, 0);
 	pub("u1", 7);
 	ck_assert_str_eq(drain(&a), "7-0");
 	hub_detach(hub, &a.hc);
@@ -1330,8 +1321,7 @@ START_TEST(tail_empty_history)
 END_TEST
 
 /*
- * The user is subscribed already: the read goes out after the
- * confirmation, so no replay is needed.  Held messages up to the tail were
+ * The user is subscribed already: the read goes out at once.  Held messages up to the tail were
  * published before it and are dropped; the cursor message's JSON is what
  * herald-ws sends.
  */
@@ -1374,8 +1364,10 @@ START_TEST(tail_errors)
 
 	tconn_init(&a);
 	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
+	ck_assert_int_eq(fb.nhist, 0);
+	hub_on_subscribed(hub, "u1");
 	ck_assert_int_eq(fb.nhist, 1);
-	hub_on_subscribed(hub, "u1"); /* the read is in flight */
+	hub_on_subscribed(hub, "u1"); /* again, the read in flight: no other */
 	ck_assert_int_eq(fb.nhist, 1);
 	answer_tail(fb.hist[0].req, "u1", 0, HERR_REDIS);
 	ck_assert_int_eq(a.closes, 0);
@@ -1394,7 +1386,7 @@ START_TEST(tail_errors)
 	ck_assert_int_eq(fb.hist[2].has_since, 0);
 	answer_tail(fb.hist[2].req, "u1", 7, 0);
 	ck_assert_str_eq(drain(&a), "C7-0");
-	ck_assert_int_eq(fb.nhist, 3); /* read after the confirmation: live */
+	ck_assert_int_eq(fb.nhist, 3); /* live, no replay */
 
 	tconn_init(&b);
 	ck_assert_int_eq(hub_attach_tail(hub, &b.hc, "u1"), 0);
@@ -1420,29 +1412,26 @@ START_TEST(tail_link_lost_catch_up)
 	tconn_init(&b);
 	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
 	ck_assert_int_eq(hub_attach_tail(hub, &b.hc, "u1"), 0);
-	ck_assert_int_eq(fb.nhist, 2);
+	ck_assert_int_eq(fb.nhist, 0);
 	hub_on_subscribed(hub, "u1");
-	answer_tail(fb.hist[0].req, "u1", 0, 0);  /* a */
-	answer_tail(fb.hist[1].req, "u1", 20, 0); /* b */
-	ck_assert_int_eq(fb.nhist, 4);
-	ck_assert_uint_eq(fb.hist[2].since.ms, 0);
-	ck_assert_uint_eq(fb.hist[3].since.ms, 20);
-	answer(fb.hist[2].req, "u1", NULL, 0, 1, 0); /* no stream yet */
-	answer(fb.hist[3].req, "u1", NULL, 0, 0, 0);
+	ck_assert_int_eq(fb.nhist, 2);
+	/* the user's list is newest first: b, then a */
+	answer_tail(fb.hist[0].req, "u1", 20, 0); /* b */
+	answer_tail(fb.hist[1].req, "u1", 0, 0);  /* a */
+	ck_assert_int_eq(fb.nhist, 2);
 	ck_assert_str_eq(drain(&a), "C0-0");
 	ck_assert_str_eq(drain(&b), "C20-0");
 	hub_on_link_lost(hub);
 	hub_on_subscribed(hub, "u1");
-	ck_assert_int_eq(fb.nhist, 6);
-	ck_assert_int_eq(fb.hist[4].has_since, 1);
-	ck_assert_int_eq(fb.hist[5].has_since, 1);
-	/* the user's list is newest first: b, then a */
-	ck_assert_uint_eq(fb.hist[4].since.ms, 20);
-	ck_assert_uint_eq(fb.hist[5].since.ms, 0);
-	ck_assert_uint_eq(fb.hist[5].since.seq, 0);
-	answer(fb.hist[4].req, "u1", h1, 2, 0, 0);
+	ck_assert_int_eq(fb.nhist, 4);
+	ck_assert_int_eq(fb.hist[2].has_since, 1);
+	ck_assert_int_eq(fb.hist[3].has_since, 1);
+	ck_assert_uint_eq(fb.hist[2].since.ms, 20);
+	ck_assert_uint_eq(fb.hist[3].since.ms, 0);
+	ck_assert_uint_eq(fb.hist[3].since.seq, 0);
+	answer(fb.hist[2].req, "u1", h1, 2, 0, 0);
 	/* a's read after 0-0 finds the history created since: not cut */
-	answer(fb.hist[5].req, "u1", h1, 2, 0, 0);
+	answer(fb.hist[3].req, "u1", h1, 2, 0, 0);
 	ck_assert_str_eq(drain(&a), "21-0 22-0");
 	ck_assert_str_eq(drain(&b), "21-0 22-0");
 	ck_assert_uint_eq(stats().resets, 0);
@@ -1503,8 +1492,7 @@ START_TEST(tail_cursor_not_dropped)
 	tconn_init(&a);
 	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
 	hub_on_subscribed(hub, "u1");
-	answer_tail(fb.hist[0].req, "u1", 99, 0);
-	answer(fb.hist[1].req, "u1", NULL, 0, 0, 0); /* the replay after 99: live */
+	answer_tail(fb.hist[0].req, "u1", 99, 0); /* live at once */
 	pub("u1", 100);
 	ck_assert_int_eq(a.closes, 0);
 	pub("u1", 101); /* over the cap with the cursor queued */
@@ -1517,18 +1505,18 @@ START_TEST(tail_cursor_not_dropped)
 	tconn_init(&a);
 	ck_assert_int_eq(hub_attach_tail(hub, &a.hc, "u1"), 0);
 	hub_on_subscribed(hub, "u1");
-	answer_tail(fb.hist[2].req, "u1", 99, 0);
-	answer(fb.hist[3].req, "u1", NULL, 0, 0, 0);
+	ck_assert_int_eq(fb.nhist, 2);
+	answer_tail(fb.hist[1].req, "u1", 99, 0);
 	ck_assert_str_eq(drain(&a), "C99-0");
 	pub("u1", 100);
 	pub("u1", 101);
 	pub("u1", 102);
 	ck_assert_int_eq(a.closes, 0);
 	ck_assert_uint_eq(stats().slow_caught_up, 1);
-	ck_assert_int_eq(fb.nhist, 5);
-	ck_assert_uint_eq(fb.hist[4].since.ms, 99);
+	ck_assert_int_eq(fb.nhist, 3);
+	ck_assert_uint_eq(fb.hist[2].since.ms, 99);
 	hub_detach(hub, &a.hc);
-	answer(fb.hist[4].req, "u1", NULL, 0, 0, 0); /* dropped */
+	answer(fb.hist[2].req, "u1", NULL, 0, 0, 0); /* dropped */
 }
 END_TEST
 
