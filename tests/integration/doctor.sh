@@ -5,7 +5,8 @@
 # cause and the fix, exit 1 -- herald-ws stopped, Redis stopped, an nginx
 # WebSocket location without Upgrade, SSE with fastcgi_buffering on, a
 # proxy_read_timeout shorter than the ping interval, a token signed with
-# another secret, an expired token.
+# another secret, an expired token, herald-fcgi's socket shut to nginx's
+# worker user, herald-fcgi without Redis while nginx answers (503).
 
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../../scripts/stack.sh"
@@ -85,6 +86,23 @@ has ws-down '^FAIL websocket .*502' "herald-ws stopped: the upgrade through ngin
 has ws-down '^WARN error-log .*upstream refused' "herald-ws stopped: nginx's error log is read"
 stack_start_ws || ok 1 "herald-ws restarts"
 
+# --- a socket nginx's workers cannot reach ---------------------------------
+# The permission check runs as nginx's worker user (runuser): root only.
+if [ "$(id -u)" = 0 ] && command -v runuser >/dev/null 2>&1; then
+	mode=$(stat -c %a "$RUN/fcgi.sock")
+	chmod 0600 "$RUN/fcgi.sock"
+	doctor sock-perm
+	is $? 1 "herald-fcgi's socket shut to nginx's user: exit 1"
+	has sock-perm "^FAIL herald-fcgi .*nginx's user [^ ]+ cannot connect to $RUN/fcgi.sock" \
+		"socket shut: the check names nginx's user and the socket"
+	has sock-perm 'fix: .*socket_mode = 0660' "socket shut: the fix is socket_owner and socket_mode"
+	has sock-perm '^FAIL poll .*50[24]' "socket shut: a poll through nginx fails (nginx cannot reach herald-fcgi)"
+	chmod "$mode" "$RUN/fcgi.sock"
+else
+	_tap_n=$((_tap_n + 1))
+	echo "ok $_tap_n - a socket shut to nginx's user # SKIP the check runs as nginx's user: root only"
+fi
+
 # --- broken nginx configurations -------------------------------------------
 # broken NAME SED: nginx restarted with the shipped config changed by SED.
 broken() {
@@ -117,5 +135,8 @@ doctor redis-down
 is $? 1 "Redis stopped: exit 1"
 has redis-down '^FAIL redis .*no PONG' "Redis stopped: PING fails"
 has redis-down 'fix: +systemctl start redis-server' "Redis stopped: the fix starts it"
+# herald-fcgi without Redis while nginx still answers: 503, named as such
+has redis-down '^FAIL poll .*503' "Redis stopped: nginx answers, a poll gets 503 and the doctor says why"
+has redis-down '^FAIL herald-ws .*health 503' "Redis stopped: herald-ws's own health is 503"
 
 done_testing
