@@ -745,15 +745,9 @@ static void read_route(const struct io *io, struct route *rt)
 	pthread_rwlock_unlock(&app.auth_lock);
 }
 
-int handle(const struct io *io, redisContext **rcp, struct route *rt)
+/* rt's handler, rt read and valid. */
+static int dispatch(const struct io *io, redisContext **rcp, struct route *rt)
 {
-	int res;
-
-	read_route(io, rt);
-	if (rt->status != 0) {
-		send_error(io, rt);
-		return HANDLE_DONE;
-	}
 	switch (rt->kind) {
 	case ROUTE_HEALTH:
 		do_health(io);
@@ -766,14 +760,10 @@ int handle(const struct io *io, redisContext **rcp, struct route *rt)
 		do_probe(io, rt->kind);
 		return HANDLE_DONE;
 	case ROUTE_PUBLISH:
-		held_worker_blocking(app.loop, 1);
 		do_publish(io, rcp, rt);
-		held_worker_blocking(app.loop, 0);
 		return HANDLE_DONE;
 	case ROUTE_TICKET:
-		held_worker_blocking(app.loop, 1);
 		do_ticket(io, rcp, rt);
-		held_worker_blocking(app.loop, 0);
 		return HANDLE_DONE;
 	case ROUTE_SSE:
 		if (io->r == NULL) {
@@ -783,21 +773,45 @@ int handle(const struct io *io, redisContext **rcp, struct route *rt)
 			send_error(io, &e);
 			return HANDLE_DONE;
 		}
-		/* without a ticket, nothing here waits for Redis (admit) */
-		if (rt->ticket[0] != '\0') {
-			held_worker_blocking(app.loop, 1);
-			res = admit(io, rcp, rt);
-			held_worker_blocking(app.loop, 0);
-		} else {
-			res = admit(io, rcp, rt);
-		}
-		return res != 0 ? HANDLE_DONE : HANDLE_HOLD;
+		return admit(io, rcp, rt) != 0 ? HANDLE_DONE : HANDLE_HOLD;
 	case ROUTE_POLL:
-		held_worker_blocking(app.loop, 1);
-		res = admit(io, rcp, rt) != 0 ? HANDLE_DONE : do_poll(io, rcp, rt);
-		held_worker_blocking(app.loop, 0);
-		return res;
+		return admit(io, rcp, rt) != 0 ? HANDLE_DONE : do_poll(io, rcp, rt);
 	default:
 		return HANDLE_DONE;
 	}
+}
+
+/* Does rt's handler wait for Redis on this worker?  A stream's does only
+ * to redeem a ticket, or without the subscriber's link (admit). */
+static int waits_for_redis(const struct route *rt)
+{
+	switch (rt->kind) {
+	case ROUTE_PUBLISH:
+	case ROUTE_TICKET:
+	case ROUTE_POLL:
+		return 1;
+	case ROUTE_SSE:
+		return rt->ticket[0] != '\0' || app.sub == NULL;
+	default:
+		return 0;
+	}
+}
+
+int handle(const struct io *io, redisContext **rcp, struct route *rt)
+{
+	int waits, res;
+
+	read_route(io, rt);
+	if (rt->status != 0) {
+		send_error(io, rt);
+		return HANDLE_DONE;
+	}
+	/* its processor is free for another worker while it waits (held.h) */
+	waits = waits_for_redis(rt);
+	if (waits)
+		held_worker_blocking(app.loop, 1);
+	res = dispatch(io, rcp, rt);
+	if (waits)
+		held_worker_blocking(app.loop, 0);
+	return res;
 }

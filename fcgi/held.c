@@ -876,6 +876,16 @@ static void admit_fail_open(struct held *h, const char *why)
 	}
 }
 
+/* The token's identity as the revocation check needs it. */
+static void held_identity(const struct held *h, struct auth_identity *id)
+{
+	memset(id, 0, sizeof *id);
+	memcpy(id->user, h->user, sizeof id->user);
+	memcpy(id->jti, h->jti, sizeof id->jti);
+	id->iat = h->hc.iat;
+	id->exp = h->exp;
+}
+
 /* The revocation check's answer (NULL: the link went away). */
 static void on_admit(void *ud, const redisReply *r)
 {
@@ -884,11 +894,7 @@ static void on_admit(void *ud, const redisReply *r)
 	int res;
 
 	h->admit = NULL;
-	memset(&id, 0, sizeof id);
-	memcpy(id.user, h->user, sizeof id.user);
-	memcpy(id.jti, h->jti, sizeof id.jti);
-	id.iat = h->hc.iat;
-	id.exp = h->exp;
+	held_identity(h, &id);
 	res = revoke_check_reply(r, &id);
 	if (res == AUTH_REVOKED) {
 		struct route e = {.status = 401, .error = "invalid_token", .kind = h->kind};
@@ -920,9 +926,7 @@ static int admit_send(struct held *h)
 	struct timeval tv = {REDIS_TIMEOUT_MS / 1000, (REDIS_TIMEOUT_MS % 1000) * 1000};
 	int rc;
 
-	memset(&id, 0, sizeof id);
-	memcpy(id.user, h->user, sizeof id.user);
-	memcpy(id.jti, h->jti, sizeof id.jti);
+	held_identity(h, &id);
 	if (revoke_check_argv(&ra, app.conf.channel_prefix, &id) < 0)
 		return HERR_INVAL;
 	rc = sub_command(app.sub, ra.argc, ra.argv, ra.argvlen, on_admit, h, &h->admit);
