@@ -3,6 +3,7 @@
 # herald-fcgi (behind nginx with nginx/herald.conf) on one redis-server,
 # clients of users A and B on each; herald-publish --disconnect,
 # --revoke-before and --revoke-jti, and the raw redis-cli commands of
+# herald-fcgi's stream check on its loop with Redis frozen and down (fail open).
 # docs/protocol.md.  TAP on stdout.
 src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/integration/lib.sh"
@@ -226,8 +227,33 @@ ok $? "a malformed control message is logged and ignored"
 kill -0 "$WS1_PID" && kill -0 "$WS2_PID" && kill -0 "$FCGI_PID"
 ok $? "every process still runs"
 
+# --- herald-fcgi's stream check, on its loop: Redis frozen ----------------------------
+# The loop pipelines the check on the subscriber's link; no answer within
+# its 2 s deadline lets the stream in, as a failed check does.
+fm() { curl -s "http://$N/api/v1/notifications/metrics" | sed -n "s/^$1 //p"; }
+e0=$(fm herald_fcgi_revocation_check_errors_total)
+kill -STOP "$REDIS_PID"
+curl -s -N --max-time 5 -o "$T/g1" "http://$N/api/v1/sse/notifications?token=$(tok gina)"
+kill -CONT "$REDIS_PID"
+grep -q '^retry: ' "$T/g1"
+ok $? "Redis frozen: an SSE stream is let in once the check's deadline passes (fail open)"
+grep -q "revocation check for gina failed" "$T/fcgi.log"
+ok $? "... with a warning in herald-fcgi's log: $(grep -o 'revocation check for gina failed: [^;]*' "$T/fcgi.log" | head -1)"
+for _i in $(seq 100); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$N/api/v1/notifications/health")" = 200 ] && break
+	sleep 0.1
+done
+is "$(curl -s -o /dev/null -w '%{http_code}' "http://$N/api/v1/sse/notifications?token=$J1")" 401 \
+	"Redis back: the revoked jti still gets 401 on SSE"
+
 # --- Redis down: fail open ------------------------------------------------------------
 stop_redis
+curl -s -N --max-time 2 -o "$T/g2" "http://$N/api/v1/sse/notifications?token=$(tok hank)"
+grep -q '^retry: ' "$T/g2"
+ok $? "Redis down: an SSE stream with a valid token is let in (fail open)"
+e1=$(fm herald_fcgi_revocation_check_errors_total)
+[ "${e1:-0}" -ge $((${e0:-0} + 2)) ]
+ok $? "... and herald_fcgi_revocation_check_errors_total counts both ($e0 -> $e1)"
 sleep 0.5
 "$CLI" -t 2 "127.0.0.1:$WS2_PORT" "$(wspath "$(tok frank)")" >"$T/f1"
 grep -q "^status 101" "$T/f1" && ! grep -q "^close 4401" "$T/f1"
