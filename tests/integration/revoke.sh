@@ -3,8 +3,8 @@
 # herald-fcgi (behind nginx with nginx/herald.conf) on one redis-server,
 # clients of users A and B on each; herald-publish --disconnect,
 # --revoke-before and --revoke-jti, and the raw redis-cli commands of
-# herald-fcgi's stream check on its loop with Redis frozen and down (fail open).
-# docs/protocol.md.  TAP on stdout.
+# docs/protocol.md; herald-fcgi's stream check (on its loop) with Redis
+# frozen and down (fail open).  TAP on stdout.
 src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/integration/lib.sh"
 . "$src/scripts/stack.sh"
