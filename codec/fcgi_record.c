@@ -28,6 +28,24 @@ int fcgi_header_get(const unsigned char in[FCGI_HEADER_LEN], struct fcgi_header 
 	return 0;
 }
 
+int fcgi_request_complete(const unsigned char *buf, size_t len)
+{
+	struct fcgi_header h;
+	size_t off = 0;
+
+	while (len - off >= FCGI_HEADER_LEN) {
+		if (fcgi_header_get(buf + off, &h) != 0 ||
+		    (off == 0 && h.type != FCGI_T_BEGIN_REQUEST))
+			return -1;
+		off += FCGI_HEADER_LEN + h.clen + h.plen;
+		if (off > len)
+			return 0;
+		if (h.type == FCGI_T_STDIN && h.clen == 0)
+			return 1;
+	}
+	return 0;
+}
+
 size_t fcgi_stdout_size(size_t len)
 {
 	size_t records = (len + FCGI_CONTENT_MAX - 1) / FCGI_CONTENT_MAX;

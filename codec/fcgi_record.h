@@ -40,6 +40,16 @@ void fcgi_header_put(unsigned char out[FCGI_HEADER_LEN], unsigned type, unsigned
 /* Read a header: 0, or -1 when its version is not 1. */
 int fcgi_header_get(const unsigned char in[FCGI_HEADER_LEN], struct fcgi_header *h);
 
+/*
+ * Has the whole request arrived?  Walks the record headers of the first len
+ * bytes a connection received (no content is read): 1 when they hold a
+ * request up to its empty FCGI_STDIN record, 0 when that end is not there
+ * yet, -1 when they do not start with FCGI_BEGIN_REQUEST or a header is not
+ * version 1 (libfcgi's to judge).  herald-fcgi's loop lets libfcgi read a
+ * request only when it is whole, so the read never blocks the loop.
+ */
+int fcgi_request_complete(const unsigned char *buf, size_t len);
+
 /* Bytes fcgi_stdout_put writes for len bytes of content (len > 0). */
 size_t fcgi_stdout_size(size_t len);
 

@@ -716,7 +716,7 @@ static int admit(const struct io *io, redisContext **rcp, struct route *rt)
 
 /* --- one request --------------------------------------------------------------- */
 
-static void read_route(const struct io *io, struct route *rt)
+void handle_route(const struct io *io, struct route *rt)
 {
 	struct route_in in;
 	size_t plen;
@@ -797,11 +797,15 @@ static int waits_for_redis(const struct route *rt)
 	}
 }
 
-int handle(const struct io *io, redisContext **rcp, struct route *rt)
+int handle_on_loop(const struct route *rt)
+{
+	return rt->status == 0 && rt->kind == ROUTE_SSE && !waits_for_redis(rt);
+}
+
+int handle_routed(const struct io *io, redisContext **rcp, struct route *rt)
 {
 	int waits, res;
 
-	read_route(io, rt);
 	if (rt->status != 0) {
 		send_error(io, rt);
 		return HANDLE_DONE;
@@ -814,4 +818,10 @@ int handle(const struct io *io, redisContext **rcp, struct route *rt)
 	if (waits)
 		held_worker_blocking(app.loop, 0);
 	return res;
+}
+
+int handle(const struct io *io, redisContext **rcp, struct route *rt)
+{
+	handle_route(io, rt);
+	return handle_routed(io, rcp, rt);
 }

@@ -1,7 +1,9 @@
 /*
  * handlers.h - herald-fcgi's request handlers, run by the workers (one
- * request at a time per worker, blocking on libfcgi and Redis only) and,
- * under CGI, by the main thread for the one request on stdio.
+ * request at a time per worker, blocking on libfcgi and Redis only), by
+ * the loop thread for the route of a request that has arrived whole and
+ * for SSE streams (handle_on_loop), and, under CGI, by the main thread for
+ * the one request on stdio.
  */
 #ifndef HERALD_FCGI_HANDLERS_H
 #define HERALD_FCGI_HANDLERS_H
@@ -23,10 +25,23 @@ enum handle_result {
 };
 
 /*
- * Answer one request.  *rcp is the worker's Redis connection (NULL until
- * needed; replaced after errors).
+ * Answer one request: handle_route, then handle_routed.  *rcp is the
+ * worker's Redis connection (NULL until needed; replaced after errors).
  */
 int handle(const struct io *io, redisContext **rcp, struct route *rt);
+
+/* Read the request's route, the token checked: parameters only, no I/O. */
+void handle_route(const struct io *io, struct route *rt);
+
+/*
+ * May the loop thread answer rt with handle_routed(io, NULL, rt) (which
+ * then returns HANDLE_HOLD without any I/O)?  An SSE stream without a
+ * ticket, when the loop's Redis link checks revocation.
+ */
+int handle_on_loop(const struct route *rt);
+
+/* Answer a request whose route handle_route read. */
+int handle_routed(const struct io *io, redisContext **rcp, struct route *rt);
 
 /* Answer 503 unavailable (e.g. shutting down). */
 void handle_unavailable(const struct io *io, const char *detail);

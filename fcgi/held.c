@@ -32,6 +32,7 @@
 #include "clock.h"
 #include "err.h"
 #include "fcgi_record.h"
+#include "handlers.h"
 #include "hub.h"
 #include "log.h"
 #include "reply.h"
@@ -47,6 +48,9 @@
 #define IDLE_TIMEOUT_S 300
 /* Connections accepted per wake-up of the listener, so others get a turn. */
 #define ACCEPT_BURST 64
+/* A request the loop reads itself fits in this much (an SSE request through
+ * nginx is about 1 KiB); a larger one goes to a worker unread. */
+#define PEEK_MAX 8192
 
 struct held {
 	struct hub_conn hc;
@@ -82,6 +86,12 @@ struct idle {
 	struct event ev;
 };
 
+/* A connection with a request, for a worker; req NULL: not read yet. */
+struct qent {
+	int fd;
+	struct held_req *req;
+};
+
 /* A request handed over by a worker. */
 struct handoff {
 	struct handoff *next;
@@ -102,7 +112,7 @@ struct held_loop {
 
 	pthread_mutex_t mu;        /* guards what follows */
 	pthread_cond_t cond;       /* workers wait for the queue */
-	int *q;                    /* ring of descriptors with a request */
+	struct qent *q;            /* ring of connections with a request */
 	size_t q_head, q_len, q_cap;
 	/* Workers awake and not waiting for Redis, asleep, and woken but not
 	 * yet running (tokens): at most `cpus` run at once, so a burst of
@@ -132,12 +142,12 @@ static void wake_one(struct held_loop *l)
 	}
 }
 
-static int queue_push(struct held_loop *l, int fd)
+static int queue_push(struct held_loop *l, int fd, struct held_req *req)
 {
 	pthread_mutex_lock(&l->mu);
 	if (l->q_len == l->q_cap) {
 		size_t cap = l->q_cap ? l->q_cap * 2 : 64;
-		int *q = malloc(cap * sizeof *q);
+		struct qent *q = malloc(cap * sizeof *q);
 
 		if (q == NULL) {
 			pthread_mutex_unlock(&l->mu);
@@ -150,7 +160,7 @@ static int queue_push(struct held_loop *l, int fd)
 		l->q_cap = cap;
 		l->q_head = 0;
 	}
-	l->q[(l->q_head + l->q_len) % l->q_cap] = fd;
+	l->q[(l->q_head + l->q_len) % l->q_cap] = (struct qent){fd, req};
 	l->q_len++;
 	wake_one(l);
 	pthread_mutex_unlock(&l->mu);
@@ -164,10 +174,11 @@ void held_worker_start(struct held_loop *l)
 	pthread_mutex_unlock(&l->mu);
 }
 
-int held_next(struct held_loop *l)
+int held_next(struct held_loop *l, struct held_req **req)
 {
 	int fd = -1;
 
+	*req = NULL;
 	pthread_mutex_lock(&l->mu);
 	while (l->q_len == 0 && !l->stopping) {
 		l->running--;
@@ -181,7 +192,8 @@ int held_next(struct held_loop *l)
 		l->running++;
 	}
 	if (l->q_len > 0) {
-		fd = l->q[l->q_head];
+		fd = l->q[l->q_head].fd;
+		*req = l->q[l->q_head].req;
 		l->q_head = (l->q_head + 1) % l->q_cap;
 		l->q_len--;
 		wake_one(l); /* more waiting, and a processor free */
@@ -282,18 +294,94 @@ static void idle_free(struct idle *i, int close_fd)
 	free(i);
 }
 
+static void hold_one(struct held_loop *l, struct handoff *ho);
+static void idle_watch(struct held_loop *l, int fd);
+
+int held_release(FCGX_Request *r, unsigned *reqid)
+{
+	char drain[256];
+	int fd;
+
+	while (FCGX_GetStr(drain, sizeof drain, r->in) > 0)
+		;
+	*reqid = (unsigned)r->requestId;
+	FCGX_Free(r, 0);
+	fd = r->ipcFd;
+	r->ipcFd = -1;
+	return fd;
+}
+
+/*
+ * A request has arrived whole on fd (blocking): let libfcgi read it here,
+ * read its route, and hold an SSE stream at once; anything else goes to a
+ * worker with its route.  No thread hand-off, no wake-up, for a stream.
+ */
+static void loop_read(struct held_loop *l, int fd)
+{
+	struct held_req *q = malloc(sizeof *q);
+	struct io io;
+
+	if (q == NULL || FCGX_InitRequest(&q->r, -1, 0) != 0) {
+		free(q);
+		if (queue_push(l, fd, NULL) != 0)
+			close(fd);
+		return;
+	}
+	q->r.ipcFd = fd;
+	q->r.keepConnection = 1; /* so Accept's implicit Finish keeps fd */
+	if (FCGX_Accept_r(&q->r) < 0) {
+		/* not a request libfcgi takes: it closed fd */
+		q->r.ipcFd = -1;
+		FCGX_Free(&q->r, 0);
+		free(q);
+		return;
+	}
+	io.r = &q->r;
+	handle_route(&io, &q->rt);
+	if (handle_on_loop(&q->rt) && handle_routed(&io, NULL, &q->rt) == HANDLE_HOLD) {
+		struct handoff ho = {.rt = q->rt};
+
+		ho.fd = held_release(&q->r, &ho.reqid);
+		free(q);
+		hold_one(l, &ho);
+		return;
+	}
+	if (queue_push(l, fd, q) != 0) {
+		FCGX_Free(&q->r, 0);
+		free(q);
+		close(fd);
+	}
+}
+
+/*
+ * Bytes arrived on fd (accepted, or idle between requests): a request
+ * that is there whole, the loop reads; one still arriving, or larger than
+ * PEEK_MAX, a worker reads (its libfcgi waits for the rest).  buf holds
+ * the n > 0 bytes a peek saw.  While stopping, a stream is refused
+ * (hold_one) and a worker answers anything else 503.
+ */
+static void request_arrived(struct held_loop *l, int fd, const unsigned char *buf, ssize_t n)
+{
+	if (fcgi_request_complete(buf, (size_t)n) == 1) {
+		loop_read(l, fd);
+		return;
+	}
+	if (queue_push(l, fd, NULL) != 0)
+		close(fd);
+}
+
 static void on_idle(evutil_socket_t fd, short what, void *arg)
 {
 	struct idle *i = arg;
 	struct held_loop *l;
-	char c;
+	unsigned char buf[PEEK_MAX];
 	ssize_t n;
 
 	if (what & EV_TIMEOUT) {
 		idle_free(i, 1);
 		return;
 	}
-	n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return; /* spurious: the event is persistent */
 	if (n <= 0) {
@@ -302,8 +390,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 	}
 	l = i->l;
 	idle_free(i, 0);
-	if (queue_push(l, fd) != 0)
-		close(fd);
+	request_arrived(l, fd, buf, n);
 }
 
 /* Watch fd (blocking mode, a worker's) for its next request. */
@@ -336,7 +423,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct held_loop *l = arg;
 	static const struct timeval to = {SEND_TIMEOUT_S, 0};
-	char c;
+	unsigned char buf[PEEK_MAX];
+	ssize_t n;
 
 	(void)what;
 	for (int k = 0; k < ACCEPT_BURST; k++) {
@@ -359,13 +447,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to);
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to);
 		/* nginx writes the request as soon as it connects: when it is
-		 * there already, straight to a worker, without a watch */
-		if (recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && !l->stopping) {
-			if (queue_push(l, fd) != 0)
-				close(fd);
-			continue;
-		}
-		idle_watch(l, fd);
+		 * there already, no watch */
+		n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+		if (n > 0)
+			request_arrived(l, fd, buf, n);
+		else
+			idle_watch(l, fd);
 	}
 }
 
@@ -1122,7 +1209,13 @@ void held_loop_free(struct held_loop *l)
 	on_input(-1, 0, l);
 	pthread_mutex_lock(&l->mu);
 	while (l->q_len > 0) {
-		close(l->q[l->q_head]);
+		struct held_req *q = l->q[l->q_head].req;
+
+		if (q != NULL) {
+			FCGX_Free(&q->r, 0);
+			free(q);
+		}
+		close(l->q[l->q_head].fd);
 		l->q_head = (l->q_head + 1) % l->q_cap;
 		l->q_len--;
 	}

@@ -5,9 +5,13 @@
  * subscriber shares) owns:
  *   - the listening socket: it accepts without blocking;
  *   - idle connections: new ones and kept-alive ones between requests.  An
- *     idle connection costs a descriptor and a small watch, never a worker:
- *     when a request arrives on it, it goes to the queue the workers take
- *     from (held_next), first come first served;
+ *     idle connection costs a descriptor and a small watch, never a worker.
+ *     When a request arrives on it whole (fcgi_request_complete over a
+ *     peek), the loop lets libfcgi read it (the reads find every byte
+ *     there, so they do not block) and reads its route: an SSE stream it
+ *     holds at once (handle_on_loop), anything else goes with its route to
+ *     the queue the workers take from (held_next), first come first served;
+ *     a request not yet whole goes to that queue unread;
  *   - held requests: SSE streams and long-polls waiting for a message.  The
  *     loop attaches them to the hub, writes their FastCGI records without
  *     blocking (heartbeats, the lifetime and token deadline, the poll's
@@ -23,6 +27,7 @@
 #define HERALD_FCGI_HELD_H
 
 #include <event2/event.h>
+#include <fcgiapp.h>
 
 #include "router.h"
 
@@ -43,11 +48,31 @@ int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd
 void held_loop_free(struct held_loop *l);
 
 /*
- * Workers.  held_next blocks until a connection has a request to read and
- * returns its descriptor (blocking, SO_RCVTIMEO/SO_SNDTIMEO set), or -1
- * once held_stop was called and the queue is empty.
+ * A request the loop has read (libfcgi, on the heap: NOTES.md) and routed,
+ * for a worker to answer with handle_routed.  The worker owns it: after
+ * FCGX_Finish_r (or FCGX_Free when it holds the request), free() it.
  */
-int held_next(struct held_loop *l);
+struct held_req {
+	FCGX_Request r;
+	struct route rt;
+};
+
+/*
+ * Workers.  held_next blocks until a connection has a request and returns
+ * its descriptor (blocking, SO_RCVTIMEO/SO_SNDTIMEO set), or -1 once
+ * held_stop was called and the queue is empty.  *req is the request when
+ * the loop has read it already (it arrived whole), else NULL: the worker
+ * reads it with FCGX_Accept_r.
+ */
+int held_next(struct held_loop *l, struct held_req **req);
+
+/*
+ * Free a request's libfcgi buffers and parameters, keep its connection
+ * (read to the end of its body first, so the socket turns readable again
+ * only when nginx closes it).  Returns the descriptor; *reqid its FastCGI
+ * request id.  For a request to hold.
+ */
+int held_release(FCGX_Request *r, unsigned *reqid);
 
 /*
  * A worker calls held_worker_start once before its first held_next, and

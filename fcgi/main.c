@@ -55,64 +55,68 @@ static char unix_path[108];
 
 /*
  * Take a connection with a request from the loop, let libfcgi read the
- * request, answer it, and give the connection back (kept alive) or to the
- * loop with the request (held).  libfcgi's request starts without a
- * listening socket: it never accepts, it reads the descriptor it is given.
+ * request unless the loop did, answer it, and give the connection back
+ * (kept alive) or to the loop with the request (held).  The worker's own
+ * libfcgi request starts without a listening socket: it never accepts, it
+ * reads the descriptor it is given.
  */
 static void *worker_main(void *arg)
 {
-	FCGX_Request r;
+	FCGX_Request own;
 	redisContext *rc = NULL;
 
 	(void)arg;
-	if (FCGX_InitRequest(&r, -1, 0) != 0)
+	if (FCGX_InitRequest(&own, -1, 0) != 0)
 		return NULL;
 	held_worker_start(app.loop);
 	for (;;) {
-		struct io io = {&r};
-		struct route rt;
-		int fd = held_next(app.loop), res;
+		struct held_req *q;
+		struct route rt_own, *rt = &rt_own;
+		FCGX_Request *r = &own;
+		struct io io;
+		int fd = held_next(app.loop, &q), res;
 
 		if (fd < 0)
 			break;
-		r.ipcFd = fd;
-		r.keepConnection = 1; /* so Accept's implicit Finish keeps fd */
-		if (FCGX_Accept_r(&r) < 0) {
-			/* nginx closed it, or sent no valid request: libfcgi closed it */
-			r.ipcFd = -1;
-			continue;
+		if (q != NULL) {
+			r = &q->r;
+			rt = &q->rt;
+		} else {
+			own.ipcFd = fd;
+			own.keepConnection = 1; /* so Accept's implicit Finish keeps fd */
+			if (FCGX_Accept_r(&own) < 0) {
+				/* nginx closed it, or sent no valid request: libfcgi closed it */
+				own.ipcFd = -1;
+				continue;
+			}
 		}
+		io.r = r;
 		atomic_fetch_add(&app.busy, 1);
 		if (atomic_load(&app.stopping)) {
 			handle_unavailable(&io, "shutting down");
 			res = HANDLE_DONE;
+		} else if (q != NULL) {
+			res = handle_routed(&io, &rc, rt);
 		} else {
-			res = handle(&io, &rc, &rt);
+			res = handle(&io, &rc, rt);
 		}
 		if (res == HANDLE_HOLD) {
-			char drain[256];
-			unsigned reqid = (unsigned)r.requestId;
+			unsigned reqid;
 
-			/* Read the (empty) body, so the socket turns readable again
-			 * only when nginx closes it; free libfcgi's buffers and the
-			 * parameters (the route holds what is needed); keep fd. */
-			while (FCGX_GetStr(drain, sizeof drain, r.in) > 0)
-				;
-			FCGX_Free(&r, 0);
-			fd = r.ipcFd;
-			r.ipcFd = -1;
-			held_hold(app.loop, fd, reqid, &rt);
+			fd = held_release(r, &reqid);
+			held_hold(app.loop, fd, reqid, rt);
 		} else {
-			FCGX_Finish_r(&r);
-			if (r.ipcFd >= 0) {
-				fd = r.ipcFd;
-				r.ipcFd = -1;
+			FCGX_Finish_r(r);
+			if (r->ipcFd >= 0) {
+				fd = r->ipcFd;
+				r->ipcFd = -1;
 				held_keep(app.loop, fd);
 			}
 		}
+		free(q); /* its libfcgi parts are freed above */
 		atomic_fetch_sub(&app.busy, 1);
 	}
-	FCGX_Free(&r, 1);
+	FCGX_Free(&own, 1);
 	redisFree(rc);
 	return NULL;
 }

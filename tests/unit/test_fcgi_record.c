@@ -77,6 +77,52 @@ START_TEST(test_end)
 }
 END_TEST
 
+/* A request as nginx writes it: BEGIN_REQUEST, PARAMS (padded), the empty
+ * PARAMS, a body in STDIN, the empty STDIN. */
+static size_t request(unsigned char *out)
+{
+	size_t n = 0;
+
+	fcgi_header_put(out + n, FCGI_T_BEGIN_REQUEST, 1, 8, 0);
+	n += FCGI_HEADER_LEN;
+	memset(out + n, 0, 8);
+	out[n + 1] = 1; /* responder */
+	n += 8;
+	fcgi_header_put(out + n, FCGI_T_PARAMS, 1, 13, 3);
+	n += FCGI_HEADER_LEN;
+	memcpy(out + n, "\x0b\x00SCRIPT_NAME\0\0\0", 16);
+	n += 16;
+	fcgi_header_put(out + n, FCGI_T_PARAMS, 1, 0, 0);
+	n += FCGI_HEADER_LEN;
+	fcgi_header_put(out + n, FCGI_T_STDIN, 1, 2, 0);
+	n += FCGI_HEADER_LEN;
+	memcpy(out + n, "{}", 2);
+	n += 2;
+	fcgi_header_put(out + n, FCGI_T_STDIN, 1, 0, 0);
+	return n + FCGI_HEADER_LEN;
+}
+
+START_TEST(test_request_complete)
+{
+	unsigned char req[128];
+	size_t n = request(req);
+
+	/* every prefix is incomplete, the whole is complete, and bytes after
+	 * it (a next request) change nothing */
+	for (size_t k = 0; k < n; k++)
+		ck_assert_msg(fcgi_request_complete(req, k) == 0, "prefix %zu", k);
+	ck_assert_int_eq(fcgi_request_complete(req, n), 1);
+	memcpy(req + n, req, 8);
+	ck_assert_int_eq(fcgi_request_complete(req, n + 8), 1);
+	/* not a request's start, or not version 1: libfcgi's to judge */
+	req[1] = FCGI_T_PARAMS;
+	ck_assert_int_eq(fcgi_request_complete(req, n), -1);
+	req[1] = FCGI_T_BEGIN_REQUEST;
+	req[16] = 2;
+	ck_assert_int_eq(fcgi_request_complete(req, n), -1);
+}
+END_TEST
+
 Suite *fcgi_record_suite(void)
 {
 	Suite *s = suite_create("fcgi_record");
@@ -85,6 +131,7 @@ Suite *fcgi_record_suite(void)
 	tcase_add_test(tc, test_header_roundtrip);
 	tcase_add_loop_test(tc, test_stdout_split, 0, 5);
 	tcase_add_test(tc, test_end);
+	tcase_add_test(tc, test_request_complete);
 	suite_add_tcase(s, tc);
 	return s;
 }
