@@ -9,16 +9,22 @@
  *               subscriber): it owns the listening socket, every idle
  *               kept-alive FastCGI connection, and every held request (SSE
  *               streams, long-polls waiting for a message), whose FastCGI
- *               records it writes itself without blocking.  When a
- *               connection has a request to read, it hands the connection to
- *               a worker.
+ *               records it writes itself without blocking.  A request that
+ *               has arrived whole it lets libfcgi read (no read can block
+ *               then) and routes, token check included: an SSE stream it
+ *               holds at once; anything else goes to a worker with its
+ *               route.  A request still arriving goes to a worker unread,
+ *               and so does every request when jwt_alg is RS256 or ES256
+ *               (a check of tens of microseconds stays off the loop).
  *   handlers.c  the workers (`threads` of them): each takes a connection
- *               from the loop, lets libfcgi read the request, and answers
- *               the short ones (polls with something to return, health,
- *               metrics, publish, errors) with blocking writes bounded by
- *               SO_SNDTIMEO; a request to hold goes back to the loop with
- *               its route, the connection's descriptor and its request id.
- *               Under CGI the same handlers answer the one request on stdio.
+ *               from the loop, lets libfcgi read the request unless the
+ *               loop did, and answers the short ones (polls with something
+ *               to return, health, metrics, publish, errors) with blocking
+ *               writes bounded by SO_SNDTIMEO; a request to hold (a
+ *               long-poll, a stream redeeming a ticket) goes back to the
+ *               loop with its route, the connection's descriptor and its
+ *               request id.  Under CGI the same handlers answer the one
+ *               request on stdio.
  *   reply.c     the text of answers (status heads, the poll document, error
  *               bodies), shared by the workers and the loop.
  *

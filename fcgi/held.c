@@ -48,6 +48,11 @@
 #define IDLE_TIMEOUT_S 300
 /* Connections accepted per wake-up of the listener, so others get a turn. */
 #define ACCEPT_BURST 64
+/* A stream without a cursor sends its head with its first event (the
+ * cursor, once the subscription is up and the tail read): one write, and
+ * the client's open means live.  If that takes longer, the head goes alone
+ * after this long. */
+#define HEAD_WAIT_MS 1000
 /* A request the loop reads itself fits in this much (an SSE request through
  * nginx is about 1 KiB); a larger one goes to a worker unread. */
 #define PEEK_MAX 8192
@@ -65,6 +70,8 @@ struct held {
 	long long end_ms;           /* monotonic: lifetime, token expiry or poll wait */
 	long long hb_ms;            /* monotonic: next heartbeat; 0 none */
 	long long stall_ms;         /* monotonic: a blocked write gives up; 0 none */
+	long long head_ms;          /* monotonic: an SSE head waiting for the stream's
+				     * cursor goes out alone by then; 0 none */
 	unsigned char *ob;          /* whole FastCGI records */
 	size_t olen, ooff, ocap;
 	unsigned limit;             /* poll: entries per answer */
@@ -356,13 +363,17 @@ static void loop_read(struct held_loop *l, int fd)
 /*
  * Bytes arrived on fd (accepted, or idle between requests): a request
  * that is there whole, the loop reads; one still arriving, or larger than
- * PEEK_MAX, a worker reads (its libfcgi waits for the rest).  buf holds
+ * PEEK_MAX, a worker reads (its libfcgi waits for the rest), and so with
+ * an asymmetric jwt_alg.  buf holds
  * the n > 0 bytes a peek saw.  While stopping, a stream is refused
  * (hold_one) and a worker answers anything else 503.
  */
 static void request_arrived(struct held_loop *l, int fd, const unsigned char *buf, ssize_t n)
 {
-	if (fcgi_request_complete(buf, (size_t)n) == 1) {
+	/* An HMAC check costs microseconds; an RS256 or ES256 one tens of
+	 * them, too long for the thread that writes every held stream: a
+	 * worker reads and checks those requests. */
+	if (app.conf.jwt_alg <= CONF_ALG_HS512 && fcgi_request_complete(buf, (size_t)n) == 1) {
 		loop_read(l, fd);
 		return;
 	}
@@ -683,6 +694,11 @@ static void held_disconnect(struct held *h, int why)
 /* Move the request on: write, take messages, end.  May free h. */
 static void held_pump(struct held *h)
 {
+	if (h->head_ms != 0) {
+		/* whatever is there goes now, the head too */
+		h->head_ms = 0;
+		held_arm(h);
+	}
 	for (;;) {
 		int rc = held_flush(h);
 
@@ -753,6 +769,8 @@ static void held_arm(struct held *h)
 		due = h->hb_ms;
 	if (h->stall_ms != 0 && h->stall_ms < due)
 		due = h->stall_ms;
+	if (h->head_ms != 0 && h->head_ms < due)
+		due = h->head_ms;
 	due = due > now ? due - now : 0;
 	tv.tv_sec = (time_t)(due / 1000);
 	tv.tv_usec = (suseconds_t)(due % 1000) * 1000;
@@ -782,6 +800,10 @@ static void on_held_timer(evutil_socket_t fd, short what, void *arg)
 	}
 	if (h->ending || h->stall_ms != 0) {
 		held_arm(h); /* writing is blocked: wait for it */
+		return;
+	}
+	if (h->head_ms != 0 && now >= h->head_ms) {
+		held_pump(h); /* clears head_ms, arms the timer */
 		return;
 	}
 	if (now >= h->end_ms) {
@@ -940,8 +962,14 @@ static void held_start(struct held *h)
 		atomic_fetch_add(&app.n_streams, 1);
 		sse_retry(head, sizeof head, SSE_RETRY_MS);
 		if (ob_stdout(h, reply_sse_head, strlen(reply_sse_head)) != 0 ||
-		    ob_stdout(h, head, strlen(head)) != 0)
+		    ob_stdout(h, head, strlen(head)) != 0) {
 			ob_end(h);
+		} else if (!h->has_since) {
+			/* the hub wakes h with the cursor (HEAD_WAIT_MS) */
+			h->head_ms = now + HEAD_WAIT_MS;
+			held_arm(h);
+			return;
+		}
 	} else {
 		h->end_ms = now + h->wait_s * 1000;
 	}

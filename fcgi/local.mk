@@ -16,8 +16,11 @@ TESTS += tests/integration/fcgi.sh tests/integration/fcgi-held.sh
 EXTRA_DIST += tests/integration/fcgi.sh tests/integration/fcgi-held.sh \
 	nginx/lighttpd-herald.conf docs/operations.md
 
-FUZZ_TARGETS += sse
-FUZZ_SRC += codec/sse.c
+FUZZ_TARGETS += sse fcgi_record
+FUZZ_SRC += codec/sse.c codec/fcgi_record.c
 
 check_PROGRAMS += tests/integration/fcgi_streams
 tests_integration_fcgi_streams_SOURCES = tests/integration/fcgi_streams.c
+check_PROGRAMS += tests/integration/fcgi_raw
+tests_integration_fcgi_raw_SOURCES = tests/integration/fcgi_raw.c
+tests_integration_fcgi_raw_LDADD = codec/libcodec.a

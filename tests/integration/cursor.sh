@@ -138,6 +138,40 @@ ids=$(publish3 ssec)
 curl -s -N --max-time 2 "http://$NG/api/v1/sse/notifications?token=$(tok ssec)&last_event_id=0-0" >"$T/ssec.2"
 is "$(sse_ids "$T/ssec.2")" "$ids" "SSE: last_event_id=0-0 gets everything published since"
 
+# --- SSE: the head comes with the cursor, so open means live ---------------------
+# herald-fcgi holds a stream's head until its cursor is known (subscription
+# confirmed, tail read): a notification published the moment the response
+# head reaches the client is delivered.  10 streams, one user each.
+lost=
+for i in $(seq 10); do
+	u=live$i
+	curl -s -N --max-time 5 -D "$T/$u.h" -H "Authorization: Bearer $(tok "$u")" \
+		"http://$NG/api/v1/sse/notifications" >"$T/$u.b" &
+	pid=$!
+	until_true 50 grep -qs '^HTTP/1.1 200' "$T/$u.h"
+	id=$(publish "$u" '{"n":1}')
+	until_true 20 grep -qs '^event: notification' "$T/$u.b"
+	grep -qs "^id: $id" "$T/$u.b" || lost="$lost $u"
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+done
+is "${lost:-none}" none "SSE: a notification published as the head arrives is delivered (10 streams)"
+# Redis frozen: the head does not wait for it past HEAD_WAIT_MS (herald.js
+# gives an attempt 15 s to open); the cursor follows once Redis answers.
+kill -STOP "$REDIS_PID"
+curl -s -N --max-time 15 -D "$T/frozen.h" -H "Authorization: Bearer $(tok frozen)" \
+	"http://$NG/api/v1/sse/notifications" >"$T/frozen.b" &
+pid=$!
+until_true 100 grep -qs '^HTTP/1.1 200' "$T/frozen.h"
+r=$?
+! grep -qs '^event: cursor' "$T/frozen.b"
+ok $((r || $?)) "SSE with Redis frozen: the head arrives alone, without a cursor"
+kill -CONT "$REDIS_PID"
+until_true 100 grep -qs '^event: cursor' "$T/frozen.b"
+ok $? "SSE: the cursor follows once Redis answers"
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+
 # --- the cursor 0-0 on a history that still does not exist ----------------------
 # (nothing was published after the cursor: no reset on any transport)
 "$CLI" -C -t 2 "$NG" "$(wspath empty1 "&since=0-0")" >"$T/empty.ws"

@@ -237,6 +237,31 @@ for _i in $(seq 300); do [ "$(streams_now)" = 0 ] && break; sleep 0.1; done
 is "$(streams_now)" 0 "the client that never reads is dropped (caught up from the history, then the write timeout)"
 kill $CS 2>/dev/null; wait $CS 2>/dev/null
 
+# --- a request written in parts, straight to the socket ----------------------------
+# herald-fcgi's loop reads a request that has arrived whole itself (and holds
+# a stream at once); one still arriving goes to a worker, whose libfcgi waits
+# for the rest.  fcgi_raw writes the first bytes, pauses, writes the rest.
+RAW=$B/tests/integration/fcgi_raw
+SSEPATH=/api/v1/sse/notifications
+"$RAW" "$T/fcgi.sock" $SSEPATH "token=$(mint_token rawa 600)" 0 0 2 >"$T/raw.whole"
+grep -q '^event: cursor' "$T/raw.whole" && grep -q '^Content-Type: text/event-stream' "$T/raw.whole"
+ok $? "a stream's request in one write: the head and the cursor"
+"$RAW" "$T/fcgi.sock" $SSEPATH "token=$(mint_token rawb 600)" 40 300 2 >"$T/raw.split"
+grep -q '^event: cursor' "$T/raw.split"
+ok $? "a stream's request in two writes 300 ms apart: the head and the cursor"
+"$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 40 300 5 >"$T/raw.poll"
+r=$?
+grep -q '"notifications":\[' "$T/raw.poll"
+ok $((r || $?)) "a poll's request in two writes: answered and ended"
+"$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 0 0 5 >"$T/raw.poll1"
+r=$?
+grep -q '"notifications":\[' "$T/raw.poll1"
+ok $((r || $?)) "a poll's request in one write (read on the loop, answered by a worker)"
+"$RAW" "$T/fcgi.sock" $SSEPATH "token=garbage" 0 0 5 >"$T/raw.bad"
+r=$?
+grep -q '^Status: 401' "$T/raw.bad"
+ok $((r || $?)) "a stream with a bad token, read on the loop: 401 from a worker"
+
 # --- Redis killed and restarted while streams are held ------------------------
 curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token rk 600)" >"$T/sserk" &
 CR=$!

@@ -1,0 +1,151 @@
+/*
+ * fcgi_raw: one FastCGI request straight to herald-fcgi's unix socket,
+ * written in two parts with a pause between them, the way a slow or busy
+ * web server may write it.
+ *
+ *   fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS
+ *
+ * Sends BEGIN_REQUEST (keep the connection), the parameters of a GET of
+ * URI?QUERY, the empty PARAMS and the empty STDIN.  The first SPLIT bytes
+ * go first (0: everything in one write), the rest PAUSE_MS later.  Prints
+ * the response's STDOUT content as it arrives, until END_REQUEST (exit 0)
+ * or SECONDS pass (exit 1), or the connection closes (exit 2).
+ */
+#include "config.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fcgi_record.h"
+
+/* A name's or value's length: one byte below 128, else four (FastCGI 3.4). */
+static size_t put_len(unsigned char *out, size_t n)
+{
+	if (n < 128) {
+		out[0] = (unsigned char)n;
+		return 1;
+	}
+	out[0] = (unsigned char)(0x80 | (n >> 24));
+	out[1] = (unsigned char)(n >> 16);
+	out[2] = (unsigned char)(n >> 8);
+	out[3] = (unsigned char)n;
+	return 4;
+}
+
+/* One name-value pair. */
+static size_t pair(unsigned char *out, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value), k = 0;
+
+	k += put_len(out + k, nl);
+	k += put_len(out + k, vl);
+	memcpy(out + k, name, nl);
+	memcpy(out + k + nl, value, vl);
+	return k + nl + vl;
+}
+
+static int write_all(int fd, const unsigned char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned char req[8192], params[4096], in[65536 + 8];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t n = 0, pl = 0, split, have = 0;
+	struct timespec pause;
+	double deadline;
+	int fd;
+
+	if (argc != 7) {
+		fprintf(stderr, "usage: fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS\n");
+		return 2;
+	}
+	if (strlen(argv[2]) + strlen(argv[3]) > 2048) {
+		fprintf(stderr, "fcgi_raw: URI and QUERY too long\n");
+		return 2;
+	}
+	split = (size_t)atol(argv[4]);
+	pause.tv_sec = atol(argv[5]) / 1000;
+	pause.tv_nsec = atol(argv[5]) % 1000 * 1000000L;
+	deadline = (double)time(NULL) + atof(argv[6]);
+
+	pl += pair(params + pl, "REQUEST_METHOD", "GET");
+	pl += pair(params + pl, "SCRIPT_NAME", argv[2]);
+	pl += pair(params + pl, "DOCUMENT_URI", argv[2]);
+	pl += pair(params + pl, "REQUEST_URI", argv[2]);
+	pl += pair(params + pl, "QUERY_STRING", argv[3]);
+	fcgi_header_put(req + n, FCGI_T_BEGIN_REQUEST, 1, 8, 0);
+	n += FCGI_HEADER_LEN;
+	memset(req + n, 0, 8);
+	req[n + 1] = 1; /* responder */
+	req[n + 2] = 1; /* FCGI_KEEP_CONN */
+	n += 8;
+	fcgi_header_put(req + n, FCGI_T_PARAMS, 1, pl, 0);
+	n += FCGI_HEADER_LEN;
+	memcpy(req + n, params, pl);
+	n += pl;
+	fcgi_header_put(req + n, FCGI_T_PARAMS, 1, 0, 0);
+	n += FCGI_HEADER_LEN;
+	fcgi_header_put(req + n, FCGI_T_STDIN, 1, 0, 0);
+	n += FCGI_HEADER_LEN;
+	if (split > n)
+		split = n;
+
+	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", argv[1]);
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+		perror("fcgi_raw: connect");
+		return 2;
+	}
+	if (split > 0) {
+		if (write_all(fd, req, split) != 0)
+			return 2;
+		nanosleep(&pause, NULL);
+	}
+	if (write_all(fd, req + split, n - split) != 0)
+		return 2;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		struct fcgi_header h;
+		ssize_t r;
+
+		while (have >= FCGI_HEADER_LEN) {
+			if (fcgi_header_get(in, &h) != 0)
+				return 2;
+			if (have < FCGI_HEADER_LEN + h.clen + h.plen)
+				break;
+			if (h.type == FCGI_T_STDOUT)
+				fwrite(in + FCGI_HEADER_LEN, 1, h.clen, stdout);
+			fflush(stdout);
+			if (h.type == FCGI_T_END_REQUEST)
+				return 0;
+			have -= FCGI_HEADER_LEN + h.clen + h.plen;
+			memmove(in, in + FCGI_HEADER_LEN + h.clen + h.plen, have);
+		}
+		if ((double)time(NULL) >= deadline)
+			return 1;
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		r = read(fd, in + have, sizeof in - have);
+		if (r <= 0)
+			return 2;
+		have += (size_t)r;
+	}
+}
