@@ -90,6 +90,7 @@ struct idle {
 	struct held_loop *l;
 	struct idle *prev, *next;
 	int fd;
+	int fresh;                  /* accepted, not yet set up for a worker */
 	struct event ev;
 };
 
@@ -103,6 +104,7 @@ struct qent {
 struct handoff {
 	struct handoff *next;
 	int fd;
+	int nonblocking;            /* fd is in O_NONBLOCK already */
 	unsigned reqid;
 	struct route rt;
 };
@@ -259,6 +261,7 @@ void held_hold(struct held_loop *l, int fd, unsigned reqid, const struct route *
 		return;
 	}
 	h->fd = fd;
+	h->nonblocking = 0;
 	h->reqid = reqid;
 	h->rt = *rt;
 	pthread_mutex_lock(&l->mu);
@@ -302,7 +305,31 @@ static void idle_free(struct idle *i, int close_fd)
 }
 
 static void hold_one(struct held_loop *l, struct handoff *ho);
-static void idle_watch(struct held_loop *l, int fd);
+static void idle_watch(struct held_loop *l, int fd, int fresh);
+
+/*
+ * Give fd to a worker with its request q (NULL: unread).  A connection
+ * accepted here is non-blocking without timeouts (fresh): a worker reads
+ * and writes with blocking calls, bounded so that a stuck peer never holds
+ * it long.
+ */
+static void to_worker(struct held_loop *l, int fd, int fresh, struct held_req *q)
+{
+	static const struct timeval to = {SEND_TIMEOUT_S, 0};
+
+	if (fresh && (fcntl(fd, F_SETFL, 0) != 0 ||
+		      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to) != 0 ||
+		      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to) != 0))
+		goto fail;
+	if (queue_push(l, fd, q) == 0)
+		return;
+fail:
+	if (q != NULL) {
+		FCGX_Free(&q->r, 0);
+		free(q);
+	}
+	close(fd); /* nginx answers 502; the client retries */
+}
 
 int held_release(FCGX_Request *r, unsigned *reqid)
 {
@@ -319,19 +346,19 @@ int held_release(FCGX_Request *r, unsigned *reqid)
 }
 
 /*
- * A request has arrived whole on fd (blocking): let libfcgi read it here,
- * read its route, and hold an SSE stream at once; anything else goes to a
- * worker with its route.  No thread hand-off, no wake-up, for a stream.
+ * A request has arrived whole on fd: let libfcgi read it here (every byte
+ * it reads is there, so even a non-blocking fd serves), read its route,
+ * and hold an SSE stream at once; anything else goes to a worker with its
+ * route.  No thread hand-off, no wake-up, for a stream.
  */
-static void loop_read(struct held_loop *l, int fd)
+static void loop_read(struct held_loop *l, int fd, int fresh)
 {
 	struct held_req *q = malloc(sizeof *q);
 	struct io io;
 
 	if (q == NULL || FCGX_InitRequest(&q->r, -1, 0) != 0) {
 		free(q);
-		if (queue_push(l, fd, NULL) != 0)
-			close(fd);
+		to_worker(l, fd, fresh, NULL);
 		return;
 	}
 	q->r.ipcFd = fd;
@@ -346,18 +373,14 @@ static void loop_read(struct held_loop *l, int fd)
 	io.r = &q->r;
 	handle_route(&io, &q->rt);
 	if (handle_on_loop(&q->rt) && handle_routed(&io, NULL, &q->rt) == HANDLE_HOLD) {
-		struct handoff ho = {.rt = q->rt};
+		struct handoff ho = {.rt = q->rt, .nonblocking = fresh};
 
 		ho.fd = held_release(&q->r, &ho.reqid);
 		free(q);
 		hold_one(l, &ho);
 		return;
 	}
-	if (queue_push(l, fd, q) != 0) {
-		FCGX_Free(&q->r, 0);
-		free(q);
-		close(fd);
-	}
+	to_worker(l, fd, fresh, q);
 }
 
 /*
@@ -368,17 +391,17 @@ static void loop_read(struct held_loop *l, int fd)
  * the n > 0 bytes a peek saw.  While stopping, a stream is refused
  * (hold_one) and a worker answers anything else 503.
  */
-static void request_arrived(struct held_loop *l, int fd, const unsigned char *buf, ssize_t n)
+static void request_arrived(struct held_loop *l, int fd, int fresh, const unsigned char *buf,
+			    ssize_t n)
 {
 	/* An HMAC check costs microseconds; an RS256 or ES256 one tens of
 	 * them, too long for the thread that writes every held stream: a
 	 * worker reads and checks those requests. */
 	if (app.conf.jwt_alg <= CONF_ALG_HS512 && fcgi_request_complete(buf, (size_t)n) == 1) {
-		loop_read(l, fd);
+		loop_read(l, fd, fresh);
 		return;
 	}
-	if (queue_push(l, fd, NULL) != 0)
-		close(fd);
+	to_worker(l, fd, fresh, NULL);
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *arg)
@@ -387,6 +410,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 	struct held_loop *l;
 	unsigned char buf[PEEK_MAX];
 	ssize_t n;
+	int fresh;
 
 	if (what & EV_TIMEOUT) {
 		idle_free(i, 1);
@@ -400,12 +424,14 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	l = i->l;
+	fresh = i->fresh;
 	idle_free(i, 0);
-	request_arrived(l, fd, buf, n);
+	request_arrived(l, fd, fresh, buf, n);
 }
 
-/* Watch fd (blocking mode, a worker's) for its next request. */
-static void idle_watch(struct held_loop *l, int fd)
+/* Watch fd for its (next) request: fresh, just accepted; else a worker's,
+ * kept alive. */
+static void idle_watch(struct held_loop *l, int fd, int fresh)
 {
 	struct idle *i;
 	struct timeval tv = {IDLE_TIMEOUT_S, 0};
@@ -416,6 +442,7 @@ static void idle_watch(struct held_loop *l, int fd)
 	}
 	i->l = l;
 	i->fd = fd;
+	i->fresh = fresh;
 	event_assign(&i->ev, l->base, fd, EV_READ | EV_PERSIST, on_idle, i);
 	if (event_add(&i->ev, &tv) != 0) {
 		close(fd);
@@ -433,13 +460,12 @@ static void idle_watch(struct held_loop *l, int fd)
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct held_loop *l = arg;
-	static const struct timeval to = {SEND_TIMEOUT_S, 0};
 	unsigned char buf[PEEK_MAX];
 	ssize_t n;
 
 	(void)what;
 	for (int k = 0; k < ACCEPT_BURST; k++) {
-		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
@@ -453,17 +479,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			}
 			return; /* EAGAIN, or aborted connections */
 		}
-		/* A worker reads requests and writes answers with blocking calls:
-		 * bound both, so a stuck peer never holds a worker long. */
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to);
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to);
 		/* nginx writes the request as soon as it connects: when it is
 		 * there already, no watch */
 		n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
 		if (n > 0)
-			request_arrived(l, fd, buf, n);
+			request_arrived(l, fd, 1, buf, n);
 		else
-			idle_watch(l, fd);
+			idle_watch(l, fd, 1);
 	}
 }
 
@@ -1065,8 +1087,8 @@ static void hold_one(struct held_loop *l, struct handoff *ho)
 		refuse(l, ho->fd, ho->reqid, "out of memory");
 		return;
 	}
-	/* accept4 set no status flag: O_NONBLOCK is the only one */
-	if (fcntl(ho->fd, F_SETFL, O_NONBLOCK) < 0) {
+	/* a worker's connection has no status flag: O_NONBLOCK is the only one */
+	if (!ho->nonblocking && fcntl(ho->fd, F_SETFL, O_NONBLOCK) < 0) {
 		free(h);
 		refuse(l, ho->fd, ho->reqid, "internal error");
 		return;
@@ -1124,7 +1146,7 @@ static void on_input(evutil_socket_t fd, short what, void *arg)
 	l->keep_len = l->keep_cap = 0;
 	pthread_mutex_unlock(&l->mu);
 	for (size_t i = 0; i < nkeep; i++)
-		idle_watch(l, keep[i]);
+		idle_watch(l, keep[i], 0);
 	free(keep);
 	/* in arrival order */
 	for (; hand != NULL; hand = next) {
