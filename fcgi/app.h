@@ -10,12 +10,15 @@
  *               kept-alive FastCGI connection, and every held request (SSE
  *               streams, long-polls waiting for a message), whose FastCGI
  *               records it writes itself without blocking.  A request that
- *               has arrived whole it lets libfcgi read (no read can block
+ *               has arrived whole on a new connection (nginx opens one
+ *               per SSE stream) it lets libfcgi read (no read can block
  *               then) and routes, token check included: an SSE stream it
  *               holds at once; anything else goes to a worker with its
- *               route.  A request still arriving goes to a worker unread,
- *               and so does every request when jwt_alg is RS256 or ES256
- *               (a check of tens of microseconds stays off the loop).
+ *               route.  A request still arriving, or on a kept-alive
+ *               connection (polls: the workers read those in parallel),
+ *               goes to a worker unread, and so does every request when
+ *               jwt_alg is RS256 or ES256 (a check of tens of microseconds
+ *               stays off the loop).
  *   handlers.c  the workers (`threads` of them): each takes a connection
  *               from the loop, lets libfcgi read the request unless the
  *               loop did, and answers the short ones (polls with something

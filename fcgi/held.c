@@ -385,19 +385,25 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
 
 /*
  * Bytes arrived on fd (accepted, or idle between requests): a request
- * that is there whole, the loop reads; one still arriving, or larger than
- * PEEK_MAX, a worker reads (its libfcgi waits for the rest), and so with
- * an asymmetric jwt_alg.  buf holds
+ * that is there whole on a new connection, the loop reads; one still
+ * arriving, or larger than PEEK_MAX, or on a kept-alive connection, or
+ * with an asymmetric jwt_alg, a worker reads (its libfcgi waits for the
+ * rest).  buf holds
  * the n > 0 bytes a peek saw.  While stopping, a stream is refused
  * (hold_one) and a worker answers anything else 503.
  */
 static void request_arrived(struct held_loop *l, int fd, int fresh, const unsigned char *buf,
 			    ssize_t n)
 {
-	/* An HMAC check costs microseconds; an RS256 or ES256 one tens of
-	 * them, too long for the thread that writes every held stream: a
-	 * worker reads and checks those requests. */
-	if (app.conf.jwt_alg <= CONF_ALG_HS512 && fcgi_request_complete(buf, (size_t)n) == 1) {
+	/* Only on a new connection: nginx opens one per SSE stream (no
+	 * fastcgi_keep_conn there), while a kept-alive one carries polls,
+	 * which the workers read and check in parallel, as fast and with a
+	 * shorter tail under a closed-loop load (1,000 pollers: p99 86 ms
+	 * against 109 when the loop read them).  An HMAC check costs
+	 * microseconds; an RS256 or ES256 one tens of them, too long for the
+	 * thread that writes every held stream: a worker reads those. */
+	if (fresh && app.conf.jwt_alg <= CONF_ALG_HS512 &&
+	    fcgi_request_complete(buf, (size_t)n) == 1) {
 		loop_read(l, fd, fresh);
 		return;
 	}
