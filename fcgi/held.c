@@ -46,8 +46,13 @@
 #define BATCH_BYTES (64 * 1024)
 /* An idle connection nginx forgot is closed after this long. */
 #define IDLE_TIMEOUT_S 300
-/* Connections accepted per wake-up of the listener, so others get a turn. */
-#define ACCEPT_BURST 64
+/* Connections accepted per wake-up of the listener, so others get a turn;
+ * the loop reads the requests of the first ACCEPT_READ itself, the rest go
+ * to the workers unread (a burst of new streams then drains from the
+ * listen backlog at the accept rate, the workers reading in parallel,
+ * instead of overflowing it: nginx answers 502 to a connect it refuses). */
+#define ACCEPT_BURST 1024
+#define ACCEPT_READ 64
 /* A stream without a cursor sends its head with its first event (the
  * cursor, once the subscription is up and the tail read): one write, and
  * the client's open means live.  If that takes longer, the head goes alone
@@ -388,9 +393,8 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
  * that is there whole on a new connection, the loop reads; one still
  * arriving, or larger than PEEK_MAX, or on a kept-alive connection, or
  * with an asymmetric jwt_alg, a worker reads (its libfcgi waits for the
- * rest).  buf holds
- * the n > 0 bytes a peek saw.  While stopping, a stream is refused
- * (hold_one) and a worker answers anything else 503.
+ * rest).  buf holds the n > 0 bytes a peek saw.  While stopping, a stream
+ * is refused (hold_one) and a worker answers anything else 503.
  */
 static void request_arrived(struct held_loop *l, int fd, int fresh, const unsigned char *buf,
 			    ssize_t n)
@@ -422,7 +426,9 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 		idle_free(i, 1);
 		return;
 	}
-	n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+	/* a kept-alive connection goes to a worker whatever it holds: one
+	 * byte tells a request from nginx's close */
+	n = recv(fd, buf, i->fresh ? sizeof buf : 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return; /* spurious: the event is persistent */
 	if (n <= 0) {
@@ -487,9 +493,11 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		/* nginx writes the request as soon as it connects: when it is
 		 * there already, no watch */
-		n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-		if (n > 0)
+		n = recv(fd, buf, k < ACCEPT_READ ? sizeof buf : 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n > 0 && k < ACCEPT_READ)
 			request_arrived(l, fd, 1, buf, n);
+		else if (n > 0)
+			to_worker(l, fd, 1, NULL);
 		else
 			idle_watch(l, fd, 1);
 	}

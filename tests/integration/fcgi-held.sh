@@ -115,7 +115,9 @@ rss0=$(rss_kb "$FCGI_PID")
 "$STREAMS" "$HTTP_PORT" "$T/tokens" "$NS" 2 300 >"$T/streams.out" 2>&1 &
 CM=$!
 wait_for "$T/streams.out" ready 1200
-ok $? "$NS SSE streams held through nginx" ||
+r=$?
+ok $r "$NS SSE streams held through nginx"
+[ $r = 0 ] ||
 	diag "$(cat "$T/streams.out"); nginx's errors: $(grep -E '\[(error|crit|alert)\]' "$T/nginx/logs/error.log" |
 		sed 's/^[0-9/: ]*\[[a-z]*\] [0-9#]*: \*[0-9]* //; s/, client:.*//' | sort | uniq -c | sort -rn | head -3)"
 is "$(health_field streams)" "$NS" "health counts $NS streams"
