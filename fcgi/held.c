@@ -336,6 +336,16 @@ fail:
 	close(fd); /* nginx answers 502; the client retries */
 }
 
+int held_read(FCGX_Request *r, int fd)
+{
+	r->ipcFd = fd;
+	r->keepConnection = 1; /* so Accept's implicit Finish keeps fd */
+	if (FCGX_Accept_r(r) == 0)
+		return 0;
+	r->ipcFd = -1; /* nginx closed it, or sent no valid request: libfcgi closed it */
+	return -1;
+}
+
 int held_release(FCGX_Request *r, unsigned *reqid)
 {
 	char drain[256];
@@ -366,11 +376,7 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
 		to_worker(l, fd, fresh, NULL);
 		return;
 	}
-	q->r.ipcFd = fd;
-	q->r.keepConnection = 1; /* so Accept's implicit Finish keeps fd */
-	if (FCGX_Accept_r(&q->r) < 0) {
-		/* not a request libfcgi takes: it closed fd */
-		q->r.ipcFd = -1;
+	if (held_read(&q->r, fd) != 0) {
 		FCGX_Free(&q->r, 0);
 		free(q);
 		return;
@@ -389,29 +395,41 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
 }
 
 /*
- * Bytes arrived on fd (accepted, or idle between requests): a request
- * that is there whole on a new connection, the loop reads; one still
- * arriving, or larger than PEEK_MAX, or on a kept-alive connection, or
- * with an asymmetric jwt_alg, a worker reads (its libfcgi waits for the
- * rest).  buf holds the n > 0 bytes a peek saw.  While stopping, a stream
- * is refused (hold_one) and a worker answers anything else 503.
+ * Does the loop read a request arriving on fd itself?  Only on a new
+ * connection: nginx opens one per SSE stream (no fastcgi_keep_conn there),
+ * while a kept-alive one carries polls, which the workers read and check
+ * in parallel, as fast and with a shorter tail under a closed-loop load
+ * (1,000 pollers: p99 86 ms against 109 when the loop read them).  An HMAC
+ * check costs microseconds; an RS256 or ES256 one tens of them, too long
+ * for the thread that writes every held stream: a worker reads those.
  */
-static void request_arrived(struct held_loop *l, int fd, int fresh, const unsigned char *buf,
-			    ssize_t n)
+static int loop_reads(int fresh)
 {
-	/* Only on a new connection: nginx opens one per SSE stream (no
-	 * fastcgi_keep_conn there), while a kept-alive one carries polls,
-	 * which the workers read and check in parallel, as fast and with a
-	 * shorter tail under a closed-loop load (1,000 pollers: p99 86 ms
-	 * against 109 when the loop read them).  An HMAC check costs
-	 * microseconds; an RS256 or ES256 one tens of them, too long for the
-	 * thread that writes every held stream: a worker reads those. */
-	if (fresh && app.conf.jwt_alg <= CONF_ALG_HS512 &&
-	    fcgi_request_complete(buf, (size_t)n) == 1) {
+	return fresh && app.conf.jwt_alg <= CONF_ALG_HS512;
+}
+
+/* What to peek at a connection with bytes: the request, when the loop may
+ * read it (fcgi_request_complete); else one byte tells it from a close. */
+static size_t peek_len(int loop_may_read)
+{
+	return loop_may_read ? PEEK_MAX : 1;
+}
+
+/*
+ * Bytes arrived on fd (accepted, or idle between requests): a request that
+ * is there whole, and that the loop may read (loop_reads, and not past the
+ * first ACCEPT_READ of a burst), the loop reads; any other, a worker reads
+ * (its libfcgi waits for whatever is still to come).  buf holds the n > 0
+ * bytes a peek of peek_len(may_read) saw.  While stopping, a stream is
+ * refused (hold_one) and a worker answers anything else 503.
+ */
+static void request_arrived(struct held_loop *l, int fd, int fresh, int may_read,
+			    const unsigned char *buf, ssize_t n)
+{
+	if (may_read && fcgi_request_complete(buf, (size_t)n) == 1)
 		loop_read(l, fd, fresh);
-		return;
-	}
-	to_worker(l, fd, fresh, NULL);
+	else
+		to_worker(l, fd, fresh, NULL);
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *arg)
@@ -420,15 +438,14 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 	struct held_loop *l;
 	unsigned char buf[PEEK_MAX];
 	ssize_t n;
-	int fresh;
+	int fresh, may_read;
 
 	if (what & EV_TIMEOUT) {
 		idle_free(i, 1);
 		return;
 	}
-	/* a kept-alive connection goes to a worker whatever it holds: one
-	 * byte tells a request from nginx's close */
-	n = recv(fd, buf, i->fresh ? sizeof buf : 1, MSG_PEEK | MSG_DONTWAIT);
+	may_read = loop_reads(i->fresh);
+	n = recv(fd, buf, peek_len(may_read), MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return; /* spurious: the event is persistent */
 	if (n <= 0) {
@@ -438,7 +455,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 	l = i->l;
 	fresh = i->fresh;
 	idle_free(i, 0);
-	request_arrived(l, fd, fresh, buf, n);
+	request_arrived(l, fd, fresh, may_read, buf, n);
 }
 
 /* Watch fd for its (next) request: fresh, just accepted; else a worker's,
@@ -474,6 +491,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	struct held_loop *l = arg;
 	unsigned char buf[PEEK_MAX];
 	ssize_t n;
+	int may_read;
 
 	(void)what;
 	for (int k = 0; k < ACCEPT_BURST; k++) {
@@ -493,11 +511,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		/* nginx writes the request as soon as it connects: when it is
 		 * there already, no watch */
-		n = recv(fd, buf, k < ACCEPT_READ ? sizeof buf : 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n > 0 && k < ACCEPT_READ)
-			request_arrived(l, fd, 1, buf, n);
-		else if (n > 0)
-			to_worker(l, fd, 1, NULL);
+		may_read = loop_reads(1) && k < ACCEPT_READ;
+		n = recv(fd, buf, peek_len(may_read), MSG_PEEK | MSG_DONTWAIT);
+		if (n > 0)
+			request_arrived(l, fd, 1, may_read, buf, n);
 		else
 			idle_watch(l, fd, 1);
 	}

@@ -67,6 +67,13 @@ struct held_req {
 int held_next(struct held_loop *l, struct held_req **req);
 
 /*
+ * Let libfcgi read the request on fd (its bytes there, or a blocking fd)
+ * into r, made with FCGX_InitRequest(r, -1, 0): 0, or -1 when nginx closed
+ * fd or sent no valid request (libfcgi closed fd).
+ */
+int held_read(FCGX_Request *r, int fd);
+
+/*
  * Free a request's libfcgi buffers and parameters, keep its connection
  * (read to the end of its body first, so the socket turns readable again
  * only when nginx closes it).  Returns the descriptor; *reqid its FastCGI

@@ -81,24 +81,18 @@ static void *worker_main(void *arg)
 		if (q != NULL) {
 			r = &q->r;
 			rt = &q->rt;
-		} else {
-			own.ipcFd = fd;
-			own.keepConnection = 1; /* so Accept's implicit Finish keeps fd */
-			if (FCGX_Accept_r(&own) < 0) {
-				/* nginx closed it, or sent no valid request: libfcgi closed it */
-				own.ipcFd = -1;
-				continue;
-			}
+		} else if (held_read(&own, fd) != 0) {
+			continue;
 		}
 		io.r = r;
 		atomic_fetch_add(&app.busy, 1);
 		if (atomic_load(&app.stopping)) {
 			handle_unavailable(&io, "shutting down");
 			res = HANDLE_DONE;
-		} else if (q != NULL) {
-			res = handle_routed(&io, &rc, rt);
 		} else {
-			res = handle(&io, &rc, rt);
+			if (q == NULL) /* else the loop read the route */
+				handle_route(&io, rt);
+			res = handle_routed(&io, &rc, rt);
 		}
 		if (res == HANDLE_HOLD) {
 			unsigned reqid;
