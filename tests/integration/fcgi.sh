@@ -261,6 +261,13 @@ ok $((r || $?)) "a poll's request in one write (read on the loop, answered by a 
 r=$?
 grep -q '^Status: 401' "$T/raw.bad"
 ok $((r || $?)) "a stream with a bad token, read on the loop: 401 from a worker"
+# Not FastCGI at all (HTTP written straight to the socket): the connection
+# is closed, and the next request is answered as before.
+curl -s --max-time 5 --unix-socket "$T/fcgi.sock" -o /dev/null http://x/api/v1/sse/notifications
+r=$?
+"$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 0 0 5 >"$T/raw.after"
+ok $(([ $r = 52 ] && grep -q '"notifications":\[' "$T/raw.after") && echo 0 || echo 1) \
+	"HTTP instead of FastCGI on the socket: closed without an answer (curl $r), the next poll answered"
 
 # --- Redis killed and restarted while streams are held ------------------------
 curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token rk 600)" >"$T/sserk" &
