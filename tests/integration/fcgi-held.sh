@@ -49,6 +49,12 @@ start_fcgi() {
 	return 1
 }
 pub() { HERALD_REDIS_URL=$REDIS_URL "$PUB" "$@"; }
+# pub_round R: {"round":R,"u":i} to each user u1..uUSERS, four publishers at a
+# time: USERS processes a round, about 0.1 s each under ASan, more on a
+# loaded machine
+pub_round() {
+	seq "$USERS" | HERALD_REDIS_URL=$REDIS_URL xargs -P 4 -I{} "$PUB" "u{}" "{\"round\":$1,\"u\":{}}" >/dev/null
+}
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 metric() { curl -s "$N/api/v1/notifications/metrics" | sed -n "s/^$1 \([0-9]*\).*/\1/p"; }
 health_field() { curl -s "$N/api/v1/notifications/health" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
@@ -112,7 +118,9 @@ until_eq "health_field streams" 0 50
 sleep 1.5 # the trim after the stalled test's streams
 fds0=$(nfds)
 rss0=$(rss_kb "$FCGI_PID")
-"$STREAMS" "$HTTP_PORT" "$T/tokens" "$NS" 2 300 >"$T/streams.out" 2>&1 &
+# 600 s: a safety net (two rounds of USERS publisher processes); it ends
+# once every stream has both
+"$STREAMS" "$HTTP_PORT" "$T/tokens" "$NS" 2 600 >"$T/streams.out" 2>&1 &
 CM=$!
 wait_for "$T/streams.out" ready 1200
 r=$?
@@ -138,7 +146,7 @@ is "$n200" 1000 "every poll answered 200 while $NS streams are held"
 
 # Round 1, then Redis killed and restarted, round 2.
 rss_p=$(rss_kb "$FCGI_PID")
-for i in $(seq $USERS); do pub "u$i" "{\"round\":1,\"u\":$i}" >/dev/null; done
+pub_round 1
 until_eq "metric herald_delivered_total" "$NS" 300
 rss_r1=$(rss_kb "$FCGI_PID")
 port=$REDIS_PORT
@@ -150,7 +158,7 @@ REDIS_PID=$!
 REDIS_PORT=$port
 until_eq "rcli PING" PONG 100
 # published as soon as Redis answers: before or after herald-fcgi resubscribes
-for i in $(seq $USERS); do pub "u$i" "{\"round\":2,\"u\":$i}" >/dev/null; done
+pub_round 2
 wait $CM
 ok $? "Redis killed and restarted under $NS streams: every stream got both rounds ($(tail -1 "$T/streams.out"))"
 diag "RSS after the polls $rss_p KiB, after round 1 $rss_r1 KiB, after round 2 $(rss_kb "$FCGI_PID") KiB"

@@ -37,7 +37,9 @@ start_redis || skip_all "cannot start redis-server"
 PER=${NODES_CLIENTS:-4}
 STEPS=${NODES_STEPS:-120}
 STEPS2=$((STEPS * 2))
-TMO=45 # replay_check's safety net, seconds
+TMO=180 # replay_check's safety net, seconds: it ends once it has 1..STEPS; publishing
+# spawns two herald-publish per step, 0.2 s a step under ASan alone, more on a
+# loaded machine (240 steps took over 45 s with cluster.sh beside it)
 
 SECRET=test-secret-$$
 RUN=$T/run

@@ -560,6 +560,9 @@ static void on_sse_event(void *ud, const char *type, const char *data, size_t le
 		got_reset(c);
 	} else if (strcmp(type, "cursor") == 0) {
 		got_cursor(c, last_id);
+	} else if (strcmp(type, "heartbeat") == 0) {
+		/* every `heartbeat` s, whatever else was sent (protocol.md, 11):
+		 * a replay that outlasts one sees it; not a notification */
 	} else if (strcmp(type, "notification") == 0 || strcmp(type, "message") == 0) {
 		got_env(c, data, len);
 	} else {
@@ -795,6 +798,20 @@ static int verdict(struct conn *c)
 	return c->failed;
 }
 
+static void conns_free(struct conn *cs, int nc)
+{
+	for (int i = 0; i < nc; i++) {
+		free(cs[i].path);
+		free(cs[i].seen);
+		buf_free(&cs[i].in);
+		buf_free(&cs[i].body);
+		buf_free(&cs[i].msg);
+		if (cs[i].sse_on)
+			sse_parser_free(&cs[i].sse);
+	}
+	free(cs);
+}
+
 static int stall(struct conn *cs, int nc)
 {
 	int closed = 0, i;
@@ -963,8 +980,12 @@ int main(int argc, char **argv)
 			die("calloc");
 		cs[i].maxn = opt_a - 1;
 	}
-	if (opt_stall)
-		return stall(cs, nc);
+	if (opt_stall) {
+		int rc = stall(cs, nc);
+
+		conns_free(cs, nc);
+		return rc;
+	}
 
 	t0 = now_ms();
 	deadline = t0 + opt_timeout_s * 1000;
@@ -1055,15 +1076,6 @@ int main(int argc, char **argv)
 	if (nc > 1)
 		printf("conns=%d ok=%d failed=%d notifications=%ld ms=%lld\n", nc, nc - failed,
 		       failed, total, now_ms() - t0);
-	for (int i = 0; i < nc; i++) {
-		free(cs[i].path);
-		free(cs[i].seen);
-		buf_free(&cs[i].in);
-		buf_free(&cs[i].body);
-		buf_free(&cs[i].msg);
-		if (cs[i].sse_on)
-			sse_parser_free(&cs[i].sse);
-	}
-	free(cs);
+	conns_free(cs, nc);
 	return failed ? 1 : 0;
 }
