@@ -70,6 +70,9 @@ struct held {
 	unsigned reqid;
 	int kind;                   /* ROUTE_SSE or ROUTE_POLL */
 	int attached;
+	int opened;                 /* the response began (held_open): until then
+				     * the hub's messages wait in its queue */
+	int woken;                  /* the hub woke it before it opened */
 	int ending;                 /* the end records are in the buffer */
 	atomic_int hub_closed;      /* 0 or the hub's enum hub_close_reason */
 	long long end_ms;           /* monotonic: lifetime, token expiry or poll wait */
@@ -604,6 +607,7 @@ static void ob_end(struct held *h)
 
 static void held_arm(struct held *h);
 static void held_start(struct held *h);
+static void held_open(struct held *h);
 static void admit_fail_open(struct held *h, const char *why);
 
 static void held_free(struct held *h)
@@ -744,14 +748,42 @@ static void held_disconnect(struct held *h, int why)
 	ob_end(h);
 }
 
+/* A stream's queued messages into its buffer, up to BATCH_BYTES. */
+static void sse_fill(struct held *h)
+{
+	while (h->olen < BATCH_BYTES) {
+		struct hub_msg *m = hub_pop(app.hub, &h->hc);
+		int erc;
+
+		if (m == NULL)
+			return;
+		erc = ob_event(h, m);
+		hub_msg_unref(m);
+		if (erc != 0) {
+			log_warn("SSE for %s: out of memory, ending the stream", h->user);
+			ob_end(h);
+			return;
+		}
+	}
+}
+
 /* Move the request on: write, take messages, end.  May free h. */
 static void held_pump(struct held *h)
 {
+	if (!h->opened && !h->ending) {
+		h->woken = 1; /* the revocation check is still out: held_open pumps */
+		return;
+	}
 	if (h->head_ms != 0) {
 		/* whatever is there goes now, the head too */
 		h->head_ms = 0;
 		held_arm(h);
 	}
+	/* Bytes waiting (the head, or a write that blocked) go out with what
+	 * the hub queued since, in one write: the head and the cursor event
+	 * reach nginx, and the client, together. */
+	if (h->kind == ROUTE_SSE && h->olen > 0 && !h->ending && atomic_load(&h->hub_closed) == 0)
+		sse_fill(h);
 	for (;;) {
 		int rc = held_flush(h);
 
@@ -791,21 +823,7 @@ static void held_pump(struct held *h)
 			ob_end(h);
 			continue;
 		}
-		while (h->olen < BATCH_BYTES) {
-			struct hub_msg *m = hub_pop(app.hub, &h->hc);
-			int erc;
-
-			if (m == NULL)
-				break;
-			erc = ob_event(h, m);
-			hub_msg_unref(m);
-			if (erc != 0) {
-				log_warn("SSE for %s: out of memory, ending the stream",
-					 h->user);
-				ob_end(h);
-				break;
-			}
-		}
+		sse_fill(h);
 		if (h->olen == 0)
 			return;
 	}
@@ -841,7 +859,7 @@ static void on_held_timer(evutil_socket_t fd, short what, void *arg)
 		sub_call_cancel(h->admit);
 		h->admit = NULL;
 		admit_fail_open(h, "no answer from Redis in time");
-		held_start(h);
+		held_open(h);
 		return;
 	}
 	if (h->stall_ms != 0 && now >= h->stall_ms) {
@@ -977,11 +995,14 @@ static void held_unavailable(struct held *h, const char *detail)
 	held_answer(h, &b);
 }
 
-/* Attach h to the hub and start its response.  May free h. */
+/*
+ * Attach h to the hub: its subscription (and, for a stream without a
+ * cursor, the read of the history's tail) starts now, while the revocation
+ * check is out; the response opens once both are through (held_open, from
+ * here or on_admit).  May free h.
+ */
 static void held_start(struct held *h)
 {
-	long long now = clock_mono_ms(), wall = clock_wall_ms();
-	char head[64];
 	int rc;
 
 	if (h->l->stopping) {
@@ -1003,6 +1024,17 @@ static void held_start(struct held *h)
 		return;
 	}
 	h->attached = 1;
+	if (h->admit == NULL)
+		held_open(h);
+}
+
+/* Start h's response: the SSE head, or the poll's wait.  May free h. */
+static void held_open(struct held *h)
+{
+	long long now = clock_mono_ms(), wall = clock_wall_ms();
+	char head[64];
+
+	h->opened = 1;
 	if (h->kind == ROUTE_SSE) {
 		long long end = now + app.conf.sse_max_lifetime * 1000;
 
@@ -1017,7 +1049,7 @@ static void held_start(struct held *h)
 		if (ob_stdout(h, reply_sse_head, strlen(reply_sse_head)) != 0 ||
 		    ob_stdout(h, head, strlen(head)) != 0) {
 			ob_end(h);
-		} else if (!h->has_since) {
+		} else if (!h->has_since && !h->woken) {
 			/* the hub wakes h with the cursor (HEAD_WAIT_MS) */
 			h->head_ms = now + HEAD_WAIT_MS;
 			held_arm(h);
@@ -1079,7 +1111,7 @@ static void on_admit(void *ud, const redisReply *r)
 		admit_fail_open(h, r == NULL ? "Redis connection lost"
 				   : r->type == REDIS_REPLY_ERROR ? r->str
 								  : "unexpected reply");
-	held_start(h);
+	held_open(h);
 }
 
 /*
@@ -1149,12 +1181,10 @@ static void hold_one(struct held_loop *l, struct handoff *ho)
 		l->held->prev = h;
 	l->held = h;
 	atomic_fetch_add(h->kind == ROUTE_SSE ? &l->n_streams : &l->n_polls, 1);
-	if (rt->revoke_on_loop) {
-		rc = admit_send(h);
-		if (rc == 0)
-			return;
+	/* the revocation check and the subscription go out together: one
+	 * round trip to Redis fewer before the stream opens */
+	if (rt->revoke_on_loop && (rc = admit_send(h)) != 0)
 		admit_fail_open(h, herr_str(rc));
-	}
 	held_start(h);
 }
 

@@ -160,6 +160,16 @@ is "$(curl -s -o "$T/c6" -w '%{http_code}' "http://$N/api/v1/sse/notifications?t
 	"SSE: the old token gets 401"
 grep -q '"detail":"revoked"' "$T/c6"
 ok $? 'the 401 says "detail":"revoked"'
+# herald-fcgi subscribes (and reads the history's tail) while the check is
+# out: none of it reaches a refused client
+! grep -q '^event:\|^id:\|^retry:' "$T/c6"
+ok $? "the 401 carries nothing of a stream (no head, cursor or event)"
+"$PUB" carol '{"before":1}' >/dev/null
+is "$(curl -s -o "$T/c6b" -w '%{http_code}' -H 'Last-Event-ID: 0-0' \
+	"http://$N/api/v1/sse/notifications?token=$OLD")" 401 \
+	"SSE with Last-Event-ID (a replay read while the check is out): still 401"
+! grep -q 'before' "$T/c6b"
+ok $? "... and the notification in the history does not leak into the 401"
 is "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OLD" "http://$N/api/v1/notifications/poll")" \
 	401 "poll: the old token gets 401"
 NEW=$(tok carol)
