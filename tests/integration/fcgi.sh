@@ -399,6 +399,54 @@ is "$(code "$POLL?token=$K2"),$(grep -c '^retry:' "$T/usr1.sse")" "200,1" \
 ! grep -q 'FCGX_Accept_r failed' "$T/fcgi.log" "$T/fcgi-file.log"
 ok $? "... and no accept failure is logged"
 
+# --- RS256 and ES256: a worker reads and checks each request ----------------------
+# (the loop reads only HMAC-checked requests: a public-key check costs tens of
+# microseconds, too long for the thread that writes every held stream)
+# pkey_token ALG KEY USER: a token signed with the private key KEY (PEM)
+pkey_token() {
+	local h p sig now
+	now=$(date +%s)
+	h=$(printf '{"alg":"%s","typ":"JWT"}' "$1" | b64url)
+	p=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$3" "$now" $((now + 600)) | b64url)
+	if [ "$1" = RS256 ]; then
+		sig=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$2" -binary | b64url)
+	else
+		# ECDSA's DER signature as JWS wants it: r and s, 32 bytes each
+		sig=$(printf '%s.%s' "$h" "$p" | openssl dgst -sha256 -sign "$2" -binary |
+			openssl asn1parse -inform DER | awk -F: '/INTEGER/ {
+				v = $NF; while (length(v) < 64) v = "0" v
+				printf "%s", substr(v, length(v) - 63) }' |
+			sed 's/../\\x&/g' | xargs -0 printf '%b' | b64url)
+	fi
+	printf '%s.%s.%s\n' "$h" "$p" "$sig"
+}
+for alg in RS256 ES256; do
+	if [ $alg = RS256 ]; then
+		openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/$alg.key" 2>/dev/null
+		openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/$alg.other" 2>/dev/null
+	else
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/$alg.key" 2>/dev/null
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$T/$alg.other" 2>/dev/null
+	fi
+	openssl pkey -in "$T/$alg.key" -pubout -out "$T/$alg.pub" 2>/dev/null
+	stop_fcgi
+	HERALD_JWT_SECRET= HERALD_JWT_ALG=$alg HERALD_JWT_KEY_FILE=$T/$alg.pub start_fcgi
+	PK=$(pkey_token $alg "$T/$alg.key" pk$alg)
+	curl -s -N --max-time 3 "$N/api/v1/sse/notifications?token=$PK" >"$T/pk.$alg" &
+	pk=$!
+	wait_for "$T/pk.$alg" '^event: cursor'
+	ok $? "$alg: an SSE stream opens (head and cursor) with a token the key signed"
+	pub pk$alg '{"alg":1}' >/dev/null
+	wait_for "$T/pk.$alg" '"alg":1'
+	ok $? "$alg: ... and delivers"
+	wait $pk 2>/dev/null
+	is "$(code "$POLL?token=$PK")" 200 "$alg: a poll with it: 200"
+	is "$(code "$N/api/v1/sse/notifications?token=$(pkey_token $alg "$T/$alg.other" pk$alg)")" 401 \
+		"$alg: a token signed by another key: 401"
+	is "$(code "$N/api/v1/sse/notifications?token=$(herald_token "$SECRET" pk$alg 600)")" 401 \
+		"$alg: an HS256 token: 401 (the algorithm is the server's, not the token's)"
+done
+
 # --- the cap on held requests: 503 with Retry-After past it -----------------------
 stop_fcgi
 HERALD_MAX_CONNECTIONS=2 start_fcgi
