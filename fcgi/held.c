@@ -105,6 +105,7 @@ struct idle {
 /* A connection with a request, for a worker; req NULL: not read yet. */
 struct qent {
 	int fd;
+	int partial;                /* unread and not whole: the read may wait */
 	struct held_req *req;
 };
 
@@ -159,7 +160,7 @@ static void wake_one(struct held_loop *l)
 	}
 }
 
-static int queue_push(struct held_loop *l, int fd, struct held_req *req)
+static int queue_push(struct held_loop *l, int fd, struct held_req *req, int partial)
 {
 	pthread_mutex_lock(&l->mu);
 	if (l->q_len == l->q_cap) {
@@ -177,7 +178,7 @@ static int queue_push(struct held_loop *l, int fd, struct held_req *req)
 		l->q_cap = cap;
 		l->q_head = 0;
 	}
-	l->q[(l->q_head + l->q_len) % l->q_cap] = (struct qent){fd, req};
+	l->q[(l->q_head + l->q_len) % l->q_cap] = (struct qent){fd, partial, req};
 	l->q_len++;
 	wake_one(l);
 	pthread_mutex_unlock(&l->mu);
@@ -191,11 +192,12 @@ void held_worker_start(struct held_loop *l)
 	pthread_mutex_unlock(&l->mu);
 }
 
-int held_next(struct held_loop *l, struct held_req **req)
+int held_next(struct held_loop *l, struct held_req **req, int *partial)
 {
 	int fd = -1;
 
 	*req = NULL;
+	*partial = 0;
 	pthread_mutex_lock(&l->mu);
 	while (l->q_len == 0 && !l->stopping) {
 		l->running--;
@@ -211,6 +213,7 @@ int held_next(struct held_loop *l, struct held_req **req)
 	if (l->q_len > 0) {
 		fd = l->q[l->q_head].fd;
 		*req = l->q[l->q_head].req;
+		*partial = l->q[l->q_head].partial;
 		l->q_head = (l->q_head + 1) % l->q_cap;
 		l->q_len--;
 		wake_one(l); /* more waiting, and a processor free */
@@ -316,12 +319,12 @@ static void hold_one(struct held_loop *l, struct handoff *ho);
 static void idle_watch(struct held_loop *l, int fd, int fresh);
 
 /*
- * Give fd to a worker with its request q (NULL: unread).  A connection
- * accepted here is non-blocking without timeouts (fresh): a worker reads
- * and writes with blocking calls, bounded so that a stuck peer never holds
- * it long.
+ * Give fd to a worker with its request q (NULL: unread; partial: not all of
+ * it has arrived).  A connection accepted here is non-blocking without
+ * timeouts (fresh): a worker reads and writes with blocking calls, bounded
+ * so that a stuck peer never holds it long.
  */
-static void to_worker(struct held_loop *l, int fd, int fresh, struct held_req *q)
+static void to_worker(struct held_loop *l, int fd, int fresh, struct held_req *q, int partial)
 {
 	static const struct timeval to = {SEND_TIMEOUT_S, 0};
 
@@ -329,7 +332,7 @@ static void to_worker(struct held_loop *l, int fd, int fresh, struct held_req *q
 		      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to) != 0 ||
 		      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to) != 0))
 		goto fail;
-	if (queue_push(l, fd, q) == 0)
+	if (queue_push(l, fd, q, partial) == 0)
 		return;
 fail:
 	if (q != NULL) {
@@ -376,7 +379,7 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
 
 	if (q == NULL || FCGX_InitRequest(&q->r, -1, 0) != 0) {
 		free(q);
-		to_worker(l, fd, fresh, NULL);
+		to_worker(l, fd, fresh, NULL, 0);
 		return;
 	}
 	if (held_read(&q->r, fd) != 0) {
@@ -394,7 +397,7 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
 		hold_one(l, &ho);
 		return;
 	}
-	to_worker(l, fd, fresh, q);
+	to_worker(l, fd, fresh, q, 0);
 }
 
 /*
@@ -411,28 +414,25 @@ static int loop_reads(int fresh)
 	return fresh && app.conf.jwt_alg <= CONF_ALG_HS512;
 }
 
-/* What to peek at a connection with bytes: the request, when the loop may
- * read it (fcgi_request_complete); else one byte tells it from a close. */
-static size_t peek_len(int loop_may_read)
-{
-	return loop_may_read ? PEEK_MAX : 1;
-}
-
 /*
  * Bytes arrived on fd (accepted, or idle between requests): a request that
  * is there whole, and that the loop may read (loop_reads, and not past the
  * first ACCEPT_READ of a burst), the loop reads; any other, a worker reads
- * (its libfcgi waits for whatever is still to come).  buf holds the n > 0
- * bytes a peek of peek_len(may_read) saw.  While stopping, a stream is
- * refused (hold_one) and a worker answers anything else 503.
+ * (its libfcgi waits for whatever is still to come: a request not yet whole
+ * goes as partial, and the worker reading it does not count as running, so
+ * a peer that hangs mid-request never keeps the queue from the others).
+ * buf holds the n > 0 bytes a peek (up to PEEK_MAX) saw.  While stopping, a
+ * stream is refused (hold_one) and a worker answers anything else 503.
  */
 static void request_arrived(struct held_loop *l, int fd, int fresh, int may_read,
 			    const unsigned char *buf, ssize_t n)
 {
-	if (may_read && fcgi_request_complete(buf, (size_t)n) == 1)
+	int whole = fcgi_request_complete(buf, (size_t)n);
+
+	if (may_read && whole == 1)
 		loop_read(l, fd, fresh);
 	else
-		to_worker(l, fd, fresh, NULL);
+		to_worker(l, fd, fresh, NULL, whole == 0);
 }
 
 static void on_idle(evutil_socket_t fd, short what, void *arg)
@@ -448,7 +448,7 @@ static void on_idle(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	may_read = loop_reads(i->fresh);
-	n = recv(fd, buf, peek_len(may_read), MSG_PEEK | MSG_DONTWAIT);
+	n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return; /* spurious: the event is persistent */
 	if (n <= 0) {
@@ -515,7 +515,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		/* nginx writes the request as soon as it connects: when it is
 		 * there already, no watch */
 		may_read = loop_reads(1) && k < ACCEPT_READ;
-		n = recv(fd, buf, peek_len(may_read), MSG_PEEK | MSG_DONTWAIT);
+		n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
 		if (n > 0)
 			request_arrived(l, fd, 1, may_read, buf, n);
 		else

@@ -13,7 +13,9 @@
  *     the queue the workers take from (held_next), first come first served;
  *     a request not yet whole goes to that queue unread;
  *   - held requests: SSE streams and long-polls waiting for a message.  The
- *     loop attaches them to the hub, writes their FastCGI records without
+ *     loop attaches them to the hub (while a stream's revocation check is
+ *     out on the same wake-up; the response opens once it passed), writes
+ *     their FastCGI records without
  *     blocking (heartbeats, the lifetime and token deadline, the poll's
  *     wait, all on the monotonic clock), drops a client that stops reading
  *     after SEND_TIMEOUT_S without progress, sees nginx close the
@@ -62,9 +64,11 @@ struct held_req {
  * its descriptor (blocking, SO_RCVTIMEO/SO_SNDTIMEO set), or -1 once
  * held_stop was called and the queue is empty.  *req is the request when
  * the loop has read it already (it arrived whole), else NULL: the worker
- * reads it with FCGX_Accept_r.
+ * reads it with FCGX_Accept_r.  *partial is 1 when that request had not
+ * arrived whole: its read may wait for the peer (up to SO_RCVTIMEO), so
+ * the worker reads it between held_worker_blocking(l, 1) and (l, 0).
  */
-int held_next(struct held_loop *l, struct held_req **req);
+int held_next(struct held_loop *l, struct held_req **req, int *partial);
 
 /*
  * Let libfcgi read the request on fd (its bytes there, or a blocking fd)

@@ -74,15 +74,23 @@ static void *worker_main(void *arg)
 		struct route rt_own, *rt = &rt_own;
 		FCGX_Request *r = &own;
 		struct io io;
-		int fd = held_next(app.loop, &q), res;
+		int partial, fd = held_next(app.loop, &q, &partial), res;
 
 		if (fd < 0)
 			break;
 		if (q != NULL) {
 			r = &q->r;
 			rt = &q->rt;
-		} else if (held_read(&own, fd) != 0) {
-			continue;
+		} else {
+			/* a peer still writing may keep it up to SO_RCVTIMEO:
+			 * another worker takes the queue meanwhile */
+			if (partial)
+				held_worker_blocking(app.loop, 1);
+			res = held_read(&own, fd);
+			if (partial)
+				held_worker_blocking(app.loop, 0);
+			if (res != 0)
+				continue;
 		}
 		io.r = r;
 		atomic_fetch_add(&app.busy, 1);

@@ -269,6 +269,25 @@ r=$?
 ok $(([ $r = 52 ] && grep -q '"notifications":\[' "$T/raw.after") && echo 0 || echo 1) \
 	"HTTP instead of FastCGI on the socket: closed without an answer (curl $r), the next poll answered"
 
+# Half a request, then silence (a peer that hangs mid-request): a worker waits
+# for the rest at most its 10 s receive timeout, then closes the connection;
+# the other workers answer meanwhile.
+for i in 1 2 3 4; do
+	"$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 40 13000 20 >/dev/null &
+	eval "half$i=\$!"
+done
+sleep 0.5
+# (5 s: well inside the 10 s the hanging peers could hold their workers)
+is "$(code --max-time 5 "$POLL?token=$TA")" 200 \
+	"while 4 peers hang mid-request: a poll through nginx is answered (not queued behind them)"
+curl -s -N --max-time 3 "$N/api/v1/sse/notifications?token=$(mint_token half 600)" >"$T/half.sse"
+grep -q '^event: cursor' "$T/half.sse"
+ok $? "... and a stream opens"
+hr=
+for i in 1 2 3 4; do eval "wait \$half$i"; hr="$hr$?"; done
+is "$hr" 2222 "the 4 hanging connections are closed by herald-fcgi before their 13 s pause ends (fcgi_raw exit 2)"
+is "$(code "$POLL?token=$TA")" 200 "... and polls are answered after"
+
 # --- Redis killed and restarted while streams are held ------------------------
 curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token rk 600)" >"$T/sserk" &
 CR=$!

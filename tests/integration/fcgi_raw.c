@@ -9,11 +9,13 @@
  * URI?QUERY, the empty PARAMS and the empty STDIN.  The first SPLIT bytes
  * go first (0: everything in one write), the rest PAUSE_MS later.  Prints
  * the response's STDOUT content as it arrives, until END_REQUEST (exit 0)
- * or SECONDS pass (exit 1), or the connection closes (exit 2).
+ * or SECONDS pass (exit 1), or the connection closes (exit 2, also when
+ * the server closed it during the pause).
  */
 #include "config.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
 	if (split > n)
 		split = n;
 
+	signal(SIGPIPE, SIG_IGN); /* a write after the server closed: exit 2 */
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", argv[1]);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
