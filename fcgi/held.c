@@ -779,10 +779,10 @@ static void held_pump(struct held *h)
 		h->head_ms = 0;
 		held_arm(h);
 	}
-	/* Bytes waiting (the head, or a write that blocked) go out with what
-	 * the hub queued since, in one write: the head and the cursor event
+	/* What the hub queued goes out with the bytes waiting (the head, or a
+	 * write that blocked), in one write: the head and the cursor event
 	 * reach nginx, and the client, together. */
-	if (h->kind == ROUTE_SSE && h->olen > 0 && !h->ending && atomic_load(&h->hub_closed) == 0)
+	if (h->kind == ROUTE_SSE && !h->ending && atomic_load(&h->hub_closed) == 0)
 		sse_fill(h);
 	for (;;) {
 		int rc = held_flush(h);
