@@ -47,7 +47,12 @@ static long io_read(const struct io *io, char *buf, size_t len)
 	return FCGX_GetStr(buf, len > INT_MAX ? INT_MAX : (int)len, io->r->in);
 }
 
-/* Write a built answer whole (a blocking write, bounded by SO_SNDTIMEO). */
+/*
+ * Write a built answer whole (blocking writes, bounded by SO_SNDTIMEO).
+ * libfcgi sends what its buffer holds when the request finishes, the end
+ * records with it: an answer that fits its 8 KiB goes in one write, which
+ * nginx reads at once, instead of one for the body and one for the end.
+ */
 static void io_send(const struct io *io, struct metrics_buf *b)
 {
 	if (b->err) {
@@ -60,8 +65,8 @@ static void io_send(const struct io *io, struct metrics_buf *b)
 	if (io->r == NULL) {
 		fwrite(b->data, 1, b->len, stdout);
 		fflush(stdout);
-	} else if (b->len <= INT_MAX && FCGX_PutStr(b->data, (int)b->len, io->r->out) >= 0) {
-		FCGX_FFlush(io->r->out);
+	} else if (b->len <= INT_MAX) {
+		FCGX_PutStr(b->data, (int)b->len, io->r->out);
 	}
 	metrics_buf_free(b);
 }
@@ -297,46 +302,64 @@ static int cluster_call_user(const char *user, cluster_fn fn, void *arg, char *e
 
 /* --- polling ---------------------------------------------------------------- */
 
+static int worker_run(redisContext **rcp, const char *key, size_t keylen, cluster_fn fn, void *arg,
+		      char *err, size_t errlen);
+static int revoke_verdict(const struct io *io, const struct route *rt, int rc, const char *err);
+
 struct poll_call {
 	const struct route *rt;
 	struct history_result *res;
+	int check;		/* the revocation check goes with the read */
+	int check_rc;		/* its verdict (revoke_check_reply) */
+	char check_err[256];	/* its reason when HERR_REDIS */
 };
 
+/* The history read, and with it in one round trip the revocation check. */
 static int poll_fn(redisContext *rc, void *arg, char *err, size_t errlen)
 {
-	const struct poll_call *p = arg;
+	struct poll_call *p = arg;
+	const struct route *rt = p->rt;
+	struct redis_cmd before = {0};
+	struct revoke_argv ra;
+	redisReply *first = NULL;
+	int rv;
 
-	return history_read(rc, &app.conf, p->rt->id.user, p->rt->has_since ? &p->rt->since : NULL,
-			    p->rt->limit, (size_t)app.conf.send_queue_max, p->res, err, errlen);
+	if (p->check) {
+		if (revoke_check_argv(&ra, app.conf.channel_prefix, &rt->id) < 0)
+			p->check_rc = herr_set(HERR_REDIS, p->check_err, sizeof p->check_err,
+					       "revocation check: bad key names");
+		else
+			before = (struct redis_cmd){ra.argc, ra.argv, ra.argvlen};
+	}
+	rv = history_read_after(rc, &before, &first, &app.conf, rt->id.user,
+				rt->has_since ? &rt->since : NULL, rt->limit,
+				(size_t)app.conf.send_queue_max, p->res, err, errlen);
+	if (before.argc > 0) {
+		p->check_rc = revoke_check_result(first, &ra, &rt->id, rc->errstr, p->check_err,
+						  sizeof p->check_err);
+		freeReplyObject(first);
+	}
+	return rv;
 }
 
-/* Read history; 0 with *res filled, or <0 after answering 503. */
+/*
+ * Read history (with the revocation check when rt->revoke_with_read and
+ * check); 0 with *res filled, or <0 after answering 401 (revoked) or 503.
+ */
 static int poll_read(const struct io *io, redisContext **rcp, const struct route *rt,
-		     struct history_result *res)
+		     struct history_result *res, int check)
 {
-	struct poll_call pc = {rt, res};
-	char err[256];
-	int rc, reused = *rcp != NULL;
+	struct poll_call pc = {.rt = rt, .res = res, .check = check && rt->revoke_with_read};
+	char err[256], key[REDIS_KEY_MAX];
+	int rc, kn;
 
-	if (app.conf.redis_cluster) {
-		rc = cluster_call_user(rt->id.user, poll_fn, &pc, err, sizeof err);
-		goto done;
+	kn = redis_channel(key, sizeof key, app.conf.channel_prefix, rt->id.user);
+	rc = kn < 0 ? herr_set(HERR_INVAL, err, sizeof err, "bad user or channel_prefix")
+		    : worker_run(rcp, key, (size_t)kn, poll_fn, &pc, err, sizeof err);
+	if (pc.check && pc.check_rc == AUTH_REVOKED) {
+		history_result_free(res);
+		return revoke_verdict(io, rt, pc.check_rc, pc.check_err);
 	}
-again:
-	if (*rcp == NULL && redis_connect(&app.raddr, REDIS_TIMEOUT_MS, rcp, err, sizeof err) != 0) {
-		log_warn("poll for %s: %s, answering 503", rt->id.user, err);
-		handle_unavailable(io, "redis");
-		return HERR_REDIS;
-	}
-	rc = poll_fn(*rcp, &pc, err, sizeof err);
-	if (rc != 0 && reused && (*rcp)->err != 0) {
-		/* a kept connection Redis closed (restart, timeout): one fresh try */
-		redisFree(*rcp);
-		*rcp = NULL;
-		reused = 0;
-		goto again;
-	}
-done:
 	if (rc != 0) {
 		log_warn("history_read(%s) failed: %s, answering 503", rt->id.user, err);
 		redisFree(*rcp);
@@ -344,6 +367,8 @@ done:
 		handle_unavailable(io, "redis");
 		return rc;
 	}
+	if (pc.check)
+		revoke_verdict(io, rt, pc.check_rc, pc.check_err);
 	return 0;
 }
 
@@ -379,7 +404,7 @@ static void cgi_poll_wait(const struct io *io, redisContext **rcp, const struct 
 		struct timespec ts = {1, 0};
 
 		nanosleep(&ts, NULL);
-		if (poll_read(io, rcp, rt, &res) != 0)
+		if (poll_read(io, rcp, rt, &res, 0) != 0)
 			return;
 		if (res.n > 0 || res.truncated || res.more || clock_mono_ms() >= deadline)
 			break;
@@ -393,7 +418,7 @@ static int do_poll(const struct io *io, redisContext **rcp, const struct route *
 {
 	struct history_result res = {0};
 
-	if (poll_read(io, rcp, rt, &res) != 0)
+	if (poll_read(io, rcp, rt, &res, 1) != 0)
 		return HANDLE_DONE;
 	if (res.n > 0 || res.truncated || res.more || rt->wait == 0) {
 		poll_send_result(io, rt, &res);
@@ -661,14 +686,38 @@ static void do_ticket(const struct io *io, redisContext **rcp, const struct rout
 }
 
 /*
+ * The verdict of a revocation check that returned rc (err: its reason):
+ * 0 to go on, or -1 after answering 401.  A check Redis cannot answer lets
+ * the request in (fail open: the control channel still closes it once
+ * Redis is back and a command comes).
+ */
+static int revoke_verdict(const struct io *io, const struct route *rt, int rc, const char *err)
+{
+	if (rc == AUTH_REVOKED) {
+		struct route e = {.status = 401, .error = "invalid_token", .kind = rt->kind};
+
+		snprintf(e.detail, sizeof e.detail, "%s", auth_reason(rc));
+		atomic_fetch_add(&app.n_revoked_refused, 1);
+		send_error(io, &e);
+		return -1;
+	}
+	if (rc != AUTH_OK) {
+		atomic_fetch_add(&app.n_revoke_check_errors, 1);
+		log_warn("revocation check for %s failed: %s; letting it in (fail open)",
+			 rt->id.user, err);
+	}
+	return 0;
+}
+
+/*
  * SSE and poll: redeem a ticket (the identity comes from it), then refuse a
  * revoked token.  0 to go on, or -1 after answering 401 (or 503).  A
- * ticket cannot be redeemed without Redis: refused like a bad token.  A
- * revocation check Redis cannot answer lets the request in (fail open: the
- * control channel still closes it once Redis is back and a command comes).
- * A stream's revocation check is the loop's (rt->revoke_on_loop): there it
- * is pipelined with the others on the subscriber's link instead of a
- * worker waiting for Redis for each one.
+ * ticket cannot be redeemed without Redis: refused like a bad token.
+ * The revocation check waits for no round trip of its own where it can
+ * go with another: a stream's is the loop's (rt->revoke_on_loop), pipelined
+ * with the others on the subscriber's link; a poll's goes in the same
+ * write as its history read (rt->revoke_with_read; not in cluster mode,
+ * where a redirect may come between the two).
  */
 static int admit(const struct io *io, redisContext **rcp, struct route *rt)
 {
@@ -695,23 +744,14 @@ static int admit(const struct io *io, redisContext **rcp, struct route *rt)
 		rt->revoke_on_loop = 1;
 		return 0;
 	}
+	if (rt->kind == ROUTE_POLL && !app.conf.redis_cluster) {
+		rt->revoke_with_read = 1;
+		return 0;
+	}
 	kn = revoke_nbf_key(key, sizeof key, app.conf.channel_prefix, rt->id.user);
 	rc = kn < 0 ? herr_set(HERR_REDIS, err, sizeof err, "revocation check: bad key names")
 		    : worker_run(rcp, key, (size_t)kn, revoke_fn, rt, err, sizeof err);
-	if (rc == AUTH_REVOKED) {
-		struct route e = {.status = 401, .error = "invalid_token", .kind = rt->kind};
-
-		snprintf(e.detail, sizeof e.detail, "%s", auth_reason(rc));
-		atomic_fetch_add(&app.n_revoked_refused, 1);
-		send_error(io, &e);
-		return -1;
-	}
-	if (rc != AUTH_OK) {
-		atomic_fetch_add(&app.n_revoke_check_errors, 1);
-		log_warn("revocation check for %s failed: %s; letting it in (fail open)",
-			 rt->id.user, err);
-	}
-	return 0;
+	return revoke_verdict(io, rt, rc, err);
 }
 
 /* --- one request --------------------------------------------------------------- */

@@ -61,6 +61,7 @@ struct route {
 	unsigned limit;         /* poll */
 	long wait;              /* poll: seconds */
 	int revoke_on_loop;     /* sse: the revocation check is left to the loop (held.c) */
+	int revoke_with_read;   /* poll: the check goes with the history read */
 	char user[AUTH_USER_MAX + 1]; /* publish: the target user */
 	long content_length;    /* publish */
 	/* publish: the Idempotency-Key header without its optional quotes, ""

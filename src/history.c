@@ -112,19 +112,64 @@ int history_read(redisContext *rc, const struct conf *c, const char *user,
 		 const struct cursor *since, unsigned limit, size_t max_bytes,
 		 struct history_result *out, char *err, size_t errlen)
 {
+	const struct redis_cmd none = {0};
+
+	return history_read_after(rc, &none, NULL, c, user, since, limit, max_bytes, out, err,
+				  errlen);
+}
+
+/* The link is out of step or gone: say why, and make sure it is not reused. */
+static int link_broken(redisContext *rc, char *err, size_t errlen)
+{
+	if (rc->err == 0) {
+		rc->err = REDIS_ERR_OOM;
+		snprintf(rc->errstr, sizeof rc->errstr, "out of memory");
+	}
+	return herr_set(HERR_REDIS, err, errlen, "redis: %s", rc->errstr);
+}
+
+int history_read_after(redisContext *rc, const struct redis_cmd *before, redisReply **first,
+		       const struct conf *c, const char *user, const struct cursor *since,
+		       unsigned limit, size_t max_bytes, struct history_result *out, char *err,
+		       size_t errlen)
+{
 	struct history_argv h;
 	redisReply *reply;
+	void *r;
 	int rv;
 
 	memset(out, 0, sizeof *out);
+	if (first != NULL)
+		*first = NULL;
 	if (history_argv(&h, c, user, since, limit, max_bytes) != 0)
 		return herr_set(HERR_INVAL, err, errlen,
 			    "history: bad user, channel_prefix or limit (1..%d)",
 			    HISTORY_LIMIT_MAX);
-	reply = redis_eval_sync(rc, &redis_script_history, 1, 3, h.argv + 3, h.argvlen + 3, err,
-				errlen);
-	if (reply == NULL)
-		return HERR_REDIS;
+	/* Both commands in one write, both replies from one read when they fit. */
+	if (before->argc > 0 &&
+	    redisAppendCommandArgv(rc, before->argc, before->argv, before->argvlen) != REDIS_OK)
+		return link_broken(rc, err, errlen);
+	if (redisAppendCommandArgv(rc, h.argc, h.argv, h.argvlen) != REDIS_OK)
+		return link_broken(rc, err, errlen);
+	if (before->argc > 0) {
+		if (redisGetReply(rc, &r) != REDIS_OK)
+			return link_broken(rc, err, errlen);
+		if (first != NULL)
+			*first = r;
+		else
+			freeReplyObject(r);
+	}
+	if (redisGetReply(rc, &r) != REDIS_OK)
+		return link_broken(rc, err, errlen);
+	reply = r;
+	if (redis_reply_is_noscript(reply)) {
+		/* Redis restarted or flushed its scripts: load it, read again. */
+		freeReplyObject(reply);
+		reply = redis_eval_sync(rc, &redis_script_history, 1, 3, h.argv + 3,
+					h.argvlen + 3, err, errlen);
+		if (reply == NULL)
+			return HERR_REDIS;
+	}
 	rv = history_parse_reply(reply, out, err, errlen);
 	if (rv != 0) {
 		freeReplyObject(reply);

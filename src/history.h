@@ -98,4 +98,17 @@ int history_read(redisContext *rc, const struct conf *c, const char *user,
 		 const struct cursor *since, unsigned limit, size_t max_bytes,
 		 struct history_result *out, char *err, size_t errlen);
 
+/*
+ * history_read with the command `before` sent ahead of it in the same write,
+ * so that both cost one round trip (a poll's revocation check).  *first
+ * (when first is not NULL) gets that command's reply, or NULL when none
+ * came; the caller frees it.  A script Redis no longer holds (NOSCRIPT,
+ * after a restart) is loaded and the read sent again.  Results as
+ * history_read's; the history read fails whenever *first is NULL.
+ */
+int history_read_after(redisContext *rc, const struct redis_cmd *before, redisReply **first,
+		       const struct conf *c, const char *user, const struct cursor *since,
+		       unsigned limit, size_t max_bytes, struct history_result *out, char *err,
+		       size_t errlen);
+
 #endif

@@ -192,6 +192,13 @@ int redis_get_cluster(void);
  */
 int redis_channel_user(const char *channel, size_t len, const char *prefix, char *user);
 
+/* One command's argv, borrowed (argc 0: none). */
+struct redis_cmd {
+	int argc;
+	const char **argv;
+	const size_t *argvlen;
+};
+
 /* A Lua script and its SHA1 (computed locally, so EVALSHA needs no LOAD first). */
 struct redis_script {
 	const char *name;

@@ -187,6 +187,19 @@ int revoke_check_reply(const redisReply *r, const struct auth_identity *id)
 	return AUTH_OK;
 }
 
+int revoke_check_result(const redisReply *r, const struct revoke_argv *ra,
+			const struct auth_identity *id, const char *errstr, char *err, size_t errlen)
+{
+	int res = revoke_check_reply(r, id);
+
+	if (res == HERR_REDIS)
+		herr_set(HERR_REDIS, err, errlen, "MGET %s: %s", ra->keys[0],
+			 r != NULL ? (r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply")
+			 : errstr != NULL && errstr[0] != '\0' ? errstr
+								 : "no reply");
+	return res;
+}
+
 int revoke_check_sync(redisContext *rc, const char *prefix, const struct auth_identity *id,
 		      char *err, size_t errlen)
 {
@@ -197,13 +210,7 @@ int revoke_check_sync(redisContext *rc, const char *prefix, const struct auth_id
 	if (revoke_check_argv(&ra, prefix, id) < 0)
 		return herr_set(HERR_REDIS, err, errlen, "revocation check: bad key names");
 	r = redisCommandArgv(rc, ra.argc, ra.argv, ra.argvlen);
-	if (r == NULL)
-		return herr_set(HERR_REDIS, err, errlen, "MGET %s: %s", ra.keys[0],
-				rc->errstr[0] != '\0' ? rc->errstr : "no reply");
-	res = revoke_check_reply(r, id);
-	if (res == HERR_REDIS)
-		herr_set(HERR_REDIS, err, errlen, "MGET %s: %s", ra.keys[0],
-			 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+	res = revoke_check_result(r, &ra, id, rc->errstr, err, errlen);
 	freeReplyObject(r);
 	return res;
 }

@@ -89,6 +89,11 @@ struct revoke_argv {
 int revoke_check_argv(struct revoke_argv *ra, const char *prefix, const struct auth_identity *id);
 int revoke_check_reply(const redisReply *r, const struct auth_identity *id);
 
+/* revoke_check_reply, with the reason in err for HERR_REDIS: the error
+ * reply, or errstr (the link's error) when r is NULL. */
+int revoke_check_result(const redisReply *r, const struct revoke_argv *ra,
+			const struct auth_identity *id, const char *errstr, char *err, size_t errlen);
+
 /*
  * The same check on a blocking connection.  AUTH_OK, AUTH_REVOKED, or
  * HERR_REDIS with the reason in err (the connection may then be unusable:

@@ -586,6 +586,63 @@ START_TEST(history_read_down)
 }
 END_TEST
 
+/* A command sent ahead of the read, in the same round trip (a poll's
+ * revocation check): its reply comes back, in order, also when the read
+ * meets NOSCRIPT and sends itself again, and on a broken link neither does. */
+START_TEST(history_read_after_pipelined)
+{
+	redisContext *rc = conn();
+	struct redis_fixture down;
+	struct cursor ids[3];
+	struct history_result hr;
+	struct conf c;
+	char err[256];
+	const char *argv[] = {"MGET", "after:a", "after:b"};
+	const struct redis_cmd before = {3, argv, NULL};
+	redisReply *first, *r;
+
+	conf_defaults(&c);
+	publish_n(rc, &c, "after", 3, ids);
+	r = cmd(rc, "SET after:b 42", NULL);
+	freeReplyObject(r);
+	for (int flush = 0; flush < 2; flush++) {
+		if (flush) {
+			r = cmd(rc, "SCRIPT FLUSH", NULL);
+			freeReplyObject(r);
+		}
+		ck_assert_msg(history_read_after(rc, &before, &first, &c, "after", &ids[0], 10, 0,
+						 &hr, err, sizeof err) == 0,
+			      "%s", err);
+		ck_assert_ptr_nonnull(first);
+		ck_assert_int_eq(first->type, REDIS_REPLY_ARRAY);
+		ck_assert_uint_eq(first->elements, 2);
+		ck_assert_int_eq(first->element[0]->type, REDIS_REPLY_NIL);
+		ck_assert_str_eq(first->element[1]->str, "42");
+		freeReplyObject(first);
+		ck_assert_uint_eq(hr.n, 2);
+		ck_assert_int_eq(cursor_cmp(&hr.entries[0].id, &ids[1]), 0);
+		ck_assert_int_eq(cursor_cmp(&hr.entries[1].id, &ids[2]), 0);
+		history_result_free(&hr);
+	}
+	/* the link is still in step: a plain command gets its own reply */
+	ck_assert_int_eq(cmd_int(rc, "DEL %s", "after:b"), 1);
+
+	ck_assert_int_eq(fixture_redis_start(&down), 0);
+	redisFree(rc);
+	rc = connect_url(down.url);
+	fixture_redis_kill(&down);
+	ck_assert_int_eq(history_read_after(rc, &before, &first, &c, "after", NULL, 10, 0, &hr, err,
+					    sizeof err),
+			 HERR_REDIS);
+	ck_assert_ptr_null(first);
+	ck_assert_int_ne(rc->err, 0);
+	history_result_free(&hr);
+	redisFree(rc);
+	fixture_redis_destroy(&down);
+	conf_free(&c);
+}
+END_TEST
+
 START_TEST(batch_one_invalid)
 {
 	redisContext *rc = conn();
@@ -972,6 +1029,7 @@ static Suite *publish_suite(void)
 	tcase_add_test(tc, history_missing_stream);
 	tcase_add_test(tc, history_bad_input);
 	tcase_add_test(tc, history_read_down);
+	tcase_add_test(tc, history_read_after_pipelined);
 	suite_add_tcase(s, tc);
 	return s;
 }
