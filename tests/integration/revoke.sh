@@ -172,6 +172,12 @@ is "$(curl -s -o "$T/c6b" -w '%{http_code}' -H 'Last-Event-ID: 0-0' \
 ok $? "... and the notification in the history does not leak into the 401"
 is "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OLD" "http://$N/api/v1/notifications/poll")" \
 	401 "poll: the old token gets 401"
+# a poll's check goes to Redis in one write with its history read
+is "$(curl -s -o "$T/c6c" -w '%{http_code}' -H "Authorization: Bearer $OLD" \
+	"http://$N/api/v1/notifications/poll?since=0-0")" 401 \
+	"poll with since=0-0 (the check and the history read in one round trip): still 401"
+! grep -q 'before' "$T/c6c"
+ok $? "... and the history read with it does not leak into the 401"
 NEW=$(tok carol)
 "$CLI" -n 1 -t 5 "127.0.0.1:$WS2_PORT" "$(wspath "$NEW")" >"$T/c7" &
 c7=$!
@@ -217,6 +223,10 @@ grep -q "^close 4401 revoked" "$T/d4"
 ok $? "the revoked jti is refused at connect"
 is "$(curl -s -o /dev/null -w '%{http_code}' "http://$N/api/v1/sse/notifications?token=$J1")" 401 \
 	"SSE: the revoked jti gets 401"
+is "$(curl -s -o /dev/null -w '%{http_code}' "http://$N/api/v1/notifications/poll?token=$J1")" 401 \
+	"poll: the revoked jti gets 401"
+is "$(curl -s -o /dev/null -w '%{http_code}' "http://$N/api/v1/notifications/poll?token=$J2")" 200 \
+	"poll: the other jti gets 200"
 kill $d2 2>/dev/null
 wait $d1 $d2 $d3 2>/dev/null
 
