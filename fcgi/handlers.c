@@ -53,6 +53,15 @@ static long io_read(const struct io *io, char *buf, size_t len)
  * records with it: an answer that fits its 8 KiB goes in one write, which
  * nginx reads at once, instead of one for the body and one for the end.
  */
+void io_blocking(const struct io *io)
+{
+	if (io->nonblocking == NULL || !*io->nonblocking || io->r == NULL || io->r->ipcFd < 0)
+		return;
+	if (held_fd_blocking(io->r->ipcFd) != 0)
+		log_warn("a worker's connection: cannot make it blocking: %s", strerror(errno));
+	*io->nonblocking = 0;
+}
+
 static void io_send(const struct io *io, struct metrics_buf *b)
 {
 	if (b->err) {
@@ -66,6 +75,7 @@ static void io_send(const struct io *io, struct metrics_buf *b)
 		fwrite(b->data, 1, b->len, stdout);
 		fflush(stdout);
 	} else if (b->len <= INT_MAX) {
+		io_blocking(io);
 		FCGX_PutStr(b->data, (int)b->len, io->r->out);
 	}
 	metrics_buf_free(b);

@@ -16,7 +16,14 @@
 /* Where an answer goes: libfcgi's request, or stdio under CGI (r NULL). */
 struct io {
 	FCGX_Request *r;
+	/* non-zero while r's connection is non-blocking without timeouts
+	 * (HELD_NONBLOCKING): io_blocking changes that before a write; NULL
+	 * for a request the loop answers, or CGI */
+	int *nonblocking;
 };
+
+/* Make io's connection blocking (with timeouts) if it is not yet. */
+void io_blocking(const struct io *io);
 
 enum handle_result {
 	HANDLE_DONE = 0, /* answered */

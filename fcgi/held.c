@@ -105,7 +105,7 @@ struct idle {
 /* A connection with a request, for a worker; req NULL: not read yet. */
 struct qent {
 	int fd;
-	int partial;                /* unread and not whole: the read may wait */
+	unsigned flags;             /* HELD_PARTIAL, HELD_NONBLOCKING */
 	struct held_req *req;
 };
 
@@ -160,7 +160,7 @@ static void wake_one(struct held_loop *l)
 	}
 }
 
-static int queue_push(struct held_loop *l, int fd, struct held_req *req, int partial)
+static int queue_push(struct held_loop *l, int fd, struct held_req *req, unsigned flags)
 {
 	pthread_mutex_lock(&l->mu);
 	if (l->q_len == l->q_cap) {
@@ -178,7 +178,7 @@ static int queue_push(struct held_loop *l, int fd, struct held_req *req, int par
 		l->q_cap = cap;
 		l->q_head = 0;
 	}
-	l->q[(l->q_head + l->q_len) % l->q_cap] = (struct qent){fd, partial, req};
+	l->q[(l->q_head + l->q_len) % l->q_cap] = (struct qent){fd, flags, req};
 	l->q_len++;
 	wake_one(l);
 	pthread_mutex_unlock(&l->mu);
@@ -192,12 +192,12 @@ void held_worker_start(struct held_loop *l)
 	pthread_mutex_unlock(&l->mu);
 }
 
-int held_next(struct held_loop *l, struct held_req **req, int *partial)
+int held_next(struct held_loop *l, struct held_req **req, unsigned *flags)
 {
 	int fd = -1;
 
 	*req = NULL;
-	*partial = 0;
+	*flags = 0;
 	pthread_mutex_lock(&l->mu);
 	while (l->q_len == 0 && !l->stopping) {
 		l->running--;
@@ -213,7 +213,7 @@ int held_next(struct held_loop *l, struct held_req **req, int *partial)
 	if (l->q_len > 0) {
 		fd = l->q[l->q_head].fd;
 		*req = l->q[l->q_head].req;
-		*partial = l->q[l->q_head].partial;
+		*flags = l->q[l->q_head].flags;
 		l->q_head = (l->q_head + 1) % l->q_cap;
 		l->q_len--;
 		wake_one(l); /* more waiting, and a processor free */
@@ -261,7 +261,8 @@ void held_keep(struct held_loop *l, int fd)
 	event_active(l->in_ev, EV_READ, 1);
 }
 
-void held_hold(struct held_loop *l, int fd, unsigned reqid, const struct route *rt)
+void held_hold(struct held_loop *l, int fd, int nonblocking, unsigned reqid,
+	       const struct route *rt)
 {
 	struct handoff *h = malloc(sizeof *h);
 
@@ -272,7 +273,7 @@ void held_hold(struct held_loop *l, int fd, unsigned reqid, const struct route *
 		return;
 	}
 	h->fd = fd;
-	h->nonblocking = 0;
+	h->nonblocking = nonblocking;
 	h->reqid = reqid;
 	h->rt = *rt;
 	pthread_mutex_lock(&l->mu);
@@ -318,21 +319,36 @@ static void idle_free(struct idle *i, int close_fd)
 static void hold_one(struct held_loop *l, struct handoff *ho);
 static void idle_watch(struct held_loop *l, int fd, int fresh);
 
+int held_fd_blocking(int fd)
+{
+	static const struct timeval to = {SEND_TIMEOUT_S, 0};
+
+	if (fcntl(fd, F_SETFL, 0) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to) != 0)
+		return -1;
+	return 0;
+}
+
 /*
  * Give fd to a worker with its request q (NULL: unread; partial: not all of
  * it has arrived).  A connection accepted here is non-blocking without
  * timeouts (fresh): a worker reads and writes with blocking calls, bounded
- * so that a stuck peer never holds it long.
+ * so that a stuck peer never holds it long.  A fresh one whose request is
+ * there whole goes as it is (HELD_NONBLOCKING): the worker's read takes
+ * what is there, and the worker makes it blocking only when it writes an
+ * answer; a stream it holds comes back without the four calls there and
+ * back (fcntl, two setsockopt, fcntl), half the streams of a burst.
  */
 static void to_worker(struct held_loop *l, int fd, int fresh, struct held_req *q, int partial)
 {
-	static const struct timeval to = {SEND_TIMEOUT_S, 0};
+	unsigned flags = partial ? HELD_PARTIAL : 0;
 
-	if (fresh && (fcntl(fd, F_SETFL, 0) != 0 ||
-		      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &to, sizeof to) != 0 ||
-		      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &to, sizeof to) != 0))
+	if (fresh && !partial)
+		flags |= HELD_NONBLOCKING;
+	else if (fresh && held_fd_blocking(fd) != 0)
 		goto fail;
-	if (queue_push(l, fd, q, partial) == 0)
+	if (queue_push(l, fd, q, flags) == 0)
 		return;
 fail:
 	if (q != NULL) {
@@ -388,6 +404,7 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
 		return;
 	}
 	io.r = &q->r;
+	io.nonblocking = NULL; /* the loop writes nothing that does not fit */
 	handle_route(&io, &q->rt);
 	if (handle_on_loop(&q->rt) && handle_routed(&io, NULL, &q->rt) == HANDLE_HOLD) {
 		struct handoff ho = {.rt = q->rt, .nonblocking = fresh};
@@ -943,31 +960,31 @@ static void hub_close(struct hub_conn *hc, int reason)
 
 static const struct hub_conn_ops held_ops = {hub_wake, hub_close};
 
-/* Answer a request the loop cannot hold and close it. */
+/*
+ * Answer a request the loop cannot hold and close it.  One send that does
+ * not wait: a 503 is small, and the connection's send buffer is empty (its
+ * request has just been read), so it fits; a peer that could not take it
+ * loses only the answer, never the loop's time.
+ */
 static void refuse(struct held_loop *l, int fd, unsigned reqid, const char *detail)
 {
 	struct metrics_buf b;
-	unsigned char end[FCGI_END_LEN];
-	int flags = fcntl(fd, F_GETFL);
 
-	/* blocking (SO_SNDTIMEO bounds it): a 503 is small */
-	if (flags >= 0 && (flags & O_NONBLOCK))
-		fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
 	metrics_buf_init(&b);
 	reply_unavailable(&b, detail);
 	atomic_fetch_add(&app.n_errors, 1);
 	if (!b.err) {
-		unsigned char *rec = malloc(fcgi_stdout_size(b.len));
+		unsigned char *rec = malloc(fcgi_stdout_size(b.len) + FCGI_END_LEN);
 
 		if (rec != NULL) {
 			size_t n = fcgi_stdout_put(rec, reqid, b.data, b.len);
 
-			(void)!send(fd, rec, n, MSG_NOSIGNAL);
+			n += fcgi_end_put(rec + n, reqid, 0);
+			(void)!send(fd, rec, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 			free(rec);
 		}
 	}
 	metrics_buf_free(&b);
-	(void)!send(fd, end, fcgi_end_put(end, reqid, 0), MSG_NOSIGNAL);
 	close(fd);
 	(void)l;
 }

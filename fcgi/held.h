@@ -61,14 +61,23 @@ struct held_req {
 
 /*
  * Workers.  held_next blocks until a connection has a request and returns
- * its descriptor (blocking, SO_RCVTIMEO/SO_SNDTIMEO set), or -1 once
- * held_stop was called and the queue is empty.  *req is the request when
- * the loop has read it already (it arrived whole), else NULL: the worker
- * reads it with FCGX_Accept_r.  *partial is 1 when that request had not
- * arrived whole: its read may wait for the peer (up to SO_RCVTIMEO), so
- * the worker reads it between held_worker_blocking(l, 1) and (l, 0).
+ * its descriptor, or -1 once held_stop was called and the queue is empty.
+ * *req is the request when the loop has read it already (it arrived
+ * whole), else NULL: the worker reads it with FCGX_Accept_r.  *flags:
+ * HELD_PARTIAL when that request had not arrived whole: its read may wait
+ * for the peer (up to SO_RCVTIMEO), so the worker reads it between
+ * held_worker_blocking(l, 1) and (l, 0).  HELD_NONBLOCKING when the
+ * descriptor is as accepted (O_NONBLOCK, no timeouts) with its request
+ * there whole: the worker calls held_fd_blocking before it writes (an
+ * answer, or held_keep), or holds it with held_hold(.., 1, ..).  Without
+ * it the descriptor is blocking with SO_RCVTIMEO/SO_SNDTIMEO set.
  */
-int held_next(struct held_loop *l, struct held_req **req, int *partial);
+#define HELD_PARTIAL 1u
+#define HELD_NONBLOCKING 2u
+int held_next(struct held_loop *l, struct held_req **req, unsigned *flags);
+
+/* Make fd blocking with the send and receive timeouts: 0, or -1 (errno). */
+int held_fd_blocking(int fd);
 
 /*
  * Let libfcgi read the request on fd (its bytes there, or a blocking fd)
@@ -95,16 +104,19 @@ int held_release(FCGX_Request *r, unsigned *reqid);
 void held_worker_start(struct held_loop *l);
 void held_worker_blocking(struct held_loop *l, int blocking);
 
-/* The worker is done with fd and the connection stays open: watch it. */
+/* The worker is done with fd (blocking) and the connection stays open:
+ * watch it. */
 void held_keep(struct held_loop *l, int fd);
 
 /*
  * Hand a request to hold (rt->kind ROUTE_SSE, or ROUTE_POLL with wait > 0)
  * to the loop, with its connection (libfcgi's request already freed with
- * the descriptor kept, the request body read) and FastCGI request id.  The
- * loop answers it, ends it and closes fd.
+ * the descriptor kept, the request body read; nonblocking: fd is in
+ * O_NONBLOCK already) and FastCGI request id.  The loop answers it, ends
+ * it and closes fd.
  */
-void held_hold(struct held_loop *l, int fd, unsigned reqid, const struct route *rt);
+void held_hold(struct held_loop *l, int fd, int nonblocking, unsigned reqid,
+	       const struct route *rt);
 
 /*
  * Main thread, at shutdown: stop accepting, close idle connections, end

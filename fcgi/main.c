@@ -74,10 +74,13 @@ static void *worker_main(void *arg)
 		struct route rt_own, *rt = &rt_own;
 		FCGX_Request *r = &own;
 		struct io io;
-		int partial, fd = held_next(app.loop, &q, &partial), res;
+		unsigned flags;
+		int fd = held_next(app.loop, &q, &flags), res, partial, nonblocking;
 
 		if (fd < 0)
 			break;
+		partial = (flags & HELD_PARTIAL) != 0;
+		nonblocking = (flags & HELD_NONBLOCKING) != 0;
 		if (q != NULL) {
 			r = &q->r;
 			rt = &q->rt;
@@ -93,6 +96,7 @@ static void *worker_main(void *arg)
 				continue;
 		}
 		io.r = r;
+		io.nonblocking = &nonblocking;
 		atomic_fetch_add(&app.busy, 1);
 		if (atomic_load(&app.stopping)) {
 			handle_unavailable(&io, "shutting down");
@@ -106,8 +110,9 @@ static void *worker_main(void *arg)
 			unsigned reqid;
 
 			fd = held_release(r, &reqid);
-			held_hold(app.loop, fd, reqid, rt);
+			held_hold(app.loop, fd, nonblocking, reqid, rt);
 		} else {
+			io_blocking(&io); /* the end records, then kept alive */
 			FCGX_Finish_r(r);
 			if (r->ipcFd >= 0) {
 				fd = r->ipcFd;
