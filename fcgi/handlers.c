@@ -47,12 +47,6 @@ static long io_read(const struct io *io, char *buf, size_t len)
 	return FCGX_GetStr(buf, len > INT_MAX ? INT_MAX : (int)len, io->r->in);
 }
 
-/*
- * Write a built answer whole (blocking writes, bounded by SO_SNDTIMEO).
- * libfcgi sends what its buffer holds when the request finishes, the end
- * records with it: an answer that fits its 8 KiB goes in one write, which
- * nginx reads at once, instead of one for the body and one for the end.
- */
 void io_blocking(const struct io *io)
 {
 	if (io->nonblocking == NULL || !*io->nonblocking || io->r == NULL || io->r->ipcFd < 0)
@@ -62,6 +56,12 @@ void io_blocking(const struct io *io)
 	*io->nonblocking = 0;
 }
 
+/*
+ * Write a built answer whole (blocking writes, bounded by SO_SNDTIMEO).
+ * libfcgi sends what its buffer holds when the request finishes, the end
+ * records with it: an answer that fits its 8 KiB goes in one write, which
+ * nginx reads at once, instead of one for the body and one for the end.
+ */
 static void io_send(const struct io *io, struct metrics_buf *b)
 {
 	if (b->err) {
