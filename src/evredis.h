@@ -37,11 +37,15 @@ struct evredis {
 	int freed;             /* hiredis freed ac during the flush */
 };
 
+/* Free e and its events (any of them may be NULL: a failed attach). */
 static inline void evredis_free(struct evredis *e)
 {
-	event_free(e->rd);
-	event_free(e->wr);
-	event_free(e->flush);
+	if (e->rd != NULL)
+		event_free(e->rd);
+	if (e->wr != NULL)
+		event_free(e->wr);
+	if (e->flush != NULL)
+		event_free(e->flush);
 	free(e);
 }
 
@@ -125,13 +129,7 @@ static inline int evredis_attach(redisAsyncContext *ac, struct event_base *base)
 	e->flush = event_new(base, -1, 0, evredis_write, e);
 	if (e->rd == NULL || e->wr == NULL || e->flush == NULL || event_add(e->rd, NULL) < 0 ||
 	    event_add(e->wr, NULL) < 0) {
-		if (e->rd != NULL)
-			event_free(e->rd);
-		if (e->wr != NULL)
-			event_free(e->wr);
-		if (e->flush != NULL)
-			event_free(e->flush);
-		free(e);
+		evredis_free(e);
 		return -1;
 	}
 	ac->ev.data = e;

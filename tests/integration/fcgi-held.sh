@@ -49,16 +49,13 @@ start_fcgi() {
 	return 1
 }
 pub() { HERALD_REDIS_URL=$REDIS_URL "$PUB" "$@"; }
-# pub_round R: {"round":R,"u":i} to each user u1..uUSERS, four publishers at a
-# time: USERS processes a round, about 0.1 s each under ASan, more on a
-# loaded machine
-pub_round() {
-	seq "$USERS" | HERALD_REDIS_URL=$REDIS_URL xargs -P 4 -I{} "$PUB" "u{}" "{\"round\":$1,\"u\":{}}" >/dev/null
-}
+# pub_round R: {"round":R,"u":i} to each user u1..uUSERS (USERS processes a
+# round, about 0.1 s each under ASan, more on a loaded machine)
+pub_round() { publish_many "$PUB" "$USERS" "u{}" "{\"round\":$1,\"u\":{}}"; }
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 metric() { curl -s "$N/api/v1/notifications/metrics" | sed -n "s/^$1 \([0-9]*\).*/\1/p"; }
-health_field() { curl -s "$N/api/v1/notifications/health" | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
-nfds() { find "/proc/$FCGI_PID/fd" -mindepth 1 2>/dev/null | wc -l; }
+health_field() { health_num "$N/api/v1/notifications/health" "$1"; }
+nfds() { nfds_of "$FCGI_PID"; }
 # wait_for FILE PATTERN [TRIES of 0.1 s]
 wait_for() {
 	for _i in $(seq "${3:-100}"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done

@@ -321,7 +321,7 @@ is "$bad" 0 "after the restart every poll is answered (acceptors reconnect)"
 for i in $(seq 100); do mint_token "m$i" 3600; done >"$T/tokens"
 threads0=$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)
 rss0=$(rss_kb "$FCGI_PID")
-nfds() { find "/proc/$FCGI_PID/fd" -mindepth 1 2>/dev/null | wc -l; }
+nfds() { nfds_of "$FCGI_PID"; }
 fds0=$(nfds)
 "$B/tests/integration/fcgi_streams" "$HTTP_PORT" "$T/tokens" 1000 1 60 >"$T/streams.out" 2>&1 &
 CM=$!
@@ -337,9 +337,9 @@ t0=$(date +%s%N)
 is "$(code "$POLL?token=$TA")" 200 "a poll is answered while they are held"
 ms=$((($(date +%s%N) - t0) / 1000000))
 diag "poll took $ms ms with 1,000 streams held; RSS $(awk '/^VmRSS:/{print $2, $3}' /proc/$FCGI_PID/status)"
-# four publishers at a time: one after the other, 100 of them under ASan on
-# a loaded machine outlasted the streams' 30 s lifetime (708 of 1,000 got it)
-seq 100 | HERALD_REDIS_URL=$REDIS_URL xargs -P 4 -I{} "$PUB" "m{}" '{"m":{}}' >/dev/null
+# (one after the other, 100 publishers under ASan on a loaded machine
+# outlasted the streams' 30 s lifetime: 708 of 1,000 got theirs)
+publish_many "$PUB" 100 "m{}" '{"m":{}}'
 wait $CM
 ok $? "all 1,000 streams received their message ($(tail -1 "$T/streams.out"))"
 for _i in $(seq 100); do
@@ -350,7 +350,7 @@ is "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" "$threads0" "threads 
 # nginx keeps FastCGI connections alive (upstream keepalive, 128 per
 # worker): health counts them (idle_connections); the rest must be back.
 # The loop sees each stream's end (EPOLLRDHUP) in its own time: wait for it.
-idle_conns() { curl -s "$N/api/v1/notifications/health" | sed -n 's/.*"idle_connections":\([0-9]*\).*/\1/p'; }
+idle_conns() { health_num "$N/api/v1/notifications/health" idle_connections; }
 busy_fds() { echo $(($(nfds) - $(idle_conns))); }
 for _i in $(seq 100); do
 	[ "$(busy_fds)" -le $((fds0 + 16)) ] && break

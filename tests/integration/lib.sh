@@ -113,6 +113,17 @@ lib_init() {
 . "$(dirname "$0")/../../scripts/net.sh"
 
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# nfds_of PID: how many descriptors PID has open
+nfds_of() { find "/proc/$1/fd" -mindepth 1 2>/dev/null | wc -l; }
+# health_num URL FIELD: an integer field of the health document at URL
+health_num() { curl -s "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
+# publish_many PUB N USER PAYLOAD: PAYLOAD to users USER, with {} in both
+# standing for 1..N, four publisher processes (PUB, herald-publish) at a
+# time: one after the other, hundreds of them outlast a stream's lifetime
+# under ASan on a loaded machine
+publish_many() {
+	seq "$2" | HERALD_REDIS_URL=$REDIS_URL xargs -P 4 -I{} "$1" "$3" "$4" >/dev/null
+}
 
 # mem_checks_for BINARY [WRAP]: memory figures mean nothing under
 # AddressSanitizer (its quarantine holds freed memory) or valgrind (WRAP

@@ -134,9 +134,7 @@ ws_conns() {
 	curl -s --unix-socket "$T/run/ws.sock" http://x/api/v1/notifications/metrics |
 		sed -n 's/^herald_ws_connections \([0-9]*\).*/\1/p'
 }
-fcgi_streams() {
-	curl -s "http://$NG/api/v1/notifications/health" | sed -n 's/.*"streams":\([0-9]*\).*/\1/p'
-}
+fcgi_streams() { health_num "http://$NG/api/v1/notifications/health" streams; }
 # first_kept USER: n of the oldest entry the history still keeps
 first_kept() {
 	rcli XRANGE "notifications:$1:history" - + COUNT 1 | grep -o '"n":[0-9]*' | head -1 | cut -d: -f2
