@@ -251,6 +251,25 @@ ok $? "every process still runs"
 # The loop pipelines the check on the subscriber's link; no answer within
 # its 2 s deadline lets the stream in, as a failed check does.
 fm() { curl -s "http://$N/api/v1/notifications/metrics" | sed -n "s/^$1 //p"; }
+
+# --- a poll's check that Redis refuses while its history read is answered --------
+# The check goes to Redis in the same write as the read: an error reply to
+# the MGET alone lets the poll in (fail open) and costs it none of its answer.
+"$PUB" ivy '{"acl":1}' >/dev/null
+ea=$(fm herald_fcgi_revocation_check_errors_total)
+rcli ACL SETUSER default -mget >/dev/null
+is "$(curl -s -o "$T/i1" -w '%{http_code}' "http://$N/api/v1/notifications/poll?token=$(tok ivy)&since=0-0")" \
+	200 "MGET refused by Redis (ACL), the history read answered: the poll gets 200 (fail open)"
+rcli ACL SETUSER default +mget >/dev/null
+grep -q '"acl":1' "$T/i1"
+ok $? "... with the history the read brought"
+is "$(fm herald_fcgi_revocation_check_errors_total)" $((${ea:-0} + 1)) \
+	"... and herald_fcgi_revocation_check_errors_total counts it"
+grep -q "revocation check for ivy failed: MGET .*NOPERM" "$T/fcgi.log"
+ok $? "... with the reason in herald-fcgi's log: $(grep -o 'revocation check for ivy failed: [^;]*' "$T/fcgi.log" | head -1)"
+is "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $OLD" "http://$N/api/v1/notifications/poll")" \
+	401 "MGET allowed again: the revoked token's poll gets 401 (the links stayed in step)"
+
 e0=$(fm herald_fcgi_revocation_check_errors_total)
 kill -STOP "$REDIS_PID"
 curl -s -N --max-time 5 -o "$T/g1" "http://$N/api/v1/sse/notifications?token=$(tok gina)"
