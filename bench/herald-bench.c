@@ -2343,6 +2343,17 @@ static void reconnect_finish(const struct conn *c)
 		B.r.unrecovered++;
 }
 
+/*
+ * --reconnect: the run does not end while the publisher is down (a job
+ * retries until Redis is back), up to --drain s past --duration, so a
+ * failure late in a short run still shows whether publishing came back.
+ */
+static int pub_still_down(uint64_t now)
+{
+	return O.reconnect && B.pub_down &&
+	       now - B.t_phase < sec_ns(O.duration) + sec_ns(O.drain);
+}
+
 static void child_finish(void)
 {
 	if (O.reconnect && B.pub_down)
@@ -2468,7 +2479,7 @@ static int child_main(int idx, int ctrl_in, int ctrl_out)
 				poll_due(now);
 			if (B.rc_owner && !B.rc_started && now - B.t_phase >= sec_ns(O.replay_at))
 				replay_open(now);
-			if (now - B.t_phase >= sec_ns(O.duration)) {
+			if (now - B.t_phase >= sec_ns(O.duration) && !pub_still_down(now)) {
 				B.r.run_ns = now - B.t_phase;
 				{
 					int64_t st = steal_now_ms();
@@ -2899,7 +2910,8 @@ static void usage(FILE *f)
 	      "first failure any process saw to the last of: a dropped client ready again,\n"
 	      "the publisher acknowledged again, a message slower than --late arrived; -1\n"
 	      "when a client or the publisher never came back), unrecovered (clients) and\n"
-	      "pub_unrecovered (publishers); sent is then what Redis\n"
+	      "pub_unrecovered (publishers); a run whose publisher is down at --duration\n"
+	      "goes on until it is back, for at most --drain s more; sent is then what Redis\n"
 	      "acknowledged, and lost counts acknowledged messages a client never got.\n"
 	      "Exit status 0, 1 when a connection failed, a message was lost or\n"
 	      "duplicated, a client did not come back (--reconnect), or a replay did not\n"
@@ -3510,7 +3522,8 @@ int main(int argc, char **argv)
 		got[i] = 0;
 		ready[i] = done[i] = 0;
 	}
-	deadline = t0 + sec_ns(O.connect_timeout + O.settle + O.duration + O.drain + 30);
+	/* --drain twice: a --reconnect run may go on for it (pub_still_down) */
+	deadline = t0 + sec_ns(O.connect_timeout + O.settle + O.duration + 2 * O.drain + 30);
 	while (ndone < O.procs) {
 		struct pollfd pf[PROCS_MAX];
 		int idx[PROCS_MAX], np = 0;
