@@ -6,10 +6,12 @@
  *   main.c      the command line, configuration, signals (the main thread
  *               waits in sigwait()), start-up and shutdown.
  *   held.c      the event loop thread (libevent, shared with the Redis
- *               subscriber): it owns the listening socket, every idle
- *               kept-alive FastCGI connection, and every held request (SSE
- *               streams, long-polls waiting for a message), whose FastCGI
- *               records it writes itself without blocking.  A request that
+ *               subscriber): it owns the listening socket and every held
+ *               request (SSE streams, long-polls waiting for a message),
+ *               whose FastCGI records it writes itself without blocking.
+ *               Its idle thread owns every FastCGI connection nginx keeps
+ *               alive between requests, in an epoll set of its own:
+ *               neither a worker nor the loop wakes for one.  A request that
  *               has arrived whole on a new connection (nginx opens one
  *               per SSE stream) it lets libfcgi read (no read can block
  *               then) and routes, token check included: an SSE stream it

@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -44,8 +46,12 @@
 
 /* Messages are written in batches of about this size. */
 #define BATCH_BYTES (64 * 1024)
-/* An idle connection nginx forgot is closed after this long. */
-#define IDLE_TIMEOUT_S 300
+/* The idle thread looks for connections idle fcgi_idle_timeout (nginx
+ * forgot them) a quarter of it apart, within these bounds. */
+#define IDLE_SWEEP_MIN_MS 250
+#define IDLE_SWEEP_MAX_MS 5000
+/* Idle connections taken from their epoll set per wake-up of its thread. */
+#define IDLE_BATCH 64
 /* Connections accepted per wake-up of the listener, so others get a turn;
  * the loop reads the requests of the first ACCEPT_READ itself, the rest go
  * to the workers unread (a burst of new streams then drains from the
@@ -93,12 +99,29 @@ struct held {
 	struct event rev, wev, tev;
 };
 
-/* A connection between requests. */
+/*
+ * A connection kept alive between requests: in the idle thread's epoll set
+ * (idle_ep), armed once (EPOLLONESHOT).  Its request disarms it, so it
+ * leaves no watch to delete when it goes to a worker; the worker that
+ * answered re-arms it itself (EPOLL_CTL_MOD), without waking the loop: one
+ * call per poll instead of a hand-over to the loop, its wake-up, a delete
+ * and an add.  A descriptor closed anywhere (by libfcgi in a worker, too)
+ * leaves the set by itself, and a disarmed one never reports.  Only the
+ * idle thread frees one while it runs; the list is under idle_mu.
+ */
 struct idle {
 	struct held_loop *l;
-	struct idle *prev, *next;
+	struct idle *prev, *next;   /* newest first */
 	int fd;
-	int fresh;                  /* accepted, not yet set up for a worker */
+	long long since_us;         /* idle since (monotonic) */
+};
+
+/* A new connection whose request has not arrived yet: the loop watches it
+ * (nginx writes it at once: the loop reads it there and then). */
+struct fresh {
+	struct held_loop *l;
+	struct fresh *prev, *next;
+	int fd;
 	struct event ev;
 };
 
@@ -126,7 +149,14 @@ struct held_loop {
 	struct event *stop_ev;
 	struct event *trim_ev;      /* gives freed memory back once nothing is held */
 	struct held *held;         /* loop thread only */
-	struct idle *idle;         /* loop thread only */
+	struct fresh *fresh;       /* loop thread only */
+	pthread_mutex_t idle_mu;   /* guards the idle list and idle_closed */
+	struct idle *idle, *idle_tail; /* newest first */
+	int idle_closed;           /* stopping: no connection waits any more */
+	int idle_ep;               /* the idle thread's epoll set (struct idle) */
+	int idle_wake;             /* eventfd in idle_ep: held_stop */
+	pthread_t idle_thread;
+	int idle_started;
 
 	pthread_mutex_t mu;        /* guards what follows */
 	pthread_cond_t cond;       /* workers wait for the queue */
@@ -137,8 +167,6 @@ struct held_loop {
 	 * requests is taken by the awake workers one after the other instead
 	 * of waking a sleeping one per request (held_next). */
 	int running, sleeping, tokens, cpus;
-	int *keep;                 /* kept-alive descriptors from workers */
-	size_t keep_len, keep_cap;
 	struct handoff *hand;      /* held requests from workers */
 	int stopping;
 
@@ -236,29 +264,11 @@ void held_worker_blocking(struct held_loop *l, int blocking)
 	pthread_mutex_unlock(&l->mu);
 }
 
+static void idle_watch(struct held_loop *l, int fd);
+
 void held_keep(struct held_loop *l, int fd)
 {
-	pthread_mutex_lock(&l->mu);
-	if (l->stopping) {
-		pthread_mutex_unlock(&l->mu);
-		close(fd);
-		return;
-	}
-	if (l->keep_len == l->keep_cap) {
-		size_t cap = l->keep_cap ? l->keep_cap * 2 : 64;
-		int *k = realloc(l->keep, cap * sizeof *k);
-
-		if (k == NULL) {
-			pthread_mutex_unlock(&l->mu);
-			close(fd); /* nginx opens another */
-			return;
-		}
-		l->keep = k;
-		l->keep_cap = cap;
-	}
-	l->keep[l->keep_len++] = fd;
-	pthread_mutex_unlock(&l->mu);
-	event_active(l->in_ev, EV_READ, 1);
+	idle_watch(l, fd);
 }
 
 void held_hold(struct held_loop *l, int fd, int nonblocking, unsigned reqid,
@@ -299,25 +309,51 @@ void held_get_stats(struct held_loop *l, struct held_stats *st)
 
 /* --- idle connections --------------------------------------------------------- */
 
-static void idle_free(struct idle *i, int close_fd)
+/* i leaves the list.  l->idle_mu held. */
+static void idle_unlink(struct idle *i)
 {
 	struct held_loop *l = i->l;
 
-	event_del(&i->ev);
 	if (i->prev != NULL)
 		i->prev->next = i->next;
 	else
 		l->idle = i->next;
 	if (i->next != NULL)
 		i->next->prev = i->prev;
+	else
+		l->idle_tail = i->prev;
+	atomic_fetch_sub(&l->n_idle, 1);
+}
+
+/* i leaves the list; close_fd: and its connection ends (which takes it out
+ * of idle_ep), else a worker takes it (its watch is disarmed). */
+static void idle_free(struct idle *i, int close_fd)
+{
+	struct held_loop *l = i->l;
+
+	pthread_mutex_lock(&l->idle_mu);
+	idle_unlink(i);
+	pthread_mutex_unlock(&l->idle_mu);
 	if (close_fd)
 		close(i->fd);
-	atomic_fetch_sub(&l->n_idle, 1);
 	free(i);
 }
 
+/* Arm i's watch: MOD for a descriptor idle_ep knows (a worker's kept-alive
+ * connection), ADD for a new one; each falls back to the other. */
+static int idle_arm(struct idle *i, int known)
+{
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = i};
+	int ep = i->l->idle_ep;
+
+	if (epoll_ctl(ep, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, i->fd, &ev) == 0)
+		return 0;
+	if (errno != (known ? ENOENT : EEXIST))
+		return -1;
+	return epoll_ctl(ep, known ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, i->fd, &ev);
+}
+
 static void hold_one(struct held_loop *l, struct handoff *ho);
-static void idle_watch(struct held_loop *l, int fd, int fresh);
 
 int held_fd_blocking(int fd)
 {
@@ -452,48 +488,111 @@ static void request_arrived(struct held_loop *l, int fd, int fresh, int may_read
 		to_worker(l, fd, fresh, NULL, whole == 0);
 }
 
-static void on_idle(evutil_socket_t fd, short what, void *arg)
+/*
+ * Idle thread: i's watch reported (and is disarmed): its request, for the
+ * workers to read, or nginx closed it.
+ */
+static void idle_ready(struct idle *i)
 {
-	struct idle *i = arg;
-	struct held_loop *l;
+	struct held_loop *l = i->l;
 	unsigned char buf[PEEK_MAX];
-	ssize_t n;
-	int fresh, may_read;
+	int fd = i->fd;
+	ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
 
-	if (what & EV_TIMEOUT) {
-		idle_free(i, 1);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		if (idle_arm(i, 1) != 0)
+			idle_free(i, 1); /* spurious: watch again */
 		return;
 	}
-	may_read = loop_reads(i->fresh);
-	n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return; /* spurious: the event is persistent */
 	if (n <= 0) {
 		idle_free(i, 1); /* nginx closed it */
 		return;
 	}
-	l = i->l;
-	fresh = i->fresh;
 	idle_free(i, 0);
-	request_arrived(l, fd, fresh, may_read, buf, n);
+	request_arrived(l, fd, 0, 0, buf, n);
 }
 
-/* Watch fd for its (next) request: fresh, just accepted; else a worker's,
- * kept alive. */
-static void idle_watch(struct held_loop *l, int fd, int fresh)
+/* Idle thread: close the connections idle fcgi_idle_timeout (nginx forgot
+ * them), or all of them (stopping). */
+static void idle_sweep(struct held_loop *l, int all)
 {
-	struct idle *i;
-	struct timeval tv = {IDLE_TIMEOUT_S, 0};
+	long long old = clock_mono_us() - (long long)app.conf.fcgi_idle_timeout * 1000000;
+	struct idle *gone = NULL;
 
-	if (l->stopping || (i = malloc(sizeof *i)) == NULL) {
-		close(fd);
+	pthread_mutex_lock(&l->idle_mu);
+	if (all)
+		l->idle_closed = 1;
+	for (struct idle *i = l->idle_tail, *prev; i != NULL && (all || i->since_us <= old);
+	     i = prev) {
+		prev = i->prev;
+		idle_unlink(i);
+		i->next = gone;
+		gone = i;
+	}
+	pthread_mutex_unlock(&l->idle_mu);
+	for (struct idle *i = gone, *next; i != NULL; i = next) {
+		next = i->next;
+		close(i->fd);
+		free(i);
+	}
+}
+
+/*
+ * The idle thread: waits for the next request on every connection between
+ * requests and queues it for a worker, so neither a worker nor the loop
+ * wakes for a connection with nothing to read.
+ */
+static void *idle_main(void *arg)
+{
+	struct held_loop *l = arg;
+	struct epoll_event evs[IDLE_BATCH];
+	long long swept = clock_mono_us();
+	long period_ms = app.conf.fcgi_idle_timeout * 1000 / 4;
+
+	if (period_ms < IDLE_SWEEP_MIN_MS)
+		period_ms = IDLE_SWEEP_MIN_MS;
+	if (period_ms > IDLE_SWEEP_MAX_MS)
+		period_ms = IDLE_SWEEP_MAX_MS;
+	for (;;) {
+		int n = epoll_wait(l->idle_ep, evs, IDLE_BATCH, (int)period_ms);
+		int stop = 0;
+
+		/* each is disarmed: handling one cannot free another's struct */
+		for (int k = 0; k < n; k++) {
+			if (evs[k].data.ptr == NULL)
+				stop = 1; /* idle_wake: held_stop */
+			else
+				idle_ready(evs[k].data.ptr);
+		}
+		if (stop || (n < 0 && errno != EINTR)) {
+			idle_sweep(l, 1);
+			return NULL;
+		}
+		if (clock_mono_us() - swept >= (long long)period_ms * 1000) {
+			idle_sweep(l, 0);
+			swept = clock_mono_us();
+		}
+	}
+}
+
+/* Any thread (a worker's held_keep, mostly): fd, kept alive, waits for its
+ * next request in the idle thread. */
+static void idle_watch(struct held_loop *l, int fd)
+{
+	struct idle *i = malloc(sizeof *i);
+
+	if (i == NULL) {
+		close(fd); /* nginx opens another */
 		return;
 	}
 	i->l = l;
 	i->fd = fd;
-	i->fresh = fresh;
-	event_assign(&i->ev, l->base, fd, EV_READ | EV_PERSIST, on_idle, i);
-	if (event_add(&i->ev, &tv) != 0) {
+	i->since_us = clock_mono_us();
+	/* armed under the lock: the idle thread, stopping, closes every
+	 * connection in the list, and none may be armed after that */
+	pthread_mutex_lock(&l->idle_mu);
+	if (l->idle_closed || idle_arm(i, 1) != 0) {
+		pthread_mutex_unlock(&l->idle_mu);
 		close(fd);
 		free(i);
 		return;
@@ -502,7 +601,83 @@ static void idle_watch(struct held_loop *l, int fd, int fresh)
 	i->next = l->idle;
 	if (l->idle != NULL)
 		l->idle->prev = i;
+	else
+		l->idle_tail = i;
 	l->idle = i;
+	atomic_fetch_add(&l->n_idle, 1);
+	pthread_mutex_unlock(&l->idle_mu);
+}
+
+static void fresh_free(struct fresh *f, int close_fd)
+{
+	struct held_loop *l = f->l;
+
+	event_del(&f->ev);
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		l->fresh = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+	if (close_fd)
+		close(f->fd);
+	atomic_fetch_sub(&l->n_idle, 1);
+	free(f);
+}
+
+static void fresh_close_all(struct held_loop *l)
+{
+	for (struct fresh *f = l->fresh, *next; f != NULL; f = next) {
+		next = f->next;
+		fresh_free(f, 1);
+	}
+}
+
+static void on_fresh(evutil_socket_t fd, short what, void *arg)
+{
+	struct fresh *f = arg;
+	struct held_loop *l = f->l;
+	unsigned char buf[PEEK_MAX];
+	ssize_t n;
+
+	if (what & EV_TIMEOUT) {
+		fresh_free(f, 1);
+		return;
+	}
+	n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return; /* spurious: the event is persistent */
+	if (n <= 0) {
+		fresh_free(f, 1); /* nginx closed it */
+		return;
+	}
+	fresh_free(f, 0);
+	request_arrived(l, fd, 1, loop_reads(1), buf, n);
+}
+
+/* Watch a new connection for its request. */
+static void fresh_watch(struct held_loop *l, int fd)
+{
+	struct fresh *f;
+	struct timeval tv = {app.conf.fcgi_idle_timeout, 0};
+
+	if (l->stopping || (f = malloc(sizeof *f)) == NULL) {
+		close(fd);
+		return;
+	}
+	f->l = l;
+	f->fd = fd;
+	event_assign(&f->ev, l->base, fd, EV_READ | EV_PERSIST, on_fresh, f);
+	if (event_add(&f->ev, &tv) != 0) {
+		close(fd);
+		free(f);
+		return;
+	}
+	f->prev = NULL;
+	f->next = l->fresh;
+	if (l->fresh != NULL)
+		l->fresh->prev = f;
+	l->fresh = f;
 	atomic_fetch_add(&l->n_idle, 1);
 }
 
@@ -536,7 +711,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (n > 0)
 			request_arrived(l, fd, 1, may_read, buf, n);
 		else
-			idle_watch(l, fd, 1);
+			fresh_watch(l, fd);
 	}
 }
 
@@ -1205,27 +1380,18 @@ static void hold_one(struct held_loop *l, struct handoff *ho)
 	held_start(h);
 }
 
-/* Workers handed over kept-alive connections or requests to hold. */
+/* Workers handed over requests to hold. */
 static void on_input(evutil_socket_t fd, short what, void *arg)
 {
 	struct held_loop *l = arg;
 	struct handoff *hand, *next, *rev = NULL;
-	int *keep;
-	size_t nkeep;
 
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&l->mu);
 	hand = l->hand;
 	l->hand = NULL;
-	keep = l->keep;
-	nkeep = l->keep_len;
-	l->keep = NULL;
-	l->keep_len = l->keep_cap = 0;
 	pthread_mutex_unlock(&l->mu);
-	for (size_t i = 0; i < nkeep; i++)
-		idle_watch(l, keep[i], 0);
-	free(keep);
 	/* in arrival order */
 	for (; hand != NULL; hand = next) {
 		next = hand->next;
@@ -1239,14 +1405,6 @@ static void on_input(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void idle_close_all(struct held_loop *l)
-{
-	for (struct idle *i = l->idle, *next; i != NULL; i = next) {
-		next = i->next;
-		idle_free(i, 1);
-	}
-}
-
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
 	struct held_loop *l = arg;
@@ -1255,7 +1413,7 @@ static void on_stop(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	event_del(l->lev);
 	event_del(l->lpause);
-	idle_close_all(l);
+	fresh_close_all(l); /* the idle thread closes the others */
 	on_input(-1, 0, l); /* hold_one refuses what came in meanwhile */
 }
 
@@ -1284,8 +1442,10 @@ int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd
 	if (l == NULL)
 		return HERR_NOMEM;
 	l->base = base;
+	l->idle_ep = l->idle_wake = -1;
 	l->listen_fd = listen_fd;
 	pthread_mutex_init(&l->mu, NULL);
+	pthread_mutex_init(&l->idle_mu, NULL);
 	pthread_cond_init(&l->cond, NULL);
 	l->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (l->cpus < 1)
@@ -1305,8 +1465,30 @@ int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd
 		held_loop_free(l);
 		return HERR_NOMEM;
 	}
+	l->idle_ep = epoll_create1(EPOLL_CLOEXEC);
+	l->idle_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->idle_ep < 0 || l->idle_wake < 0 ||
+	    epoll_ctl(l->idle_ep, EPOLL_CTL_ADD, l->idle_wake,
+		      &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) != 0) {
+		held_loop_free(l);
+		return HERR_IO;
+	}
+	if (pthread_create(&l->idle_thread, NULL, idle_main, l) != 0) {
+		held_loop_free(l);
+		return HERR_NOMEM;
+	}
+	l->idle_started = 1;
 	*out = l;
 	return 0;
+}
+
+/* The idle thread closes every idle connection and ends. */
+static void idle_stop(struct held_loop *l)
+{
+	uint64_t one = 1;
+
+	if (l->idle_wake >= 0 && write(l->idle_wake, &one, sizeof one) < 0)
+		log_warn("cannot wake the idle thread: %s", strerror(errno));
 }
 
 void held_stop(struct held_loop *l, int timeout_ms)
@@ -1315,6 +1497,7 @@ void held_stop(struct held_loop *l, int timeout_ms)
 	l->stopping = 1;
 	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->mu);
+	idle_stop(l);
 	event_active(l->stop_ev, EV_READ, 1);
 	/* streams end and polls answer through the hub's close callbacks */
 	hub_close_all(app.hub);
@@ -1333,7 +1516,12 @@ void held_loop_free(struct held_loop *l)
 		next = h->next;
 		held_free(h);
 	}
-	idle_close_all(l);
+	if (l->idle_started) {
+		idle_stop(l); /* start-up failed: held_stop was not called */
+		pthread_join(l->idle_thread, NULL);
+	}
+	idle_sweep(l, 1);
+	fresh_close_all(l);
 	on_input(-1, 0, l);
 	pthread_mutex_lock(&l->mu);
 	while (l->q_len > 0) {
@@ -1359,7 +1547,12 @@ void held_loop_free(struct held_loop *l)
 		event_free(l->stop_ev);
 	if (l->trim_ev != NULL)
 		event_free(l->trim_ev);
+	if (l->idle_ep >= 0)
+		close(l->idle_ep);
+	if (l->idle_wake >= 0)
+		close(l->idle_wake);
 	pthread_cond_destroy(&l->cond);
+	pthread_mutex_destroy(&l->idle_mu);
 	pthread_mutex_destroy(&l->mu);
 	free(l);
 }

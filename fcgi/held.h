@@ -3,10 +3,8 @@
  *
  * The loop thread (the libevent base it is given, which the Redis
  * subscriber shares) owns:
- *   - the listening socket: it accepts without blocking;
- *   - idle connections: new ones and kept-alive ones between requests.  An
- *     idle connection costs a descriptor and a small watch, never a worker.
- *     When a request arrives on it whole (fcgi_request_complete over a
+ *   - the listening socket: it accepts without blocking.  When a new
+ *     connection's request is there whole (fcgi_request_complete over a
  *     peek), the loop lets libfcgi read it (the reads find every byte
  *     there, so they do not block) and reads its route: an SSE stream it
  *     holds at once (handle_on_loop), anything else goes with its route to
@@ -20,6 +18,17 @@
  *     wait, all on the monotonic clock), drops a client that stops reading
  *     after SEND_TIMEOUT_S without progress, sees nginx close the
  *     connection at once, and ends them all on shutdown.
+ *
+ * The loop also watches a new connection whose request has not arrived
+ * at the accept (nginx writes it at once), and reads it there and then.
+ *
+ * The idle thread owns kept-alive connections between requests, in its own
+ * epoll set, each armed for one report: one costs a descriptor and 40
+ * bytes, never a worker, and the loop never wakes for it.  When a request
+ * arrives the idle thread queues the connection for a worker unread (a
+ * poll: the workers read in parallel); the worker that answered re-arms
+ * the connection itself (held_keep).  It closes a connection idle
+ * fcgi_idle_timeout, and every one on shutdown.
  *
  * Workers call held_next, held_keep and held_hold; the main thread
  * held_stop; any thread held_get_stats.  Everything else runs on the loop

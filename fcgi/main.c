@@ -4,7 +4,7 @@
  *
  * This file: the command line, configuration, signals, the threads'
  * start and the shutdown.  app.h says which thread owns what: the event
- * loop (held.c) holds idle connections and held requests, `threads`
+ * loop (held.c) holds held requests and its idle thread idle connections, `threads`
  * workers answer requests (handlers.c), the main thread waits in
  * sigwait(): TERM/INT end every stream and exit 0, HUP reopens the log and
  * reloads the JWT key, USR1 reopens the log.

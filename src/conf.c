@@ -92,6 +92,7 @@ static const struct key keys[] = {
     {"sse_max_lifetime", K_DUR, F(sse_max_lifetime), 1, 7 * DAY},
     {"poll_interval", K_DUR, F(poll_interval), 1, DAY},
     {"poll_wait_max", K_DUR, F(poll_wait_max), 0, 3600},
+    {"fcgi_idle_timeout", K_DUR, F(fcgi_idle_timeout), 1, DAY},
     {"ws_ping_interval", K_DUR, F(ws_ping_interval), 1, 3600},
     {"ws_pong_timeout", K_DUR, F(ws_pong_timeout), 1, 3600},
     {"max_connections", K_INT, F(max_connections), 0, 100000000},
@@ -657,6 +658,7 @@ int conf_init(struct conf *c)
 	c->sse_max_lifetime = 3600;
 	c->poll_interval = 60;
 	c->poll_wait_max = 55;
+	c->fcgi_idle_timeout = 300;
 	c->ws_ping_interval = 30;
 	c->ws_pong_timeout = 30;
 	c->max_connections = 0;

@@ -66,6 +66,7 @@ struct conf {
 	long sse_max_lifetime;    /* 1 h */
 	long poll_interval;       /* advertised to polling clients: 60 s */
 	long poll_wait_max;       /* longest long-poll `wait`: 55 s */
+	long fcgi_idle_timeout;   /* herald-fcgi closes a FastCGI connection idle this long: 300 s */
 	long ws_ping_interval;    /* 30 s */
 	long ws_pong_timeout;     /* 30 s */
 	long max_connections;     /* per process; 0 = unlimited */

@@ -288,6 +288,29 @@ for i in 1 2 3 4; do eval "wait \$half$i"; hr="$hr$?"; done
 is "$hr" 2222 "the 4 hanging connections are closed by herald-fcgi before their 13 s pause ends (fcgi_raw exit 2)"
 is "$(code "$POLL?token=$TA")" 200 "... and polls are answered after"
 
+# --- idle kept-alive connections (fcgi_idle_timeout) --------------------------------
+# A connection nginx keeps alive between requests waits in herald-fcgi's idle
+# thread, without a worker; one idle for fcgi_idle_timeout is closed (nginx
+# forgot it).  fcgi_raw keeps its connection after the answer, as nginx does.
+"$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 0 0 5 3 >"$T/keep.out" 2>/dev/null
+r=$?
+is "$r$(grep -c '"notifications":\[' "$T/keep.out")" 31 \
+	"a poll answered, its connection then kept open 3 s (fcgi_idle_timeout 300 s; fcgi_raw exit 3)"
+rm -f "$T/idle.sock"
+HERALD_FCGI_IDLE_TIMEOUT=2 $FCGI_TEST_WRAP "$FCGI" --listen "unix:$T/idle.sock" >>"$T/fcgi.log" 2>&1 &
+IDLE_PID=$!
+for _i in $(seq 400); do [ -S "$T/idle.sock" ] && break; sleep 0.05; done
+"$RAW" "$T/idle.sock" /api/v1/notifications/poll "token=$TA" 0 0 10 20 >"$T/idle.out" 2>"$T/idle.err"
+r=$?
+is "$r$(grep -c '"notifications":\[' "$T/idle.out")" 01 \
+	"fcgi_idle_timeout 2 s: a poll answered, then its idle connection closed by herald-fcgi ($(cat "$T/idle.err"))"
+"$RAW" "$T/idle.sock" /api/v1/notifications/poll "token=$TA" 0 0 10 >"$T/idle.out2" 2>/dev/null
+r=$?
+is "$r$(grep -c '"notifications":\[' "$T/idle.out2")" 01 "... and the next connection's poll is answered"
+kill "$IDLE_PID"
+wait "$IDLE_PID"
+is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
+
 # --- Redis killed and restarted while streams are held ------------------------
 curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token rk 600)" >"$T/sserk" &
 CR=$!

@@ -3,14 +3,17 @@
  * written in two parts with a pause between them, the way a slow or busy
  * web server may write it.
  *
- *   fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS
+ *   fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS [IDLE_S]
  *
  * Sends BEGIN_REQUEST (keep the connection), the parameters of a GET of
  * URI?QUERY, the empty PARAMS and the empty STDIN.  The first SPLIT bytes
  * go first (0: everything in one write), the rest PAUSE_MS later.  Prints
  * the response's STDOUT content as it arrives, until END_REQUEST (exit 0)
  * or SECONDS pass (exit 1), or the connection closes (exit 2, also when
- * the server closed it during the pause).
+ * the server closed it during the pause).  With IDLE_S, after END_REQUEST
+ * it keeps the connection (as nginx keeps one alive) and waits for the
+ * server to close it: exit 0 when it does within IDLE_S seconds (the wait
+ * printed on stderr), 3 when it is still open then.
  */
 #include "config.h"
 
@@ -23,6 +26,30 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+/* After END_REQUEST: wait up to idle_s for the server to close fd. */
+static int wait_closed(int fd, double idle_s)
+{
+	struct timespec t0, t1;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	char b[256];
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		double waited;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+		if (waited >= idle_s)
+			return 3;
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		if (read(fd, b, sizeof b) <= 0) {
+			fprintf(stderr, "fcgi_raw: closed by the server after %.1f s idle\n", waited);
+			return 0;
+		}
+	}
+}
 
 #include "fcgi_record.h"
 
@@ -74,8 +101,8 @@ int main(int argc, char **argv)
 	double deadline;
 	int fd;
 
-	if (argc != 7) {
-		fprintf(stderr, "usage: fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS\n");
+	if (argc != 7 && argc != 8) {
+		fprintf(stderr, "usage: fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS [IDLE_S]\n");
 		return 2;
 	}
 	if (strlen(argv[2]) + strlen(argv[3]) > 2048) {
@@ -138,7 +165,7 @@ int main(int argc, char **argv)
 				fwrite(in + FCGI_HEADER_LEN, 1, h.clen, stdout);
 			fflush(stdout);
 			if (h.type == FCGI_T_END_REQUEST)
-				return 0;
+				return argc == 8 ? wait_closed(fd, atof(argv[7])) : 0;
 			have -= FCGI_HEADER_LEN + h.clen + h.plen;
 			memmove(in, in + FCGI_HEADER_LEN + h.clen + h.plen, have);
 		}
