@@ -22,7 +22,9 @@
  *               jwt_alg is RS256 or ES256 (a check of tens of microseconds
  *               stays off the loop).
  *   handlers.c  the workers (`threads` of them): each takes a connection
- *               from the loop, lets libfcgi read the request unless the
+ *               from the loop (and those queued behind it, up to 16: the
+ *               polls among them share one round trip to Redis), lets
+ *               libfcgi read the request unless the
  *               loop did, and answers the short ones (polls with something
  *               to return, health, metrics, publish, errors) with blocking
  *               writes bounded by SO_SNDTIMEO; a request to hold (a
@@ -72,6 +74,7 @@ struct app {
 	atomic_int stopping;        /* set once by main on SIGTERM/SIGINT */
 	atomic_long busy;           /* workers inside a request */
 	atomic_ulong n_polls, n_streams, n_publishes, n_errors;
+	atomic_ulong n_poll_batches, n_polls_batched; /* handle_batch */
 	/* publishes answered 503 not_replicated (publish_wait_replicas) */
 	atomic_ulong n_publish_unacked;
 	/* tickets minted, refused; requests refused as revoked; revocation

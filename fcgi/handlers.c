@@ -217,11 +217,22 @@ static void do_metrics(const struct io *io)
 		      (double)atomic_load(&app.busy));
 	metrics_counter(&b, "herald_fcgi_polls_total", "Poll requests answered.",
 			atomic_load(&app.n_polls));
+	metrics_counter(&b, "herald_fcgi_poll_batches_total",
+			"Round trips to Redis that carried the reads of several polls at once "
+			"(a worker's batch).",
+			atomic_load(&app.n_poll_batches));
+	metrics_counter(&b, "herald_fcgi_polls_batched_total",
+			"Polls whose read went in such a shared round trip.",
+			atomic_load(&app.n_polls_batched));
 	metrics_counter(&b, "herald_fcgi_streams_total", "SSE streams started.",
 			atomic_load(&app.n_streams));
 	metrics_counter(&b, "herald_fcgi_sse_events_total", "SSE events written.", hd.events);
 	metrics_counter(&b, "herald_fcgi_sse_heartbeats_total", "SSE heartbeats written.",
 			hd.heartbeats);
+	metrics_counter(&b, "herald_fcgi_idle_reclaimed_total",
+			"Idle kept-alive connections closed because descriptors ran out, "
+			"so that new connections could be accepted.",
+			hd.reclaimed);
 	metrics_counter(&b, "herald_fcgi_stalled_total",
 			"Held requests dropped because the client stopped reading.", hd.stalled);
 	metrics_counter(&b, "herald_fcgi_publishes_total", "Messages published over HTTP.",
@@ -424,18 +435,17 @@ static void cgi_poll_wait(const struct io *io, redisContext **rcp, const struct 
 	history_result_free(&res);
 }
 
-static int do_poll(const struct io *io, redisContext **rcp, const struct route *rt)
+/* A poll whose read came back as *res (freed here): its answer, or the
+ * wait (HANDLE_HOLD). */
+static int poll_answer_read(const struct io *io, redisContext **rcp, const struct route *rt,
+			    struct history_result *res)
 {
-	struct history_result res = {0};
-
-	if (poll_read(io, rcp, rt, &res, 1) != 0)
-		return HANDLE_DONE;
-	if (res.n > 0 || res.truncated || res.more || rt->wait == 0) {
-		poll_send_result(io, rt, &res);
-		history_result_free(&res);
+	if (res->n > 0 || res->truncated || res->more || rt->wait == 0) {
+		poll_send_result(io, rt, res);
+		history_result_free(res);
 		return HANDLE_DONE;
 	}
-	history_result_free(&res);
+	history_result_free(res);
 	if (io->r == NULL) {
 		cgi_poll_wait(io, rcp, rt);
 		return HANDLE_DONE;
@@ -450,6 +460,15 @@ static int do_poll(const struct io *io, redisContext **rcp, const struct route *
 		}
 	}
 	return HANDLE_HOLD;
+}
+
+static int do_poll(const struct io *io, redisContext **rcp, const struct route *rt)
+{
+	struct history_result res = {0};
+
+	if (poll_read(io, rcp, rt, &res, 1) != 0)
+		return HANDLE_DONE;
+	return poll_answer_read(io, rcp, rt, &res);
 }
 
 /* --- publish ------------------------------------------------------------------- */
@@ -868,6 +887,146 @@ int handle_routed(const struct io *io, redisContext **rcp, struct route *rt)
 	if (waits)
 		held_worker_blocking(app.loop, 0);
 	return res;
+}
+
+/* --- a worker's batch ------------------------------------------------------------- */
+
+/* A poll of a batch: its check and read, pipelined with the others'. */
+struct batch_poll {
+	struct handle_item *it;
+	struct revoke_argv ra;
+	struct history_argv h;
+	struct history_result res;
+	redisReply *first;	/* the check's reply */
+	int alone;		/* answered on its own after the batch (handle_routed) */
+	int rc;			/* history_collect's result */
+	char err[256];
+};
+
+/* May rt's read go in one pipeline with others?  A poll with a ticket
+ * redeems it first, on its own; in cluster mode each key has its master. */
+static int batchable(const struct route *rt)
+{
+	return rt->status == 0 && rt->kind == ROUTE_POLL && rt->ticket[0] == '\0' &&
+	       !app.conf.redis_cluster && !atomic_load(&app.stopping);
+}
+
+/* Append p's check and read to *rcp's output.  0, 1 when p goes alone
+ * (its names do not make commands: handle_routed answers it), or
+ * HERR_REDIS (the link broke). */
+static int batch_append(redisContext *rc, struct batch_poll *p)
+{
+	const struct route *rt = p->it->rt;
+	struct redis_cmd before;
+
+	if (revoke_check_argv(&p->ra, app.conf.channel_prefix, &rt->id) < 0 ||
+	    history_argv(&p->h, &app.conf, rt->id.user, rt->has_since ? &rt->since : NULL,
+			 rt->limit, (size_t)app.conf.send_queue_max) != 0)
+		return 1;
+	before = (struct redis_cmd){p->ra.argc, p->ra.argv, p->ra.argvlen};
+	return history_append(rc, &before, &p->h, p->err, sizeof p->err);
+}
+
+/*
+ * Answer the polls b[0..n) (n >= 2): every check and read in one write,
+ * the replies in order from as few reads, then each answer as poll_read
+ * and do_poll give it.  A poll whose read needs another round trip (its
+ * script gone: NOSCRIPT), or that the link's failure left unanswered, is
+ * then answered on its own, which loads the script or connects again.
+ */
+static void poll_batch(struct batch_poll *b, size_t n, redisContext **rcp)
+{
+	char err[256];
+	size_t sent = 0;
+	int broken, drop = 0;
+
+	held_worker_blocking(app.loop, 1);
+	broken = redis_ready(rcp, 0, err, sizeof err) != 0;
+	for (; !broken && sent < n; sent++) {
+		int rv = batch_append(*rcp, &b[sent]);
+
+		b[sent].alone = rv != 0;
+		broken = rv < 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct batch_poll *p = &b[i];
+
+		if (i >= sent || broken) {
+			p->alone = 1;
+			continue;
+		}
+		if (p->alone)
+			continue;
+		p->rc = history_collect(*rcp, 1, &p->first, &p->h,
+					p->it->rt->has_since ? &p->it->rt->since : NULL, 0, &p->res,
+					p->err, sizeof p->err);
+		if (p->rc == HERR_AGAIN || (p->rc != 0 && (*rcp)->err != 0)) {
+			broken = p->rc != HERR_AGAIN;
+			p->alone = 1;
+			freeReplyObject(p->first);
+			p->first = NULL;
+		}
+	}
+	held_worker_blocking(app.loop, 0);
+	for (size_t i = 0; i < n; i++) {
+		struct batch_poll *p = &b[i];
+		const struct io *io = p->it->io;
+		struct route *rt = p->it->rt;
+		char cerr[256];
+		int check;
+
+		if (p->alone)
+			continue;
+		rt->revoke_with_read = 1;
+		check = revoke_check_result(p->first, &p->ra, &rt->id, "", cerr, sizeof cerr);
+		freeReplyObject(p->first);
+		p->first = NULL;
+		if (check == AUTH_REVOKED) {
+			history_result_free(&p->res);
+			revoke_verdict(io, rt, check, cerr);
+			p->it->res = HANDLE_DONE;
+		} else if (p->rc != 0) {
+			log_warn("history_read(%s) failed: %s, answering 503", rt->id.user, p->err);
+			drop = 1;
+			handle_unavailable(io, "redis");
+			p->it->res = HANDLE_DONE;
+		} else {
+			revoke_verdict(io, rt, check, cerr);
+			p->it->res = poll_answer_read(io, rcp, rt, &p->res);
+		}
+	}
+	if (broken || drop) {
+		redisFree(*rcp);
+		*rcp = NULL;
+	}
+	atomic_fetch_add(&app.n_poll_batches, 1);
+	for (size_t i = 0; i < n; i++) {
+		if (b[i].alone)
+			b[i].it->res = handle_routed(b[i].it->io, rcp, b[i].it->rt);
+		else
+			atomic_fetch_add(&app.n_polls_batched, 1);
+	}
+}
+
+void handle_batch(struct handle_item *items, size_t n, redisContext **rcp)
+{
+	struct batch_poll *b = NULL;
+	size_t np = 0;
+
+	for (size_t i = 0; i < n; i++)
+		np += batchable(items[i].rt) != 0;
+	if (np >= 2)
+		b = calloc(np, sizeof *b);
+	np = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (b != NULL && batchable(items[i].rt))
+			b[np++].it = &items[i];
+		else
+			items[i].res = handle_routed(items[i].io, rcp, items[i].rt);
+	}
+	if (b != NULL)
+		poll_batch(b, np, rcp);
+	free(b);
 }
 
 int handle(const struct io *io, redisContext **rcp, struct route *rt)

@@ -1,6 +1,8 @@
 /*
- * handlers.h - herald-fcgi's request handlers, run by the workers (one
- * request at a time per worker, blocking on libfcgi and Redis only), by
+ * handlers.h - herald-fcgi's request handlers, run by the workers (a
+ * batch of requests at a time per worker, handle_batch, one after the
+ * other but for the polls' shared round trip to Redis; blocking on
+ * libfcgi and Redis only), by
  * the loop thread for the route of a request that has arrived whole and
  * for SSE streams (handle_on_loop), and, under CGI, by the main thread for
  * the one request on stdio.
@@ -49,6 +51,22 @@ int handle_on_loop(const struct route *rt);
 
 /* Answer a request whose route handle_route read. */
 int handle_routed(const struct io *io, redisContext **rcp, struct route *rt);
+
+/* One request of a worker's batch: io and rt (its route read by
+ * handle_route) from the worker, res from handle_batch. */
+struct handle_item {
+	const struct io *io;
+	struct route *rt;
+	int res; /* enum handle_result */
+};
+
+/*
+ * Answer items[0..n) as handle_routed answers each, except that the polls
+ * among them (two or more; without a ticket; not in cluster mode) send
+ * their revocation checks and history reads to Redis in one write and
+ * take the replies in one read: one round trip, one wait, for the batch.
+ */
+void handle_batch(struct handle_item *items, size_t n, redisContext **rcp);
 
 /* Answer 503 unavailable (e.g. shutting down). */
 void handle_unavailable(const struct io *io, const char *detail);

@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -52,6 +53,9 @@
 #define IDLE_SWEEP_MAX_MS 5000
 /* Idle connections taken from their epoll set per wake-up of its thread. */
 #define IDLE_BATCH 64
+/* The most idle connections closed at once when descriptors run out
+ * (accept_pause). */
+#define IDLE_RECLAIM 64
 /* Connections accepted per wake-up of the listener, so others get a turn;
  * the loop reads the requests of the first ACCEPT_READ itself, the rest go
  * to the workers unread (a burst of new streams then drains from the
@@ -154,7 +158,9 @@ struct held_loop {
 	struct idle *idle, *idle_tail; /* newest first */
 	int idle_closed;           /* stopping: no connection waits any more */
 	int idle_ep;               /* the idle thread's epoll set (struct idle) */
-	int idle_wake;             /* eventfd in idle_ep: held_stop */
+	int idle_wake;             /* eventfd in idle_ep: stop, or reclaim */
+	atomic_int idle_stop_req;  /* held_stop: the idle thread ends */
+	atomic_long idle_reclaim_req; /* idle connections to close for new ones */
 	pthread_t idle_thread;
 	int idle_started;
 
@@ -173,7 +179,7 @@ struct held_loop {
 	long long revoke_warn_ms;  /* loop thread: the last fail-open warning */
 
 	atomic_long n_streams, n_polls, n_idle;
-	atomic_ulong events, heartbeats, stalled;
+	atomic_ulong events, heartbeats, stalled, reclaimed;
 };
 
 /* --- the workers' queue ------------------------------------------------------ */
@@ -220,13 +226,17 @@ void held_worker_start(struct held_loop *l)
 	pthread_mutex_unlock(&l->mu);
 }
 
-int held_next(struct held_loop *l, struct held_req **req, unsigned *flags)
+int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *flags)
 {
 	int fd = -1;
 
 	*req = NULL;
 	*flags = 0;
 	pthread_mutex_lock(&l->mu);
+	if (!wait && (l->q_len == 0 || (l->q[l->q_head].flags & HELD_PARTIAL) != 0)) {
+		pthread_mutex_unlock(&l->mu);
+		return -1;
+	}
 	while (l->q_len == 0 && !l->stopping) {
 		l->running--;
 		l->sleeping++;
@@ -305,6 +315,7 @@ void held_get_stats(struct held_loop *l, struct held_stats *st)
 	st->events = atomic_load(&l->events);
 	st->heartbeats = atomic_load(&l->heartbeats);
 	st->stalled = atomic_load(&l->stalled);
+	st->reclaimed = atomic_load(&l->reclaimed);
 }
 
 /* --- idle connections --------------------------------------------------------- */
@@ -512,22 +523,26 @@ static void idle_ready(struct idle *i)
 	request_arrived(l, fd, 0, 0, buf, n);
 }
 
-/* Idle thread: close the connections idle fcgi_idle_timeout (nginx forgot
- * them), or all of them (stopping). */
-static void idle_sweep(struct held_loop *l, int all)
+/*
+ * Idle thread: close, oldest first, the connections idle since before
+ * older_us (fcgi_idle_timeout: nginx forgot them), at most max of them;
+ * all: every one, and none may wait any more (stopping).  How many closed.
+ */
+static long idle_close(struct held_loop *l, long long older_us, long max, int all)
 {
-	long long old = clock_mono_us() - (long long)app.conf.fcgi_idle_timeout * 1000000;
 	struct idle *gone = NULL;
+	long n = 0;
 
 	pthread_mutex_lock(&l->idle_mu);
 	if (all)
 		l->idle_closed = 1;
-	for (struct idle *i = l->idle_tail, *prev; i != NULL && (all || i->since_us <= old);
-	     i = prev) {
+	for (struct idle *i = l->idle_tail, *prev;
+	     i != NULL && (all || (i->since_us <= older_us && n < max)); i = prev) {
 		prev = i->prev;
 		idle_unlink(i);
 		i->next = gone;
 		gone = i;
+		n++;
 	}
 	pthread_mutex_unlock(&l->idle_mu);
 	for (struct idle *i = gone, *next; i != NULL; i = next) {
@@ -535,6 +550,32 @@ static void idle_sweep(struct held_loop *l, int all)
 		close(i->fd);
 		free(i);
 	}
+	return n;
+}
+
+static void idle_sweep(struct held_loop *l, int all)
+{
+	long long old = clock_mono_us() - (long long)app.conf.fcgi_idle_timeout * 1000000;
+
+	idle_close(l, old, LONG_MAX, all);
+}
+
+/* Idle thread: idle_wake reported.  1 to stop; else the connections the
+ * loop asked for (idle_reclaim) are closed. */
+static int idle_woken(struct held_loop *l)
+{
+	uint64_t v;
+	long want;
+
+	if (read(l->idle_wake, &v, sizeof v) < 0 && errno != EAGAIN)
+		log_warn("idle thread: reading its wake-up: %s", strerror(errno));
+	if (atomic_load(&l->idle_stop_req))
+		return 1;
+	want = atomic_exchange(&l->idle_reclaim_req, 0);
+	if (want > 0)
+		atomic_fetch_add(&l->reclaimed,
+				 (unsigned long)idle_close(l, LLONG_MAX, want, 0));
+	return 0;
 }
 
 /*
@@ -560,7 +601,7 @@ static void *idle_main(void *arg)
 		/* each is disarmed: handling one cannot free another's struct */
 		for (int k = 0; k < n; k++) {
 			if (evs[k].data.ptr == NULL)
-				stop = 1; /* idle_wake: held_stop */
+				stop |= idle_woken(l); /* held_stop, or idle_reclaim */
 			else
 				idle_ready(evs[k].data.ptr);
 		}
@@ -681,6 +722,37 @@ static void fresh_watch(struct held_loop *l, int fd)
 	atomic_fetch_add(&l->n_idle, 1);
 }
 
+/*
+ * Out of descriptors (or memory) at accept: pause new connections.  As
+ * nginx reuses its kept-alive connections when it runs out, the oldest
+ * idle kept-alive connections are closed for new ones (nginx opens
+ * another when it needs one): the idle thread closes up to
+ * IDLE_RECLAIM of them and accepting resumes after 10 ms; with none
+ * idle, after 200 ms.
+ */
+static void accept_pause(struct held_loop *l, int err)
+{
+	static const struct timeval brief = {0, 10000}, pause = {0, 200000};
+	long idle = atomic_load(&l->n_idle); /* with new ones not yet read */
+	uint64_t one = 1;
+
+	event_del(l->lev);
+	if ((err == EMFILE || err == ENFILE) && idle > 0 && l->idle_wake >= 0) {
+		long n = idle < IDLE_RECLAIM ? idle : IDLE_RECLAIM;
+
+		log_warn("accept: %s: closing up to %ld of the %ld idle connections (oldest "
+			 "kept-alive first) for new ones",
+			 strerror(err), n, idle);
+		atomic_fetch_add(&l->idle_reclaim_req, n);
+		if (write(l->idle_wake, &one, sizeof one) < 0)
+			log_warn("cannot wake the idle thread: %s", strerror(errno));
+		evtimer_add(l->lpause, &brief);
+		return;
+	}
+	log_warn("accept: %s: pausing new connections for 200 ms", strerror(err));
+	evtimer_add(l->lpause, &pause);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
 	struct held_loop *l = arg;
@@ -694,14 +766,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				static const struct timeval pause = {0, 200000};
-
-				log_warn("accept: %s: pausing new connections for 200 ms",
-					 strerror(errno));
-				event_del(l->lev);
-				evtimer_add(l->lpause, &pause);
-			}
+			    errno == ENOMEM)
+				accept_pause(l, errno);
 			return; /* EAGAIN, or aborted connections */
 		}
 		/* nginx writes the request as soon as it connects: when it is
@@ -1487,6 +1553,7 @@ static void idle_stop(struct held_loop *l)
 {
 	uint64_t one = 1;
 
+	atomic_store(&l->idle_stop_req, 1);
 	if (l->idle_wake >= 0 && write(l->idle_wake, &one, sizeof one) < 0)
 		log_warn("cannot wake the idle thread: %s", strerror(errno));
 }

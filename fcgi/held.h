@@ -50,6 +50,7 @@ struct held_stats {
 	long idle;       /* connections waiting for a request */
 	long queued;     /* connections with a request, waiting for a worker */
 	unsigned long events, heartbeats, stalled;
+	unsigned long reclaimed; /* idle connections closed for new ones */
 };
 
 /* Before the loop runs.  listen_fd is made non-blocking.  0 or HERR_*. */
@@ -80,10 +81,13 @@ struct held_req {
  * there whole: the worker calls held_fd_blocking before it writes (an
  * answer, or held_keep), or holds it with held_hold(.., 1, ..).  Without
  * it the descriptor is blocking with SO_RCVTIMEO/SO_SNDTIMEO set.
+ * wait 0: never blocks; -1 at once when the queue is empty or its next
+ * request has not arrived whole (a worker filling a batch leaves that one
+ * to a worker that may wait for it).
  */
 #define HELD_PARTIAL 1u
 #define HELD_NONBLOCKING 2u
-int held_next(struct held_loop *l, struct held_req **req, unsigned *flags);
+int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *flags);
 
 /* Make fd blocking with the send and receive timeouts: 0, or -1 (errno). */
 int held_fd_blocking(int fd);

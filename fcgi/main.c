@@ -53,77 +53,128 @@ static char unix_path[108];
 
 /* --- workers -------------------------------------------------------------------- */
 
+/* The most requests a worker takes from the queue at once: the polls among
+ * them share one round trip to Redis (handle_batch). */
+#define WORKER_BATCH 16
+
+/* One request a worker took: its connection's libfcgi request and route. */
+struct work {
+	FCGX_Request own;	/* the slot's libfcgi request, for a request it reads */
+	struct held_req *q;	/* the loop read the request: its libfcgi parts, route */
+	FCGX_Request *r;	/* &own or &q->r */
+	struct route rt_own, *rt;
+	struct io io;
+	int nonblocking;	/* HELD_NONBLOCKING, until io_blocking */
+};
+
 /*
- * Take a connection with a request from the loop, let libfcgi read the
- * request unless the loop did, answer it, and give the connection back
- * (kept alive) or to the loop with the request (held).  The worker's own
- * libfcgi request starts without a listening socket: it never accepts, it
- * reads the descriptor it is given.
+ * Take a connection with a request from the loop into w (wait: block for
+ * one, as held_next), let libfcgi read the request unless the loop did,
+ * and read its route.  1 when w holds a request; 0 when its read failed
+ * (libfcgi closed the connection); -1 when there is none (wait 0) or the
+ * queue is stopped.
+ */
+static int work_take(struct work *w, int wait)
+{
+	unsigned flags;
+	int fd = held_next(app.loop, wait, &w->q, &flags), partial, res;
+
+	if (fd < 0)
+		return -1;
+	partial = (flags & HELD_PARTIAL) != 0;
+	w->nonblocking = (flags & HELD_NONBLOCKING) != 0;
+	w->io.r = w->r = w->q != NULL ? &w->q->r : &w->own;
+	w->io.nonblocking = &w->nonblocking;
+	w->rt = w->q != NULL ? &w->q->rt : &w->rt_own;
+	if (w->q != NULL)
+		return 1; /* the loop read the route */
+	/* a peer still writing may keep it up to SO_RCVTIMEO: another worker
+	 * takes the queue meanwhile */
+	if (partial)
+		held_worker_blocking(app.loop, 1);
+	res = held_read(&w->own, fd);
+	if (partial)
+		held_worker_blocking(app.loop, 0);
+	if (res != 0)
+		return 0;
+	handle_route(&w->io, w->rt);
+	return 1;
+}
+
+/* Give w's connection back (kept alive) or to the loop with its request
+ * (res HANDLE_HOLD). */
+static void work_finish(struct work *w, int res)
+{
+	if (res == HANDLE_HOLD) {
+		unsigned reqid;
+		int fd = held_release(w->r, &reqid);
+
+		held_hold(app.loop, fd, w->nonblocking, reqid, w->rt);
+	} else {
+		io_blocking(&w->io); /* the end records, then kept alive */
+		FCGX_Finish_r(w->r);
+		if (w->r->ipcFd >= 0) {
+			int fd = w->r->ipcFd;
+
+			w->r->ipcFd = -1;
+			held_keep(app.loop, fd);
+		}
+	}
+	free(w->q); /* its libfcgi parts are freed above */
+	w->q = NULL;
+}
+
+/*
+ * Take a connection with a request from the loop (waiting for one), and
+ * with it those queued behind it, up to WORKER_BATCH (without waiting);
+ * answer them (handle_batch: the polls among them share a round trip to
+ * Redis), and give each connection back (kept alive) or to the loop with
+ * its request (held).  A slot's libfcgi request starts without a listening
+ * socket: it never accepts, it reads the descriptor it is given.
  */
 static void *worker_main(void *arg)
 {
-	FCGX_Request own;
+	struct work *w = calloc(WORKER_BATCH, sizeof *w);
+	struct handle_item items[WORKER_BATCH];
 	redisContext *rc = NULL;
+	size_t inited = 0;
 
 	(void)arg;
-	if (FCGX_InitRequest(&own, -1, 0) != 0)
-		return NULL;
+	while (w != NULL && inited < WORKER_BATCH && FCGX_InitRequest(&w[inited].own, -1, 0) == 0)
+		inited++;
+	if (inited < WORKER_BATCH) {
+		log_error("worker: out of memory for its requests: the thread ends");
+		goto out;
+	}
 	held_worker_start(app.loop);
 	for (;;) {
-		struct held_req *q;
-		struct route rt_own, *rt = &rt_own;
-		FCGX_Request *r = &own;
-		struct io io;
-		unsigned flags;
-		int fd = held_next(app.loop, &q, &flags), res, partial, nonblocking;
+		size_t n = 0;
+		int got = work_take(&w[0], 1);
 
-		if (fd < 0)
+		if (got < 0)
 			break;
-		partial = (flags & HELD_PARTIAL) != 0;
-		nonblocking = (flags & HELD_NONBLOCKING) != 0;
-		if (q != NULL) {
-			r = &q->r;
-			rt = &q->rt;
-		} else {
-			/* a peer still writing may keep it up to SO_RCVTIMEO:
-			 * another worker takes the queue meanwhile */
-			if (partial)
-				held_worker_blocking(app.loop, 1);
-			res = held_read(&own, fd);
-			if (partial)
-				held_worker_blocking(app.loop, 0);
-			if (res != 0)
-				continue;
-		}
-		io.r = r;
-		io.nonblocking = &nonblocking;
+		n = (size_t)got;
+		while (n < WORKER_BATCH && (got = work_take(&w[n], 0)) >= 0)
+			n += (size_t)got;
+		if (n == 0)
+			continue;
 		atomic_fetch_add(&app.busy, 1);
+		for (size_t i = 0; i < n; i++)
+			items[i] = (struct handle_item){&w[i].io, w[i].rt, HANDLE_DONE};
 		if (atomic_load(&app.stopping)) {
-			handle_unavailable(&io, "shutting down");
-			res = HANDLE_DONE;
+			for (size_t i = 0; i < n; i++)
+				handle_unavailable(&w[i].io, "shutting down");
 		} else {
-			if (q == NULL) /* else the loop read the route */
-				handle_route(&io, rt);
-			res = handle_routed(&io, &rc, rt);
+			handle_batch(items, n, &rc);
 		}
-		if (res == HANDLE_HOLD) {
-			unsigned reqid;
-
-			fd = held_release(r, &reqid);
-			held_hold(app.loop, fd, nonblocking, reqid, rt);
-		} else {
-			io_blocking(&io); /* the end records, then kept alive */
-			FCGX_Finish_r(r);
-			if (r->ipcFd >= 0) {
-				fd = r->ipcFd;
-				r->ipcFd = -1;
-				held_keep(app.loop, fd);
-			}
-		}
-		free(q); /* its libfcgi parts are freed above */
+		for (size_t i = 0; i < n; i++)
+			work_finish(&w[i], items[i].res);
 		atomic_fetch_sub(&app.busy, 1);
 	}
-	FCGX_Free(&own, 1);
+out:
+	for (size_t i = 0; i < inited; i++)
+		FCGX_Free(&w[i].own, 1);
+	free(w);
 	redisFree(rc);
 	return NULL;
 }
@@ -191,8 +242,9 @@ static void *loop_main(void *arg)
  * stream or long-poll gets 503 with Retry-After (counted) rather than
  * accept failing with EMFILE for everything, polls and health included.
  * Each held request is one descriptor; kept back: two per worker (its
- * connection, its Redis link), the idle kept-alive connections nginx may
- * hold, the listener, Redis and the log.
+ * connection, its Redis link), 256 for the kept-alive connections nginx
+ * may hold (past those, the oldest idle ones make way when accept runs
+ * out: held.c, accept_pause), the listener, Redis and the log.
  */
 static unsigned default_max_connections(void)
 {

@@ -128,12 +128,21 @@ static int link_broken(redisContext *rc, char *err, size_t errlen)
 	return herr_set(HERR_REDIS, err, errlen, "redis: %s", rc->errstr);
 }
 
-int history_read_after(redisContext *rc, const struct redis_cmd *before, redisReply **first,
-		       const struct conf *c, const char *user, const struct cursor *since,
-		       unsigned limit, size_t max_bytes, struct history_result *out, char *err,
-		       size_t errlen)
+int history_append(redisContext *rc, const struct redis_cmd *before, struct history_argv *h,
+		   char *err, size_t errlen)
 {
-	struct history_argv h;
+	if (before->argc > 0 &&
+	    redisAppendCommandArgv(rc, before->argc, before->argv, before->argvlen) != REDIS_OK)
+		return link_broken(rc, err, errlen);
+	if (redisAppendCommandArgv(rc, h->argc, h->argv, h->argvlen) != REDIS_OK)
+		return link_broken(rc, err, errlen);
+	return 0;
+}
+
+int history_collect(redisContext *rc, int has_before, redisReply **first,
+		    const struct history_argv *h, const struct cursor *since, int reload,
+		    struct history_result *out, char *err, size_t errlen)
+{
 	redisReply *reply;
 	void *r;
 	int rv;
@@ -141,17 +150,7 @@ int history_read_after(redisContext *rc, const struct redis_cmd *before, redisRe
 	memset(out, 0, sizeof *out);
 	if (first != NULL)
 		*first = NULL;
-	if (history_argv(&h, c, user, since, limit, max_bytes) != 0)
-		return herr_set(HERR_INVAL, err, errlen,
-			    "history: bad user, channel_prefix or limit (1..%d)",
-			    HISTORY_LIMIT_MAX);
-	/* Both commands in one write, both replies from one read when they fit. */
-	if (before->argc > 0 &&
-	    redisAppendCommandArgv(rc, before->argc, before->argv, before->argvlen) != REDIS_OK)
-		return link_broken(rc, err, errlen);
-	if (redisAppendCommandArgv(rc, h.argc, h.argv, h.argvlen) != REDIS_OK)
-		return link_broken(rc, err, errlen);
-	if (before->argc > 0) {
+	if (has_before) {
 		if (redisGetReply(rc, &r) != REDIS_OK)
 			return link_broken(rc, err, errlen);
 		if (first != NULL)
@@ -163,10 +162,12 @@ int history_read_after(redisContext *rc, const struct redis_cmd *before, redisRe
 		return link_broken(rc, err, errlen);
 	reply = r;
 	if (redis_reply_is_noscript(reply)) {
-		/* Redis restarted or flushed its scripts: load it, read again. */
 		freeReplyObject(reply);
-		reply = redis_eval_sync(rc, &redis_script_history, 1, 3, h.argv + 3,
-					h.argvlen + 3, err, errlen);
+		if (!reload)
+			return herr_set(HERR_AGAIN, err, errlen, "redis: NOSCRIPT");
+		/* Redis restarted or flushed its scripts: load it, read again. */
+		reply = redis_eval_sync(rc, &redis_script_history, 1, 3, h->argv + 3,
+					h->argvlen + 3, err, errlen);
 		if (reply == NULL)
 			return HERR_REDIS;
 	}
@@ -178,4 +179,26 @@ int history_read_after(redisContext *rc, const struct redis_cmd *before, redisRe
 	out->truncated = history_cut(since, out->truncated, out->n);
 	out->reply = reply;
 	return 0;
+}
+
+int history_read_after(redisContext *rc, const struct redis_cmd *before, redisReply **first,
+		       const struct conf *c, const char *user, const struct cursor *since,
+		       unsigned limit, size_t max_bytes, struct history_result *out, char *err,
+		       size_t errlen)
+{
+	struct history_argv h;
+	int rv;
+
+	memset(out, 0, sizeof *out);
+	if (first != NULL)
+		*first = NULL;
+	if (history_argv(&h, c, user, since, limit, max_bytes) != 0)
+		return herr_set(HERR_INVAL, err, errlen,
+			    "history: bad user, channel_prefix or limit (1..%d)",
+			    HISTORY_LIMIT_MAX);
+	/* Both commands in one write, both replies from one read when they fit. */
+	rv = history_append(rc, before, &h, err, errlen);
+	if (rv != 0)
+		return rv;
+	return history_collect(rc, before->argc > 0, first, &h, since, 1, out, err, errlen);
 }

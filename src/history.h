@@ -99,6 +99,24 @@ int history_read(redisContext *rc, const struct conf *c, const char *user,
 		 struct history_result *out, char *err, size_t errlen);
 
 /*
+ * The two halves of a read, for reads pipelined with others (a worker's
+ * batch of polls): history_append adds `before` (when its argc > 0) and h
+ * to rc's output buffer, nothing sent yet; 0, or HERR_REDIS after which
+ * the link is broken.  history_collect reads that pair's replies, in the
+ * order the appends went: *first as history_read_after's (first may be
+ * NULL), the read's into out, cut after since.  NOSCRIPT: with reload set
+ * the script is loaded and the read sent again, which needs no other
+ * reply to be pending on rc; without, HERR_AGAIN (the link still in step:
+ * read the rest, then read this one again on its own).  Other results as
+ * history_read's.  h must live until history_collect returns.
+ */
+int history_append(redisContext *rc, const struct redis_cmd *before, struct history_argv *h,
+		   char *err, size_t errlen);
+int history_collect(redisContext *rc, int has_before, redisReply **first,
+		    const struct history_argv *h, const struct cursor *since, int reload,
+		    struct history_result *out, char *err, size_t errlen);
+
+/*
  * history_read with the command `before` sent ahead of it in the same write,
  * so that both cost one round trip (a poll's revocation check).  *first
  * (when first is not NULL) gets that command's reply, or NULL when none

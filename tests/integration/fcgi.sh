@@ -311,6 +311,104 @@ kill "$IDLE_PID"
 wait "$IDLE_PID"
 is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
 
+# --- a worker's batch of polls (one round trip to Redis for several) ----------
+# With one worker, the polls that queue while it answers one are taken
+# together: their revocation checks and history reads go to Redis in one
+# write.  Every poll still gets its own user's history; a revoked token its
+# 401; after SCRIPT FLUSH the reads Redis refuses (NOSCRIPT) are read again
+# on their own.  Bursts of 40 polls straight to the socket.
+rm -f "$T/batch.sock"
+HERALD_THREADS=1 $FCGI_TEST_WRAP "$FCGI" --listen "unix:$T/batch.sock" >>"$T/fcgi.log" 2>&1 &
+BATCH_PID=$!
+for _i in $(seq 400); do [ -S "$T/batch.sock" ] && break; sleep 0.05; done
+for i in $(seq 32); do
+	for k in 1 2 3; do pub "bu$i" "{\"u\":\"bu$i\",\"k\":$k}" >/dev/null; done
+	printf '%s\n' "$(mint_token "bu$i" 600)" >>"$T/batch.tok"
+done
+for i in $(seq 8); do
+	pub --revoke-before "bv$i" $(($(date +%s) + 3600)) >/dev/null
+	printf '%s\n' "$(mint_token "bv$i" 600)" >>"$T/batch.rev"
+done
+batches() {
+	"$RAW" "$T/batch.sock" /api/v1/notifications/metrics "" 0 0 5 2>/dev/null |
+		sed -n 's/^herald_fcgi_poll_batches_total \([0-9]*\)/\1/p'
+}
+# batch_burst DIR: 40 polls at once; then the count of answers that are right
+batch_burst() {
+	local i=0 t pids= good=0
+	mkdir -p "$1"
+	while read -r t; do
+		i=$((i + 1))
+		"$RAW" "$T/batch.sock" /api/v1/notifications/poll "token=$t" 0 0 20 >"$1/u$i" 2>&1 &
+		pids="$pids $!"
+	done <"$T/batch.tok"
+	i=0
+	while read -r t; do
+		i=$((i + 1))
+		"$RAW" "$T/batch.sock" /api/v1/notifications/poll "token=$t" 0 0 20 >"$1/v$i" 2>&1 &
+		pids="$pids $!"
+	done <"$T/batch.rev"
+	for t in $pids; do wait "$t"; done
+	for i in $(seq 32); do
+		[ "$(grep -o "\"u\":\"bu$i\"" "$1/u$i" | wc -l)" = 3 ] &&
+			[ "$(grep -o '"u":"bu' "$1/u$i" | wc -l)" = 3 ] && good=$((good + 1))
+	done
+	for i in $(seq 8); do
+		grep -q '^Status: 401' "$1/v$i" && grep -q 'revoked' "$1/v$i" && good=$((good + 1))
+	done
+	echo "$good"
+}
+rcli SCRIPT FLUSH >/dev/null
+is "$(batch_burst "$T/b0")" 40 \
+	"40 polls at once after SCRIPT FLUSH, one worker: each its own 3 notifications, the 8 revoked 401"
+for r in 1 2 3 4 5; do
+	good=$(batch_burst "$T/b$r")
+	bn=$(batches)
+	[ "$good" = 40 ] || break
+	[ "${bn:-0}" -gt 0 ] && break
+done
+is "$good" 40 "... and again ($r bursts): every answer right"
+ok "$([ "${bn:-0}" -gt 0 ] && echo 0 || echo 1)" \
+	"... with reads shared in batches (herald_fcgi_poll_batches_total $bn)"
+kill "$BATCH_PID"
+wait "$BATCH_PID"
+is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
+
+# --- out of descriptors: idle kept-alive connections give way ------------------
+# As nginx reuses its idle kept-alive connections when it runs out, a
+# herald-fcgi out of descriptors (EMFILE at accept) closes its oldest idle
+# ones for new connections.  Here 100 open files, 2 workers, and 120
+# connections that each poll and then stay open as nginx keeps them: those
+# that found no descriptor would wait until the first ones leave (7 s)
+# without it.
+rm -f "$T/fd.sock"
+(
+	ulimit -n 100
+	HERALD_THREADS=2 exec $FCGI_TEST_WRAP "$FCGI" --listen "unix:$T/fd.sock" >>"$T/fd.log" 2>&1
+) &
+FD_PID=$!
+for _i in $(seq 400); do [ -S "$T/fd.sock" ] && break; sleep 0.05; done
+"$RAW" "$T/fd.sock" /api/v1/notifications/poll "token=$TA" 0 0 10 >/dev/null 2>&1
+mkdir -p "$T/fd"
+fdp=
+for i in $(seq 120); do
+	"$RAW" "$T/fd.sock" /api/v1/notifications/poll "token=$TA" 0 0 5 7 >"$T/fd/$i" 2>/dev/null &
+	fdp="$fdp $!"
+done
+for p in $fdp; do wait "$p"; done
+is "$(grep -l '"notifications":\[' "$T"/fd/* | wc -l)" 120 \
+	"100 open files: 120 connections that poll and stay open 7 s as nginx keeps them: all 120 answered within 5 s"
+grep -q 'idle connections (oldest kept-alive first) for new ones' "$T/fd.log"
+ok $? "... by closing the oldest idle ones when accept ran out of descriptors (logged)"
+"$RAW" "$T/fd.sock" /api/v1/notifications/poll "token=$TA" 0 0 10 >"$T/fd.after" 2>/dev/null
+ok $? "... and a poll after them is answered"
+"$RAW" "$T/fd.sock" /api/v1/notifications/metrics "" 0 0 10 2>/dev/null >"$T/fd.metrics"
+n=$(sed -n 's/^herald_fcgi_idle_reclaimed_total \([0-9]*\)/\1/p' "$T/fd.metrics")
+ok "$([ "${n:-0}" -gt 0 ] && echo 0 || echo 1)" "... counted: herald_fcgi_idle_reclaimed_total $n"
+kill "$FD_PID"
+wait "$FD_PID"
+is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
+
 # --- Redis killed and restarted while streams are held ------------------------
 curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token rk 600)" >"$T/sserk" &
 CR=$!
@@ -370,7 +468,7 @@ for _i in $(seq 100); do
 	sleep 0.1
 done
 is "$(awk '/^Threads:/{print $2}' /proc/$FCGI_PID/status)" "$threads0" "threads back to the start after the clients left"
-# nginx keeps FastCGI connections alive (upstream keepalive, 128 per
+# nginx keeps FastCGI connections alive (upstream keepalive, 512 per
 # worker): health counts them (idle_connections); the rest must be back.
 # The loop sees each stream's end (EPOLLRDHUP) in its own time: wait for it.
 idle_conns() { health_num "$N/api/v1/notifications/health" idle_connections; }
