@@ -903,9 +903,9 @@ struct batch_poll {
 	char err[256];
 };
 
-/* May rt's read go in one pipeline with others?  A poll with a ticket
- * redeems it first, on its own; in cluster mode each key has its master. */
-static int batchable(const struct route *rt)
+/* A poll with a ticket redeems it first, on its own; in cluster mode each
+ * key has its master. */
+int handle_batchable(const struct route *rt)
 {
 	return rt->status == 0 && rt->kind == ROUTE_POLL && rt->ticket[0] == '\0' &&
 	       !app.conf.redis_cluster && !atomic_load(&app.stopping);
@@ -1014,12 +1014,12 @@ void handle_batch(struct handle_item *items, size_t n, redisContext **rcp)
 	size_t np = 0;
 
 	for (size_t i = 0; i < n; i++)
-		np += batchable(items[i].rt) != 0;
+		np += handle_batchable(items[i].rt) != 0;
 	if (np >= 2)
 		b = calloc(np, sizeof *b);
 	np = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (b != NULL && batchable(items[i].rt))
+		if (b != NULL && handle_batchable(items[i].rt))
 			b[np++].it = &items[i];
 		else
 			items[i].res = handle_routed(items[i].io, rcp, items[i].rt);

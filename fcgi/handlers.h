@@ -68,6 +68,9 @@ struct handle_item {
  */
 void handle_batch(struct handle_item *items, size_t n, redisContext **rcp);
 
+/* Is rt such a poll (its read may go in one write with others')? */
+int handle_batchable(const struct route *rt);
+
 /* Answer 503 unavailable (e.g. shutting down). */
 void handle_unavailable(const struct io *io, const char *detail);
 

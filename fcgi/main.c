@@ -126,7 +126,8 @@ static void work_finish(struct work *w, int res)
 
 /*
  * Take a connection with a request from the loop (waiting for one), and
- * with it those queued behind it, up to WORKER_BATCH (without waiting);
+ * while they are polls those queued behind it, up to WORKER_BATCH (without
+ * waiting);
  * answer them (handle_batch: the polls among them share a round trip to
  * Redis), and give each connection back (kept alive) or to the loop with
  * its request (held).  A slot's libfcgi request starts without a listening
@@ -154,7 +155,10 @@ static void *worker_main(void *arg)
 		if (got < 0)
 			break;
 		n = (size_t)got;
-		while (n < WORKER_BATCH && (got = work_take(&w[n], 0)) >= 0)
+		/* more while they are polls: a stream gains nothing from a
+		 * batch, and each request taken holds libfcgi's buffers */
+		while (n > 0 && n < WORKER_BATCH && handle_batchable(w[n - 1].rt) &&
+		       (got = work_take(&w[n], 0)) >= 0)
 			n += (size_t)got;
 		if (n == 0)
 			continue;
