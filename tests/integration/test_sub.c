@@ -586,6 +586,73 @@ START_TEST(test_history_pages)
 END_TEST
 
 /*
+ * Reads pipelined on one link (a herald-fcgi worker's batch of polls):
+ * history_append for each, then history_collect in order.  With the
+ * script gone (SCRIPT FLUSH), every read comes back HERR_AGAIN without
+ * a reload and the link stays in step (the command sent before one of
+ * them still gets its own reply); read alone with reload, then
+ * pipelined again, each gets its own user's entries.
+ */
+START_TEST(test_history_pipelined)
+{
+	static const char *const users[3] = {"pa", "pb", "pc"};
+	const char *echo[2] = {"ECHO", "before-pb"};
+	const size_t echolen[2] = {4, 9};
+	struct history_argv h[3];
+	struct history_result hr;
+	char ids[2][CURSOR_STR_MAX], err[200];
+	redisContext *rc;
+	redisReply *first;
+	struct ctx x;
+
+	ctx_init(&x, 0, 0);
+	for (int i = 0; i < 3; i++)
+		publish_n(&x, users[i], 2 + i, 40, 1000, ids);
+	rc = sync_conn(&x);
+	ck_assert_ptr_nonnull(rc);
+	freeReplyObject(redisCommand(rc, "SCRIPT FLUSH"));
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 3; i++) {
+			struct redis_cmd before = {i == 1 ? 2 : 0, echo, echolen};
+
+			ck_assert_int_eq(history_argv(&h[i], &x.conf, users[i], NULL, 100, 0), 0);
+			ck_assert_int_eq(history_append(rc, &before, &h[i], err, sizeof err), 0);
+		}
+		for (int i = 0; i < 3; i++) {
+			int rv = history_collect(rc, i == 1, &first, &h[i], NULL, 0, &hr, err,
+						 sizeof err);
+
+			if (i == 1) {
+				ck_assert_ptr_nonnull(first);
+				ck_assert_str_eq(first->str, "before-pb");
+				freeReplyObject(first);
+			}
+			if (round == 0) {
+				ck_assert_int_eq(rv, HERR_AGAIN);
+				ck_assert_int_eq(rc->err, 0);
+				continue;
+			}
+			ck_assert_int_eq(rv, 0);
+			ck_assert_uint_eq(hr.n, (size_t)(2 + i));
+			history_result_free(&hr);
+		}
+		if (round == 0) { /* alone, with the reload: loads the script */
+			struct redis_cmd none = {0, NULL, NULL};
+
+			ck_assert_int_eq(history_append(rc, &none, &h[0], err, sizeof err), 0);
+			ck_assert_int_eq(history_collect(rc, 0, NULL, &h[0], NULL, 1, &hr, err,
+							 sizeof err),
+					 0);
+			ck_assert_uint_eq(hr.n, 2);
+			history_result_free(&hr);
+		}
+	}
+	redisFree(rc);
+	ctx_done(&x);
+}
+END_TEST
+
+/*
  * A backlog far over send_queue_max and over many pages, resumed while
  * notifications keep coming: all of it once, in order, then live.
  */
@@ -1055,6 +1122,7 @@ static Suite *sub_suite(void)
 	tcase_add_test(tc, test_refcount);
 	tcase_add_test(tc, test_resume);
 	tcase_add_test(tc, test_history_pages);
+	tcase_add_test(tc, test_history_pipelined);
 	tcase_add_test(tc, test_resume_paged);
 	tcase_add_test(tc, test_reconnect);
 	tcase_add_test(tc, test_canary);
