@@ -22,8 +22,8 @@
  *               jwt_alg is RS256 or ES256 (a check of tens of microseconds
  *               stays off the loop).
  *   handlers.c  the workers (`threads` of them): each takes a connection
- *               from the loop (and those queued behind it, up to 16: the
- *               polls among them share one round trip to Redis), lets
+ *               from the loop (and, for a poll, the polls queued behind
+ *               it, up to 16: they share one round trip to Redis), lets
  *               libfcgi read the request unless the
  *               loop did, and answers the short ones (polls with something
  *               to return, health, metrics, publish, errors) with blocking
