@@ -335,6 +335,23 @@ struct poll_call {
 	char check_err[256];	/* its reason when HERR_REDIS */
 };
 
+/* Where rt's read starts: its cursor, or NULL for the newest. */
+static const struct cursor *poll_since(const struct route *rt)
+{
+	return rt->has_since ? &rt->since : NULL;
+}
+
+/* rt's revocation check as the command sent ahead of its read (pointing
+ * into *ra): 0, or HERR_REDIS with the reason. */
+static int poll_check_cmd(const struct route *rt, struct revoke_argv *ra,
+			  struct redis_cmd *before, char *err, size_t errlen)
+{
+	if (revoke_check_argv(ra, app.conf.channel_prefix, &rt->id) < 0)
+		return herr_set(HERR_REDIS, err, errlen, "revocation check: bad key names");
+	*before = (struct redis_cmd){ra->argc, ra->argv, ra->argvlen};
+	return 0;
+}
+
 /* The history read, and with it in one round trip the revocation check. */
 static int poll_fn(redisContext *rc, void *arg, char *err, size_t errlen)
 {
@@ -345,22 +362,41 @@ static int poll_fn(redisContext *rc, void *arg, char *err, size_t errlen)
 	redisReply *first = NULL;
 	int rv;
 
-	if (p->check) {
-		if (revoke_check_argv(&ra, app.conf.channel_prefix, &rt->id) < 0)
-			p->check_rc = herr_set(HERR_REDIS, p->check_err, sizeof p->check_err,
-					       "revocation check: bad key names");
-		else
-			before = (struct redis_cmd){ra.argc, ra.argv, ra.argvlen};
-	}
-	rv = history_read_after(rc, &before, &first, &app.conf, rt->id.user,
-				rt->has_since ? &rt->since : NULL, rt->limit,
-				(size_t)app.conf.send_queue_max, p->res, err, errlen);
+	if (p->check)
+		p->check_rc = poll_check_cmd(rt, &ra, &before, p->check_err, sizeof p->check_err);
+	rv = history_read_after(rc, &before, &first, &app.conf, rt->id.user, poll_since(rt),
+				rt->limit, (size_t)app.conf.send_queue_max, p->res, err, errlen);
 	if (before.argc > 0) {
 		p->check_rc = revoke_check_result(first, &ra, &rt->id, rc->errstr, p->check_err,
 						  sizeof p->check_err);
 		freeReplyObject(first);
 	}
 	return rv;
+}
+
+/*
+ * A poll's read came back: rc (err its reason; *res filled when 0), and
+ * when checked its revocation check's verdict check_rc (check_err).  0 to
+ * answer from *res, or <0 after answering 401 (revoked; *res freed) or 503
+ * (the read failed: *drop set, the worker's link is not to be reused).
+ */
+static int poll_verdict(const struct io *io, const struct route *rt, int rc, const char *err,
+			int checked, int check_rc, const char *check_err,
+			struct history_result *res, int *drop)
+{
+	if (checked && check_rc == AUTH_REVOKED) {
+		history_result_free(res);
+		return revoke_verdict(io, rt, check_rc, check_err);
+	}
+	if (rc != 0) {
+		log_warn("history_read(%s) failed: %s, answering 503", rt->id.user, err);
+		*drop = 1;
+		handle_unavailable(io, "redis");
+		return rc;
+	}
+	if (checked)
+		revoke_verdict(io, rt, check_rc, check_err);
+	return 0;
 }
 
 /*
@@ -372,25 +408,17 @@ static int poll_read(const struct io *io, redisContext **rcp, const struct route
 {
 	struct poll_call pc = {.rt = rt, .res = res, .check = check && rt->revoke_with_read};
 	char err[256], key[REDIS_KEY_MAX];
-	int rc, kn;
+	int rc, kn, drop = 0;
 
 	kn = redis_channel(key, sizeof key, app.conf.channel_prefix, rt->id.user);
 	rc = kn < 0 ? herr_set(HERR_INVAL, err, sizeof err, "bad user or channel_prefix")
 		    : worker_run(rcp, key, (size_t)kn, poll_fn, &pc, err, sizeof err);
-	if (pc.check && pc.check_rc == AUTH_REVOKED) {
-		history_result_free(res);
-		return revoke_verdict(io, rt, pc.check_rc, pc.check_err);
-	}
-	if (rc != 0) {
-		log_warn("history_read(%s) failed: %s, answering 503", rt->id.user, err);
+	rc = poll_verdict(io, rt, rc, err, pc.check, pc.check_rc, pc.check_err, res, &drop);
+	if (drop) {
 		redisFree(*rcp);
 		*rcp = NULL;
-		handle_unavailable(io, "redis");
-		return rc;
 	}
-	if (pc.check)
-		revoke_verdict(io, rt, pc.check_rc, pc.check_err);
-	return 0;
+	return rc;
 }
 
 static void poll_send_result(const struct io *io, const struct route *rt,
@@ -919,11 +947,10 @@ static int batch_append(redisContext *rc, struct batch_poll *p)
 	const struct route *rt = p->it->rt;
 	struct redis_cmd before;
 
-	if (revoke_check_argv(&p->ra, app.conf.channel_prefix, &rt->id) < 0 ||
-	    history_argv(&p->h, &app.conf, rt->id.user, rt->has_since ? &rt->since : NULL,
-			 rt->limit, (size_t)app.conf.send_queue_max) != 0)
+	if (poll_check_cmd(rt, &p->ra, &before, p->err, sizeof p->err) != 0 ||
+	    history_argv(&p->h, &app.conf, rt->id.user, poll_since(rt), rt->limit,
+			 (size_t)app.conf.send_queue_max) != 0)
 		return 1;
-	before = (struct redis_cmd){p->ra.argc, p->ra.argv, p->ra.argvlen};
 	return history_append(rc, &before, &p->h, p->err, sizeof p->err);
 }
 
@@ -957,9 +984,8 @@ static void poll_batch(struct batch_poll *b, size_t n, redisContext **rcp)
 		}
 		if (p->alone)
 			continue;
-		p->rc = history_collect(*rcp, 1, &p->first, &p->h,
-					p->it->rt->has_since ? &p->it->rt->since : NULL, 0, &p->res,
-					p->err, sizeof p->err);
+		p->rc = history_collect(*rcp, 1, &p->first, &p->h, poll_since(p->it->rt), 0,
+					&p->res, p->err, sizeof p->err);
 		if (p->rc == HERR_AGAIN || (p->rc != 0 && (*rcp)->err != 0)) {
 			broken = p->rc != HERR_AGAIN;
 			p->alone = 1;
@@ -981,19 +1007,9 @@ static void poll_batch(struct batch_poll *b, size_t n, redisContext **rcp)
 		check = revoke_check_result(p->first, &p->ra, &rt->id, "", cerr, sizeof cerr);
 		freeReplyObject(p->first);
 		p->first = NULL;
-		if (check == AUTH_REVOKED) {
-			history_result_free(&p->res);
-			revoke_verdict(io, rt, check, cerr);
-			p->it->res = HANDLE_DONE;
-		} else if (p->rc != 0) {
-			log_warn("history_read(%s) failed: %s, answering 503", rt->id.user, p->err);
-			drop = 1;
-			handle_unavailable(io, "redis");
-			p->it->res = HANDLE_DONE;
-		} else {
-			revoke_verdict(io, rt, check, cerr);
-			p->it->res = poll_answer_read(io, rcp, rt, &p->res);
-		}
+		p->it->res = poll_verdict(io, rt, p->rc, p->err, 1, check, cerr, &p->res, &drop) != 0
+				     ? HANDLE_DONE
+				     : poll_answer_read(io, rcp, rt, &p->res);
 	}
 	if (broken || drop) {
 		redisFree(*rcp);
