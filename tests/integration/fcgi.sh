@@ -381,6 +381,12 @@ done
 is "$good" 40 "... and again ($r bursts): every answer right"
 ok "$([ "${bn:-0}" -gt 0 ] && echo 0 || echo 1)" \
 	"... with reads shared in batches (herald_fcgi_poll_batches_total $bn)"
+# The worker's Redis link killed between batches: the next batch finds it
+# broken, and each of its polls is answered on its own on a new link.
+f0=$(grep -c 'history_read(.*) failed' "$T/fcgi.log")
+rcli CLIENT KILL TYPE normal >/dev/null
+is "$(batch_burst "$T/bk")" 40 "the worker's Redis link killed: the next 40 polls all answered right"
+is "$(grep -c 'history_read(.*) failed' "$T/fcgi.log")" "$f0" "... without a 503 (none logged)"
 kill "$BATCH_PID"
 wait "$BATCH_PID"
 is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
