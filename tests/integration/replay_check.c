@@ -45,7 +45,11 @@
  *   -c          ws/sse/sseq: when the server ends the stream (WS close, SSE
  *               end), reconnect after 100 ms from the last id, as herald.js
  *               and EventSource do (printed as reconnects=K); without -c an
- *               end before B is a failure
+ *               end before B is a failure.  poll/lpoll: a 503 (a long-poll
+ *               while the subscriber reconnects) is asked again 1 s later
+ *               with the same cursor, as herald.js does after Retry-After
+ *               (5 s; shorter here to keep the test short; counted in
+ *               reconnects); without -c it is a failure
  *   -r BYTES    SO_RCVBUF of the connections (default: the kernel's; with -S 4096):
  *               a small one keeps the server's replay going while -d reads slowly
  *
@@ -590,6 +594,18 @@ static void poll_page(struct conn *c)
 	int had_m = c->reached, is_more = 0, has_more;
 
 	c->pages++;
+	if (c->status == 503 && opt_reconnect && !c->got_b) {
+		/* -c: unavailable for now (the subscriber reconnecting): come
+		 * back with the same cursor, as herald.js does (after
+		 * Retry-After) */
+		json_object_put(o);
+		conn_close(c);
+		c->body.len = 0;
+		c->reconnects++;
+		c->phase = PH_IDLE;
+		c->next_at = now_ms() + 1000;
+		return;
+	}
 	if (c->status != 200 || o == NULL || !json_object_is_type(o, json_type_object) ||
 	    !json_object_object_get_ex(o, "notifications", &arr) ||
 	    !json_object_is_type(arr, json_type_array)) {
