@@ -9,22 +9,23 @@
  *               subscriber): it owns the listening socket and every held
  *               request (SSE streams, long-polls waiting for a message),
  *               whose FastCGI records it writes itself without blocking.
- *               Its idle thread owns every FastCGI connection nginx keeps
- *               alive between requests, in an epoll set of its own:
- *               neither a worker nor the loop wakes for one.  A request that
+ *               Every FastCGI connection nginx keeps alive between
+ *               requests waits in an epoll set the workers wait on (one
+ *               at a time), so only the worker that takes its request
+ *               wakes for it; an idle thread closes the ones idle too
+ *               long.  A request that
  *               has arrived whole on a new connection (nginx opens one
  *               per SSE stream) it lets libfcgi read (no read can block
  *               then) and routes, token check included: an SSE stream it
  *               holds at once; anything else goes to a worker with its
- *               route.  A request still arriving, or on a kept-alive
- *               connection (polls: the workers read those in parallel),
- *               goes to a worker unread, and so does every request when
- *               jwt_alg is RS256 or ES256 (a check of tens of microseconds
- *               stays off the loop).
- *   handlers.c  the workers (`threads` of them): each takes a connection
- *               from the loop (and, for a poll, the polls queued behind
- *               it, up to 16: they share one round trip to Redis), lets
- *               libfcgi read the request unless the
+ *               route.  A request still arriving goes to a worker unread,
+ *               and so does every request when jwt_alg is RS256 or ES256
+ *               (a check of tens of microseconds stays off the loop).
+ *   handlers.c  the workers (`threads` of them): each takes the
+ *               kept-alive connections whose request arrived (up to 16
+ *               per wait: their polls share one round trip to Redis), or
+ *               a connection from the loop's queue (and the polls queued
+ *               behind it), lets libfcgi read the request unless the
  *               loop did, and answers the short ones (polls with something
  *               to return, health, metrics, publish, errors) with blocking
  *               writes bounded by SO_SNDTIMEO; a request to hold (a

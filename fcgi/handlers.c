@@ -901,20 +901,11 @@ int handle_on_loop(const struct route *rt)
 
 int handle_routed(const struct io *io, redisContext **rcp, struct route *rt)
 {
-	int waits, res;
-
 	if (rt->status != 0) {
 		send_error(io, rt);
 		return HANDLE_DONE;
 	}
-	/* its processor is free for another worker while it waits (held.h) */
-	waits = waits_for_redis(rt);
-	if (waits)
-		held_worker_blocking(app.loop, 1);
-	res = dispatch(io, rcp, rt);
-	if (waits)
-		held_worker_blocking(app.loop, 0);
-	return res;
+	return dispatch(io, rcp, rt);
 }
 
 /* --- a worker's batch ------------------------------------------------------------- */
@@ -967,7 +958,6 @@ static void poll_batch(struct batch_poll *b, size_t n, redisContext **rcp)
 	size_t sent = 0;
 	int broken, drop = 0;
 
-	held_worker_blocking(app.loop, 1);
 	broken = redis_ready(rcp, 0, err, sizeof err) != 0;
 	for (; !broken && sent < n; sent++) {
 		int rv = batch_append(*rcp, &b[sent]);
@@ -993,7 +983,6 @@ static void poll_batch(struct batch_poll *b, size_t n, redisContext **rcp)
 			p->first = NULL;
 		}
 	}
-	held_worker_blocking(app.loop, 0);
 	for (size_t i = 0; i < n; i++) {
 		struct batch_poll *p = &b[i];
 		const struct io *io = p->it->io;

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -51,8 +52,6 @@
  * forgot them) a quarter of it apart, within these bounds. */
 #define IDLE_SWEEP_MIN_MS 250
 #define IDLE_SWEEP_MAX_MS 5000
-/* Idle connections taken from their epoll set per wake-up of its thread. */
-#define IDLE_BATCH 64
 /* The most idle connections closed at once when descriptors run out
  * (accept_pause). */
 #define IDLE_RECLAIM 64
@@ -104,20 +103,26 @@ struct held {
 };
 
 /*
- * A connection kept alive between requests: in the idle thread's epoll set
- * (idle_ep), armed once (EPOLLONESHOT).  Its request disarms it, so it
- * leaves no watch to delete when it goes to a worker; the worker that
- * answered re-arms it itself (EPOLL_CTL_MOD), without waking the loop: one
- * call per poll instead of a hand-over to the loop, its wake-up, a delete
- * and an add.  A descriptor closed anywhere (by libfcgi in a worker, too)
- * leaves the set by itself, and a disarmed one never reports.  Only the
- * idle thread frees one while it runs; the list is under idle_mu.
+ * A connection kept alive between requests waits in idle_ep, an epoll set
+ * the workers wait on themselves (one at a time: held_next), armed once
+ * (EPOLLONESHOT).  Its request disarms it, so it leaves no watch to delete
+ * when a worker takes it; the worker that answered re-arms it
+ * (EPOLL_CTL_MOD): no thread but the one that answers it wakes for a poll.
+ * A descriptor closed anywhere (by libfcgi in a worker, too) leaves the set
+ * by itself, and a disarmed one never reports.
+ *
+ * Each descriptor number has a slot in l->idle_slot, under idle_mu: its
+ * place in the list of idle connections (oldest closed first when they
+ * time out or descriptors run out) and the generation of its watch, which
+ * its event carries.  An event whose generation is no longer the slot's
+ * (the idle thread closed the connection after the event was taken, and
+ * the number may be another connection's by now) is ignored.  A waiting
+ * slot's generation is odd; taking or closing it makes it even.
  */
 struct idle {
-	struct held_loop *l;
-	struct idle *prev, *next;   /* newest first */
-	int fd;
-	long long since_us;         /* idle since (monotonic) */
+	int prev, next;             /* descriptors; newest first; -1: none */
+	unsigned gen;               /* odd: waiting, armed with this */
+	unsigned since_s;           /* idle since (monotonic seconds) */
 };
 
 /* A new connection whose request has not arrived yet: the loop watches it
@@ -154,25 +159,23 @@ struct held_loop {
 	struct event *trim_ev;      /* gives freed memory back once nothing is held */
 	struct held *held;         /* loop thread only */
 	struct fresh *fresh;       /* loop thread only */
-	pthread_mutex_t idle_mu;   /* guards the idle list and idle_closed */
-	struct idle *idle, *idle_tail; /* newest first */
+	pthread_mutex_t idle_mu;   /* guards the slots, the idle list, idle_closed */
+	struct idle *idle_slot;    /* by descriptor */
+	int idle_nslot;
+	int idle_head, idle_tail;  /* newest first; -1: none */
 	int idle_closed;           /* stopping: no connection waits any more */
-	int idle_ep;               /* the idle thread's epoll set (struct idle) */
-	int idle_wake;             /* eventfd in idle_ep: stop, or reclaim */
+	int idle_ep;               /* idle connections, and q_wake (data IDLE_QUEUE) */
+	int idle_wake;             /* eventfd of the idle thread: stop, or reclaim */
+	pthread_mutex_t lead_mu;   /* the worker that waits on idle_ep */
 	atomic_int idle_stop_req;  /* held_stop: the idle thread ends */
 	atomic_long idle_reclaim_req; /* idle connections to close for new ones */
 	pthread_t idle_thread;
 	int idle_started;
 
+	int q_wake;                /* eventfd in idle_ep: the queue has more */
 	pthread_mutex_t mu;        /* guards what follows */
-	pthread_cond_t cond;       /* workers wait for the queue */
 	struct qent *q;            /* ring of connections with a request */
 	size_t q_head, q_len, q_cap;
-	/* Workers awake and not waiting for Redis, asleep, and woken but not
-	 * yet running (tokens): at most `cpus` run at once, so a burst of
-	 * requests is taken by the awake workers one after the other instead
-	 * of waking a sleeping one per request (held_next). */
-	int running, sleeping, tokens, cpus;
 	struct handoff *hand;      /* held requests from workers */
 	int stopping;
 
@@ -184,18 +187,28 @@ struct held_loop {
 
 /* --- the workers' queue ------------------------------------------------------ */
 
-/* Wake a sleeping worker if there is work for it and a processor free.
- * l->mu held. */
-static void wake_one(struct held_loop *l)
+/* idle_ep's event for q_wake (a descriptor's event holds it and its
+ * generation, which is never all ones). */
+#define IDLE_QUEUE UINT64_MAX
+
+/* The queue has something: the worker waiting on idle_ep (if any) wakes. */
+static void queue_wake(struct held_loop *l)
 {
-	if (l->q_len > 0 && l->sleeping > l->tokens && l->running + l->tokens < l->cpus) {
-		l->tokens++;
-		pthread_cond_signal(&l->cond);
-	}
+	uint64_t one = 1;
+
+	if (write(l->q_wake, &one, sizeof one) < 0 && errno != EAGAIN)
+		log_warn("cannot wake the workers: %s", strerror(errno));
 }
 
+/*
+ * Queue fd for a worker.  Only a push to an empty queue wakes one: every
+ * worker looks at the queue before it waits on idle_ep (held_next), so
+ * what is queued behind goes to the next worker that is free.
+ */
 static int queue_push(struct held_loop *l, int fd, struct held_req *req, unsigned flags)
 {
+	int wake;
+
 	pthread_mutex_lock(&l->mu);
 	if (l->q_len == l->q_cap) {
 		size_t cap = l->q_cap ? l->q_cap * 2 : 64;
@@ -212,66 +225,99 @@ static int queue_push(struct held_loop *l, int fd, struct held_req *req, unsigne
 		l->q_cap = cap;
 		l->q_head = 0;
 	}
+	wake = l->q_len == 0;
 	l->q[(l->q_head + l->q_len) % l->q_cap] = (struct qent){fd, flags, req};
 	l->q_len++;
-	wake_one(l);
 	pthread_mutex_unlock(&l->mu);
+	if (wake)
+		queue_wake(l);
 	return 0;
 }
 
-void held_worker_start(struct held_loop *l)
+/* The queue's next entry (wait: partial ones too), or -1: none, or -2:
+ * none and stopping.  l->mu held. */
+static int queue_pop(struct held_loop *l, int wait, struct held_req **req, unsigned *flags)
 {
-	pthread_mutex_lock(&l->mu);
-	l->running++;
-	pthread_mutex_unlock(&l->mu);
+	if (l->q_len == 0 || (!wait && (l->q[l->q_head].flags & HELD_PARTIAL) != 0))
+		return l->stopping ? -2 : -1;
+	const struct qent *e = &l->q[l->q_head];
+
+	*req = e->req;
+	*flags = e->flags;
+	l->q_head = (l->q_head + 1) % l->q_cap;
+	l->q_len--;
+	return e->fd;
 }
+
+/*
+ * The idle connections a worker took from idle_ep with one epoll_wait and
+ * has not yet read: held_next gives them before anything else, and
+ * held_unstash queues what the worker's batch did not take.
+ */
+static _Thread_local int stash[HELD_BATCH];
+static _Thread_local int stash_len, stash_pos;
+
+static int idle_take(struct held_loop *l, uint64_t data);
 
 int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *flags)
 {
-	int fd = -1;
+	struct epoll_event evs[HELD_BATCH];
+	int fd, n;
 
 	*req = NULL;
 	*flags = 0;
+	if (stash_pos < stash_len)
+		return stash[stash_pos++];
+	stash_len = stash_pos = 0;
 	pthread_mutex_lock(&l->mu);
-	if (!wait && (l->q_len == 0 || (l->q[l->q_head].flags & HELD_PARTIAL) != 0)) {
-		pthread_mutex_unlock(&l->mu);
-		return -1;
-	}
-	while (l->q_len == 0 && !l->stopping) {
-		l->running--;
-		l->sleeping++;
-		/* a token is a wake-up meant for one worker (wake_one) */
-		while (l->tokens == 0 && !l->stopping)
-			pthread_cond_wait(&l->cond, &l->mu);
-		if (l->tokens > 0)
-			l->tokens--;
-		l->sleeping--;
-		l->running++;
-	}
-	if (l->q_len > 0) {
-		fd = l->q[l->q_head].fd;
-		*req = l->q[l->q_head].req;
-		*flags = l->q[l->q_head].flags;
-		l->q_head = (l->q_head + 1) % l->q_cap;
-		l->q_len--;
-		wake_one(l); /* more waiting, and a processor free */
-	}
+	fd = queue_pop(l, wait, req, flags);
 	pthread_mutex_unlock(&l->mu);
-	return fd;
+	if (fd >= 0 || !wait)
+		return fd < 0 ? -1 : fd;
+	/* Leader and followers: one worker at a time waits on idle_ep (the
+	 * others for lead_mu), takes up to HELD_BATCH connections whose
+	 * request arrived, and lets the next one wait while it answers them. */
+	for (;;) {
+		pthread_mutex_lock(&l->lead_mu);
+		pthread_mutex_lock(&l->mu);
+		fd = queue_pop(l, 1, req, flags);
+		pthread_mutex_unlock(&l->mu);
+		if (fd != -1) {
+			pthread_mutex_unlock(&l->lead_mu);
+			return fd < 0 ? -1 : fd; /* -2: stopping */
+		}
+		n = epoll_wait(l->idle_ep, evs, HELD_BATCH, -1);
+		for (int k = 0; k < n; k++) {
+			uint64_t v;
+
+			if (evs[k].data.u64 != IDLE_QUEUE)
+				continue;
+			if (read(l->q_wake, &v, sizeof v) < 0 && errno != EAGAIN)
+				log_warn("worker: reading its wake-up: %s", strerror(errno));
+		}
+		pthread_mutex_unlock(&l->lead_mu);
+		if (n < 0 && errno != EINTR) {
+			log_error("worker: epoll_wait: %s", strerror(errno));
+			usleep(100000);
+		}
+		for (int k = 0; k < n; k++) {
+			if (evs[k].data.u64 != IDLE_QUEUE && (fd = idle_take(l, evs[k].data.u64)) >= 0)
+				stash[stash_len++] = fd;
+		}
+		if (stash_len > 0)
+			return stash[stash_pos++];
+	}
 }
 
-void held_worker_blocking(struct held_loop *l, int blocking)
+void held_unstash(struct held_loop *l)
 {
-	if (l == NULL)
-		return;
-	pthread_mutex_lock(&l->mu);
-	if (blocking) {
-		l->running--;
-		wake_one(l); /* its processor is free while it waits */
-	} else {
-		l->running++;
+	while (stash_pos < stash_len) {
+		int fd = stash[stash_pos++];
+
+		if (queue_push(l, fd, NULL, 0) != 0)
+			close(fd); /* nginx answers 502; the client retries */
 	}
-	pthread_mutex_unlock(&l->mu);
+	stash_len = stash_pos = 0;
 }
 
 static void idle_watch(struct held_loop *l, int fd);
@@ -320,48 +366,58 @@ void held_get_stats(struct held_loop *l, struct held_stats *st)
 
 /* --- idle connections --------------------------------------------------------- */
 
-/* i leaves the list.  l->idle_mu held. */
-static void idle_unlink(struct idle *i)
+/* fd's slot leaves the idle list, its generation even.  l->idle_mu held. */
+static void idle_unlink(struct held_loop *l, int fd)
 {
-	struct held_loop *l = i->l;
+	struct idle *i = &l->idle_slot[fd];
 
-	if (i->prev != NULL)
-		i->prev->next = i->next;
+	if (i->prev >= 0)
+		l->idle_slot[i->prev].next = i->next;
 	else
-		l->idle = i->next;
-	if (i->next != NULL)
-		i->next->prev = i->prev;
+		l->idle_head = i->next;
+	if (i->next >= 0)
+		l->idle_slot[i->next].prev = i->prev;
 	else
 		l->idle_tail = i->prev;
+	i->gen++;
 	atomic_fetch_sub(&l->n_idle, 1);
 }
 
-/* i leaves the list; close_fd: and its connection ends (which takes it out
- * of idle_ep), else a worker takes it (its watch is disarmed). */
-static void idle_free(struct idle *i, int close_fd)
+/* A slot for every descriptor up to fd.  l->idle_mu held. */
+static int idle_slots(struct held_loop *l, int fd)
 {
-	struct held_loop *l = i->l;
+	struct idle *p;
+	int n = l->idle_nslot > 0 ? l->idle_nslot : 256;
 
-	pthread_mutex_lock(&l->idle_mu);
-	idle_unlink(i);
-	pthread_mutex_unlock(&l->idle_mu);
-	if (close_fd)
-		close(i->fd);
-	free(i);
+	if (fd < l->idle_nslot)
+		return 0;
+	while (n <= fd)
+		n *= 2;
+	p = realloc(l->idle_slot, (size_t)n * sizeof *p);
+	if (p == NULL)
+		return HERR_NOMEM;
+	memset(p + l->idle_nslot, 0, (size_t)(n - l->idle_nslot) * sizeof *p);
+	l->idle_slot = p;
+	l->idle_nslot = n;
+	return 0;
 }
 
-/* Arm i's watch: MOD for a descriptor idle_ep knows (a worker's kept-alive
- * connection), ADD for a new one; each falls back to the other. */
-static int idle_arm(struct idle *i, int known)
+/*
+ * Worker, after idle_ep reported data (fd and generation): fd when its
+ * connection still waits there, now taken (its watch is disarmed); -1 when
+ * the idle thread closed it meanwhile.
+ */
+static int idle_take(struct held_loop *l, uint64_t data)
 {
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = i};
-	int ep = i->l->idle_ep;
+	int fd = (int)(uint32_t)data, ok;
 
-	if (epoll_ctl(ep, known ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, i->fd, &ev) == 0)
-		return 0;
-	if (errno != (known ? ENOENT : EEXIST))
-		return -1;
-	return epoll_ctl(ep, known ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, i->fd, &ev);
+	pthread_mutex_lock(&l->idle_mu);
+	ok = fd < l->idle_nslot && l->idle_slot[fd].gen == (unsigned)(data >> 32) &&
+	     (l->idle_slot[fd].gen & 1) != 0;
+	if (ok)
+		idle_unlink(l, fd);
+	pthread_mutex_unlock(&l->idle_mu);
+	return ok ? fd : -1;
 }
 
 static void hold_one(struct held_loop *l, struct handoff *ho);
@@ -378,22 +434,20 @@ int held_fd_blocking(int fd)
 }
 
 /*
- * Give fd to a worker with its request q (NULL: unread; partial: not all of
- * it has arrived).  A connection accepted here is non-blocking without
- * timeouts (fresh): a worker reads and writes with blocking calls, bounded
- * so that a stuck peer never holds it long.  A fresh one whose request is
- * there whole goes as it is (HELD_NONBLOCKING): the worker's read takes
+ * Give fd, accepted here, to a worker with its request q (NULL: unread;
+ * partial: not all of it has arrived).  A connection accepted here is
+ * non-blocking without timeouts: a worker reads and writes with blocking
+ * calls, bounded so that a stuck peer never holds it long.  One whose
+ * request is there whole goes as it is (HELD_NONBLOCKING): the worker's read takes
  * what is there, and the worker makes it blocking only when it writes an
  * answer; a stream it holds comes back without the four calls there and
  * back (fcntl, two setsockopt, fcntl), half the streams of a burst.
  */
-static void to_worker(struct held_loop *l, int fd, int fresh, struct held_req *q, int partial)
+static void to_worker(struct held_loop *l, int fd, struct held_req *q, int partial)
 {
-	unsigned flags = partial ? HELD_PARTIAL : 0;
+	unsigned flags = partial ? HELD_PARTIAL : HELD_NONBLOCKING;
 
-	if (fresh && !partial)
-		flags |= HELD_NONBLOCKING;
-	else if (fresh && held_fd_blocking(fd) != 0)
+	if (partial && held_fd_blocking(fd) != 0)
 		goto fail;
 	if (queue_push(l, fd, q, flags) == 0)
 		return;
@@ -430,19 +484,19 @@ int held_release(FCGX_Request *r, unsigned *reqid)
 }
 
 /*
- * A request has arrived whole on fd: let libfcgi read it here (every byte
+ * A request has arrived whole on fd, a new connection: let libfcgi read it here (every byte
  * it reads is there, so even a non-blocking fd serves), read its route,
  * and hold an SSE stream at once; anything else goes to a worker with its
  * route.  No thread hand-off, no wake-up, for a stream.
  */
-static void loop_read(struct held_loop *l, int fd, int fresh)
+static void loop_read(struct held_loop *l, int fd)
 {
 	struct held_req *q = malloc(sizeof *q);
 	struct io io;
 
 	if (q == NULL || FCGX_InitRequest(&q->r, -1, 0) != 0) {
 		free(q);
-		to_worker(l, fd, fresh, NULL, 0);
+		to_worker(l, fd, NULL, 0);
 		return;
 	}
 	if (held_read(&q->r, fd) != 0) {
@@ -454,108 +508,86 @@ static void loop_read(struct held_loop *l, int fd, int fresh)
 	io.nonblocking = NULL; /* the loop writes nothing that does not fit */
 	handle_route(&io, &q->rt);
 	if (handle_on_loop(&q->rt) && handle_routed(&io, NULL, &q->rt) == HANDLE_HOLD) {
-		struct handoff ho = {.rt = q->rt, .nonblocking = fresh};
+		struct handoff ho = {.rt = q->rt, .nonblocking = 1};
 
 		ho.fd = held_release(&q->r, &ho.reqid);
 		free(q);
 		hold_one(l, &ho);
 		return;
 	}
-	to_worker(l, fd, fresh, q, 0);
+	to_worker(l, fd, q, 0);
 }
 
 /*
- * Does the loop read a request arriving on fd itself?  Only on a new
- * connection: nginx opens one per SSE stream (no fastcgi_keep_conn there),
- * while a kept-alive one carries polls, which the workers read and check
- * in parallel, as fast and with a shorter tail under a closed-loop load
- * (1,000 pollers: p99 86 ms against 109 when the loop read them).  An HMAC
- * check costs microseconds; an RS256 or ES256 one tens of them, too long
- * for the thread that writes every held stream: a worker reads those.
+ * Does the loop read a request arriving on a new connection itself?  nginx
+ * opens one per SSE stream (no fastcgi_keep_conn there), while a kept-alive
+ * one carries polls, which the workers take and read themselves
+ * (held_next), in parallel, as fast and with a shorter tail under a
+ * closed-loop load (1,000 pollers: p99 86 ms against 109 when the loop
+ * read them).  An HMAC check costs microseconds; an RS256 or ES256 one tens
+ * of them, too long for the thread that writes every held stream: a worker
+ * reads those.
  */
-static int loop_reads(int fresh)
+static int loop_reads(void)
 {
-	return fresh && app.conf.jwt_alg <= CONF_ALG_HS512;
+	return app.conf.jwt_alg <= CONF_ALG_HS512;
 }
 
 /*
- * Bytes arrived on fd (accepted, or idle between requests): a request that
+ * Bytes arrived on fd, accepted here: a request that
  * is there whole, and that the loop may read (loop_reads, and not past the
  * first ACCEPT_READ of a burst), the loop reads; any other, a worker reads
  * (its libfcgi waits for whatever is still to come: a request not yet whole
- * goes as partial, and the worker reading it does not count as running, so
- * a peer that hangs mid-request never keeps the queue from the others).
+ * goes as partial: only a worker that may wait takes it, and meanwhile
+ * another waits for the next requests, so a peer that hangs mid-request
+ * never keeps the queue from the others).
  * buf holds the n > 0 bytes a peek (up to PEEK_MAX) saw.  While stopping, a
  * stream is refused (hold_one) and a worker answers anything else 503.
  */
-static void request_arrived(struct held_loop *l, int fd, int fresh, int may_read,
+static void request_arrived(struct held_loop *l, int fd, int may_read,
 			    const unsigned char *buf, ssize_t n)
 {
 	int whole = fcgi_request_complete(buf, (size_t)n);
 
 	if (may_read && whole == 1)
-		loop_read(l, fd, fresh);
+		loop_read(l, fd);
 	else
-		to_worker(l, fd, fresh, NULL, whole == 0);
-}
-
-/*
- * Idle thread: i's watch reported (and is disarmed): its request, for the
- * workers to read, or nginx closed it.
- */
-static void idle_ready(struct idle *i)
-{
-	struct held_loop *l = i->l;
-	unsigned char buf[PEEK_MAX];
-	int fd = i->fd;
-	ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-		if (idle_arm(i, 1) != 0)
-			idle_free(i, 1); /* spurious: watch again */
-		return;
-	}
-	if (n <= 0) {
-		idle_free(i, 1); /* nginx closed it */
-		return;
-	}
-	idle_free(i, 0);
-	request_arrived(l, fd, 0, 0, buf, n);
+		to_worker(l, fd, NULL, whole == 0);
 }
 
 /*
  * Idle thread: close, oldest first, the connections idle since before
- * older_us (fcgi_idle_timeout: nginx forgot them), at most max of them;
+ * older_s (fcgi_idle_timeout: nginx forgot them), at most max of them;
  * all: every one, and none may wait any more (stopping).  How many closed.
+ * A worker that took one's event meanwhile finds its generation changed.
  */
-static long idle_close(struct held_loop *l, long long older_us, long max, int all)
+static long idle_close(struct held_loop *l, long long older_s, long max, int all)
 {
-	struct idle *gone = NULL;
 	long n = 0;
 
 	pthread_mutex_lock(&l->idle_mu);
 	if (all)
 		l->idle_closed = 1;
-	for (struct idle *i = l->idle_tail, *prev;
-	     i != NULL && (all || (i->since_us <= older_us && n < max)); i = prev) {
-		prev = i->prev;
-		idle_unlink(i);
-		i->next = gone;
-		gone = i;
+	while (l->idle_tail >= 0 &&
+	       (all || ((long long)l->idle_slot[l->idle_tail].since_s <= older_s && n < max))) {
+		int fd = l->idle_tail;
+
+		idle_unlink(l, fd);
+		close(fd);
 		n++;
 	}
 	pthread_mutex_unlock(&l->idle_mu);
-	for (struct idle *i = gone, *next; i != NULL; i = next) {
-		next = i->next;
-		close(i->fd);
-		free(i);
-	}
 	return n;
+}
+
+static unsigned mono_s(void)
+{
+	return (unsigned)(clock_mono_us() / 1000000);
 }
 
 static void idle_sweep(struct held_loop *l, int all)
 {
-	long long old = clock_mono_us() - (long long)app.conf.fcgi_idle_timeout * 1000000;
+	long long old = (long long)mono_s() - app.conf.fcgi_idle_timeout;
 
 	idle_close(l, old, LONG_MAX, all);
 }
@@ -579,14 +611,13 @@ static int idle_woken(struct held_loop *l)
 }
 
 /*
- * The idle thread: waits for the next request on every connection between
- * requests and queues it for a worker, so neither a worker nor the loop
- * wakes for a connection with nothing to read.
+ * The idle thread: closes the connections idle past fcgi_idle_timeout,
+ * those the loop asks for when descriptors run out, and all of them at
+ * shutdown.  The workers take the ones whose request arrives.
  */
 static void *idle_main(void *arg)
 {
 	struct held_loop *l = arg;
-	struct epoll_event evs[IDLE_BATCH];
 	long long swept = clock_mono_us();
 	long period_ms = app.conf.fcgi_idle_timeout * 1000 / 4;
 
@@ -595,17 +626,10 @@ static void *idle_main(void *arg)
 	if (period_ms > IDLE_SWEEP_MAX_MS)
 		period_ms = IDLE_SWEEP_MAX_MS;
 	for (;;) {
-		int n = epoll_wait(l->idle_ep, evs, IDLE_BATCH, (int)period_ms);
-		int stop = 0;
+		struct pollfd p = {.fd = l->idle_wake, .events = POLLIN};
+		int n = poll(&p, 1, (int)period_ms);
 
-		/* each is disarmed: handling one cannot free another's struct */
-		for (int k = 0; k < n; k++) {
-			if (evs[k].data.ptr == NULL)
-				stop |= idle_woken(l); /* held_stop, or idle_reclaim */
-			else
-				idle_ready(evs[k].data.ptr);
-		}
-		if (stop || (n < 0 && errno != EINTR)) {
+		if ((n > 0 && idle_woken(l)) || (n < 0 && errno != EINTR)) {
 			idle_sweep(l, 1);
 			return NULL;
 		}
@@ -617,36 +641,41 @@ static void *idle_main(void *arg)
 }
 
 /* Any thread (a worker's held_keep, mostly): fd, kept alive, waits for its
- * next request in the idle thread. */
+ * next request in idle_ep. */
 static void idle_watch(struct held_loop *l, int fd)
 {
-	struct idle *i = malloc(sizeof *i);
+	struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT};
+	struct idle *i;
 
-	if (i == NULL) {
-		close(fd); /* nginx opens another */
-		return;
-	}
-	i->l = l;
-	i->fd = fd;
-	i->since_us = clock_mono_us();
 	/* armed under the lock: the idle thread, stopping, closes every
 	 * connection in the list, and none may be armed after that */
 	pthread_mutex_lock(&l->idle_mu);
-	if (l->idle_closed || idle_arm(i, 1) != 0) {
-		pthread_mutex_unlock(&l->idle_mu);
-		close(fd);
-		free(i);
-		return;
+	if (l->idle_closed || idle_slots(l, fd) != 0)
+		goto fail;
+	i = &l->idle_slot[fd];
+	i->gen += (i->gen & 1) ? 2 : 1; /* odd: waiting */
+	ev.data.u64 = (uint64_t)i->gen << 32 | (uint32_t)fd;
+	/* MOD for a descriptor idle_ep knows (a worker's kept-alive
+	 * connection), ADD for a new one */
+	if (epoll_ctl(l->idle_ep, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+	    (errno != ENOENT || epoll_ctl(l->idle_ep, EPOLL_CTL_ADD, fd, &ev) != 0)) {
+		i->gen++;
+		goto fail;
 	}
-	i->prev = NULL;
-	i->next = l->idle;
-	if (l->idle != NULL)
-		l->idle->prev = i;
+	i->since_s = mono_s();
+	i->prev = -1;
+	i->next = l->idle_head;
+	if (l->idle_head >= 0)
+		l->idle_slot[l->idle_head].prev = fd;
 	else
-		l->idle_tail = i;
-	l->idle = i;
+		l->idle_tail = fd;
+	l->idle_head = fd;
 	atomic_fetch_add(&l->n_idle, 1);
 	pthread_mutex_unlock(&l->idle_mu);
+	return;
+fail:
+	pthread_mutex_unlock(&l->idle_mu);
+	close(fd);
 }
 
 static void fresh_free(struct fresh *f, int close_fd)
@@ -693,7 +722,7 @@ static void on_fresh(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	fresh_free(f, 0);
-	request_arrived(l, fd, 1, loop_reads(1), buf, n);
+	request_arrived(l, fd, loop_reads(), buf, n);
 }
 
 /* Watch a new connection for its request. */
@@ -772,10 +801,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		}
 		/* nginx writes the request as soon as it connects: when it is
 		 * there already, no watch */
-		may_read = loop_reads(1) && k < ACCEPT_READ;
+		may_read = loop_reads() && k < ACCEPT_READ;
 		n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
 		if (n > 0)
-			request_arrived(l, fd, 1, may_read, buf, n);
+			request_arrived(l, fd, may_read, buf, n);
 		else
 			fresh_watch(l, fd);
 	}
@@ -1510,12 +1539,11 @@ int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd
 	l->base = base;
 	l->idle_ep = l->idle_wake = -1;
 	l->listen_fd = listen_fd;
+	l->q_wake = -1;
+	l->idle_head = l->idle_tail = -1;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->idle_mu, NULL);
-	pthread_cond_init(&l->cond, NULL);
-	l->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (l->cpus < 1)
-		l->cpus = 1;
+	pthread_mutex_init(&l->lead_mu, NULL);
 	flags = fcntl(listen_fd, F_GETFL);
 	if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0) {
 		held_loop_free(l);
@@ -1533,9 +1561,10 @@ int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd
 	}
 	l->idle_ep = epoll_create1(EPOLL_CLOEXEC);
 	l->idle_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (l->idle_ep < 0 || l->idle_wake < 0 ||
-	    epoll_ctl(l->idle_ep, EPOLL_CTL_ADD, l->idle_wake,
-		      &(struct epoll_event){.events = EPOLLIN, .data.ptr = NULL}) != 0) {
+	l->q_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (l->idle_ep < 0 || l->idle_wake < 0 || l->q_wake < 0 ||
+	    epoll_ctl(l->idle_ep, EPOLL_CTL_ADD, l->q_wake,
+		      &(struct epoll_event){.events = EPOLLIN, .data.u64 = IDLE_QUEUE}) != 0) {
 		held_loop_free(l);
 		return HERR_IO;
 	}
@@ -1562,8 +1591,8 @@ void held_stop(struct held_loop *l, int timeout_ms)
 {
 	pthread_mutex_lock(&l->mu);
 	l->stopping = 1;
-	pthread_cond_broadcast(&l->cond);
 	pthread_mutex_unlock(&l->mu);
+	queue_wake(l); /* stays readable: every worker sees it */
 	idle_stop(l);
 	event_active(l->stop_ev, EV_READ, 1);
 	/* streams end and polls answer through the hub's close callbacks */
@@ -1618,7 +1647,10 @@ void held_loop_free(struct held_loop *l)
 		close(l->idle_ep);
 	if (l->idle_wake >= 0)
 		close(l->idle_wake);
-	pthread_cond_destroy(&l->cond);
+	if (l->q_wake >= 0)
+		close(l->q_wake);
+	free(l->idle_slot);
+	pthread_mutex_destroy(&l->lead_mu);
 	pthread_mutex_destroy(&l->idle_mu);
 	pthread_mutex_destroy(&l->mu);
 	free(l);

@@ -22,13 +22,15 @@
  * The loop also watches a new connection whose request has not arrived
  * at the accept (nginx writes it at once), and reads it there and then.
  *
- * The idle thread owns kept-alive connections between requests, in its own
- * epoll set, each armed for one report: one costs a descriptor and 40
- * bytes, never a worker, and the loop never wakes for it.  When a request
- * arrives the idle thread queues the connection for a worker unread (a
- * poll: the workers read in parallel); the worker that answered re-arms
- * the connection itself (held_keep).  It closes a connection idle
- * fcgi_idle_timeout, and every one on shutdown.
+ * Kept-alive connections between requests wait in an epoll set of their
+ * own (idle_ep), each armed for one report: one costs a descriptor and 16
+ * bytes, never a worker, and the loop never wakes for it.  The workers
+ * wait on that set themselves, one at a time (held_next): the one waiting
+ * takes the connections whose request arrived and reads them (polls: the
+ * workers read in parallel); the worker that answered re-arms the
+ * connection itself (held_keep).  The idle thread closes a connection idle
+ * fcgi_idle_timeout, the oldest ones when accept runs out of descriptors,
+ * and every one on shutdown.
  *
  * Workers call held_next, held_keep and held_hold; the main thread
  * held_stop; any thread held_get_stats.  Everything else runs on the loop
@@ -72,22 +74,30 @@ struct held_req {
 /*
  * Workers.  held_next blocks until a connection has a request and returns
  * its descriptor, or -1 once held_stop was called and the queue is empty.
- * *req is the request when the loop has read it already (it arrived
- * whole), else NULL: the worker reads it with FCGX_Accept_r.  *flags:
- * HELD_PARTIAL when that request had not arrived whole: its read may wait
- * for the peer (up to SO_RCVTIMEO), so the worker reads it between
- * held_worker_blocking(l, 1) and (l, 0).  HELD_NONBLOCKING when the
- * descriptor is as accepted (O_NONBLOCK, no timeouts) with its request
- * there whole: the worker calls held_fd_blocking before it writes (an
- * answer, or held_keep), or holds it with held_hold(.., 1, ..).  Without
- * it the descriptor is blocking with SO_RCVTIMEO/SO_SNDTIMEO set.
- * wait 0: never blocks; -1 at once when the queue is empty or its next
- * request has not arrived whole (a worker filling a batch leaves that one
- * to a worker that may wait for it).
+ * It gives first the kept-alive connections this worker took from the
+ * idle set in its last wait (up to HELD_BATCH at once), then the loop's
+ * queue; with neither, the worker waits for both, one worker at a time
+ * (the others wait to be next).  *req is the request when the loop has
+ * read it already (it arrived whole), else NULL: the worker reads it with
+ * FCGX_Accept_r (on a kept-alive connection it is there, or on its way:
+ * nginx writes it whole).  *flags: HELD_PARTIAL when that request had not
+ * arrived whole: its read may wait for the peer (up to SO_RCVTIMEO).
+ * HELD_NONBLOCKING when the descriptor is as accepted (O_NONBLOCK, no
+ * timeouts) with its request there whole: the worker calls
+ * held_fd_blocking before it writes (an answer, or held_keep), or holds it
+ * with held_hold(.., 1, ..).  Without it the descriptor is blocking with
+ * SO_RCVTIMEO/SO_SNDTIMEO set.  wait 0: never blocks; -1 at once when
+ * there is nothing, or the queue's next request has not arrived whole (a
+ * worker filling a batch leaves that one to a worker that may wait for
+ * it).  held_unstash queues for other workers the connections taken in
+ * the last wait that held_next has not given yet (a batch that stopped
+ * early).
  */
+#define HELD_BATCH 16
 #define HELD_PARTIAL 1u
 #define HELD_NONBLOCKING 2u
 int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *flags);
+void held_unstash(struct held_loop *l);
 
 /* Make fd blocking with the send and receive timeouts: 0, or -1 (errno). */
 int held_fd_blocking(int fd);
@@ -107,15 +117,6 @@ int held_read(FCGX_Request *r, int fd);
  */
 int held_release(FCGX_Request *r, unsigned *reqid);
 
-/*
- * A worker calls held_worker_start once before its first held_next, and
- * held_worker_blocking(l, 1) before a request that waits for Redis (then
- * (l, 0) after it): held_next wakes a sleeping worker only while fewer
- * workers than processors run, and one waiting for Redis does not count.
- * l may be NULL (CGI) for held_worker_blocking.
- */
-void held_worker_start(struct held_loop *l);
-void held_worker_blocking(struct held_loop *l, int blocking);
 
 /* The worker is done with fd (blocking) and the connection stays open:
  * watch it. */

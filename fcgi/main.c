@@ -4,8 +4,8 @@
  *
  * This file: the command line, configuration, signals, the threads'
  * start and the shutdown.  app.h says which thread owns what: the event
- * loop (held.c) holds held requests and its idle thread idle connections, `threads`
- * workers answer requests (handlers.c), the main thread waits in
+ * loop (held.c) holds held requests, `threads` workers take the requests of
+ * kept-alive connections themselves and answer requests (handlers.c), the main thread waits in
  * sigwait(): TERM/INT end every stream and exit 0, HUP reopens the log and
  * reloads the JWT key, USR1 reopens the log.
  */
@@ -53,9 +53,9 @@ static char unix_path[108];
 
 /* --- workers -------------------------------------------------------------------- */
 
-/* The most requests a worker takes from the queue at once: the polls among
- * them share one round trip to Redis (handle_batch). */
-#define WORKER_BATCH 16
+/* The most requests a worker takes at once: the polls among them share one
+ * round trip to Redis (handle_batch). */
+#define WORKER_BATCH HELD_BATCH
 
 /* One request a worker took: its connection's libfcgi request and route. */
 struct work {
@@ -77,11 +77,10 @@ struct work {
 static int work_take(struct work *w, int wait)
 {
 	unsigned flags;
-	int fd = held_next(app.loop, wait, &w->q, &flags), partial, res;
+	int fd = held_next(app.loop, wait, &w->q, &flags);
 
 	if (fd < 0)
 		return -1;
-	partial = (flags & HELD_PARTIAL) != 0;
 	w->nonblocking = (flags & HELD_NONBLOCKING) != 0;
 	w->io.r = w->r = w->q != NULL ? &w->q->r : &w->own;
 	w->io.nonblocking = &w->nonblocking;
@@ -89,13 +88,8 @@ static int work_take(struct work *w, int wait)
 	if (w->q != NULL)
 		return 1; /* the loop read the route */
 	/* a peer still writing may keep it up to SO_RCVTIMEO: another worker
-	 * takes the queue meanwhile */
-	if (partial)
-		held_worker_blocking(app.loop, 1);
-	res = held_read(&w->own, fd);
-	if (partial)
-		held_worker_blocking(app.loop, 0);
-	if (res != 0)
+	 * waits for the next requests meanwhile */
+	if (held_read(&w->own, fd) != 0)
 		return 0;
 	handle_route(&w->io, w->rt);
 	return 1;
@@ -125,9 +119,10 @@ static void work_finish(struct work *w, int res)
 }
 
 /*
- * Take a connection with a request from the loop (waiting for one), and
- * while they are polls those queued behind it, up to WORKER_BATCH (without
- * waiting);
+ * Take a connection with a request (waiting for one: held_next), and
+ * while they are polls the others taken in the same wait or queued behind
+ * it, up to WORKER_BATCH (without waiting; the rest go back to the queue
+ * for other workers: held_unstash);
  * answer them (handle_batch: the polls among them share a round trip to
  * Redis), and give each connection back (kept alive) or to the loop with
  * its request (held).  A slot's libfcgi request starts without a listening
@@ -147,7 +142,6 @@ static void *worker_main(void *arg)
 		log_error("worker: out of memory for its requests: the thread ends");
 		goto out;
 	}
-	held_worker_start(app.loop);
 	for (;;) {
 		size_t n = 0;
 		int got = work_take(&w[0], 1);
@@ -160,6 +154,7 @@ static void *worker_main(void *arg)
 		while (n > 0 && n < WORKER_BATCH && handle_batchable(w[n - 1].rt) &&
 		       (got = work_take(&w[n], 0)) >= 0)
 			n += (size_t)got;
+		held_unstash(app.loop); /* what the batch did not take: to others */
 		if (n == 0)
 			continue;
 		atomic_fetch_add(&app.busy, 1);

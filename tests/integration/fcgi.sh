@@ -298,11 +298,26 @@ hr=
 for i in 1 2 3 4; do eval "wait \$half$i"; hr="$hr$?"; done
 is "$hr" 2222 "the 4 hanging connections are closed by herald-fcgi before their 13 s pause ends (fcgi_raw exit 2)"
 is "$(code "$POLL?token=$TA")" 200 "... and polls are answered after"
+# The same on a kept-alive connection: a poll answered, then half of the
+# next request and silence.  The worker that took it waits for the rest (up
+# to 10 s) while another waits for the next requests.
+for i in 1 2 3 4; do
+	"$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 0 0 5 -14 >/dev/null 2>&1 &
+	eval "half$i=\$!"
+done
+sleep 0.5
+is "$(code --max-time 5 "$POLL?token=$TA")" 200 \
+	"while 4 kept-alive peers hang mid-request: a poll through nginx is answered"
+hr=
+for i in 1 2 3 4; do eval "wait \$half$i"; hr="$hr$?"; done
+is "$hr" 0000 "... and herald-fcgi closes the 4 within 14 s (its 10 s receive timeout)"
+is "$(code "$POLL?token=$TA")" 200 "... and polls are answered after"
 
 # --- idle kept-alive connections (fcgi_idle_timeout) --------------------------------
-# A connection nginx keeps alive between requests waits in herald-fcgi's idle
-# thread, without a worker; one idle for fcgi_idle_timeout is closed (nginx
-# forgot it).  fcgi_raw keeps its connection after the answer, as nginx does.
+# A connection nginx keeps alive between requests waits in herald-fcgi's
+# epoll set of idle connections, without a worker; one idle for
+# fcgi_idle_timeout is closed by its idle thread (nginx forgot it).  fcgi_raw
+# keeps its connection after the answer, as nginx does.
 "$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 0 0 5 3 >"$T/keep.out" 2>/dev/null
 r=$?
 is "$r$(grep -c '"notifications":\[' "$T/keep.out")" 31 \

@@ -13,7 +13,10 @@
  * the server closed it during the pause).  With IDLE_S, after END_REQUEST
  * it keeps the connection (as nginx keeps one alive) and waits for the
  * server to close it: exit 0 when it does within IDLE_S seconds (the wait
- * printed on stderr), 3 when it is still open then.
+ * printed on stderr), 3 when it is still open then.  A negative IDLE_S
+ * first writes the first SPLIT bytes of the same request again on the
+ * kept-alive connection (half a second request, then silence: a peer that
+ * hangs mid-request between requests) and then waits -IDLE_S seconds so.
  */
 #include "config.h"
 
@@ -164,6 +167,10 @@ int main(int argc, char **argv)
 			if (h.type == FCGI_T_STDOUT)
 				fwrite(in + FCGI_HEADER_LEN, 1, h.clen, stdout);
 			fflush(stdout);
+			if (h.type == FCGI_T_END_REQUEST && argc == 8 && atof(argv[7]) < 0)
+				return write_all(fd, req, split > 0 ? split : n / 2) != 0
+					       ? 2
+					       : wait_closed(fd, -atof(argv[7]));
 			if (h.type == FCGI_T_END_REQUEST)
 				return argc == 8 ? wait_closed(fd, atof(argv[7])) : 0;
 			have -= FCGI_HEADER_LEN + h.clen + h.plen;
