@@ -258,11 +258,35 @@ static _Thread_local int stash[HELD_BATCH];
 static _Thread_local int stash_len, stash_pos;
 
 static int idle_take(struct held_loop *l, uint64_t data);
+static void idle_watch(struct held_loop *l, int fd);
+
+/*
+ * fd, one of several taken in one wait: stays in the stash when its
+ * request is there whole (or nginx closed it, or it is not FastCGI:
+ * libfcgi's read says so and closes it).  One still arriving goes to the
+ * queue as partial, for a worker that may wait for it, so that a peer
+ * hanging mid-request never holds up the requests taken with it; one with
+ * nothing to read after all waits again.
+ */
+static void stash_check(struct held_loop *l, int fd)
+{
+	unsigned char buf[PEEK_MAX];
+	ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+		idle_watch(l, fd);
+	} else if (n > 0 && fcgi_request_complete(buf, (size_t)n) == 0) {
+		if (queue_push(l, fd, NULL, HELD_PARTIAL) != 0)
+			close(fd); /* nginx answers 502; the client retries */
+	} else {
+		stash[stash_len++] = fd;
+	}
+}
 
 int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *flags)
 {
 	struct epoll_event evs[HELD_BATCH];
-	int fd, n;
+	int fd, n, took[HELD_BATCH], ntook;
 
 	*req = NULL;
 	*flags = 0;
@@ -287,6 +311,7 @@ int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *fl
 			return fd < 0 ? -1 : fd; /* -2: stopping */
 		}
 		n = epoll_wait(l->idle_ep, evs, HELD_BATCH, -1);
+		ntook = 0;
 		for (int k = 0; k < n; k++) {
 			uint64_t v;
 
@@ -302,7 +327,15 @@ int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *fl
 		}
 		for (int k = 0; k < n; k++) {
 			if (evs[k].data.u64 != IDLE_QUEUE && (fd = idle_take(l, evs[k].data.u64)) >= 0)
-				stash[stash_len++] = fd;
+				took[ntook++] = fd;
+		}
+		/* one alone the worker reads whatever comes (as a worker waiting
+		 * for a partial one would); of several, each must be there whole */
+		for (int k = 0; k < ntook; k++) {
+			if (ntook == 1)
+				stash[stash_len++] = took[k];
+			else
+				stash_check(l, took[k]);
 		}
 		if (stash_len > 0)
 			return stash[stash_pos++];
