@@ -286,7 +286,7 @@ static void stash_check(struct held_loop *l, int fd)
 int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *flags)
 {
 	struct epoll_event evs[HELD_BATCH];
-	int fd, n, took[HELD_BATCH], ntook;
+	int fd, n, err, took[HELD_BATCH], ntook;
 
 	*req = NULL;
 	*flags = 0;
@@ -296,8 +296,8 @@ int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *fl
 	pthread_mutex_lock(&l->mu);
 	fd = queue_pop(l, wait, req, flags);
 	pthread_mutex_unlock(&l->mu);
-	if (fd >= 0 || !wait)
-		return fd < 0 ? -1 : fd;
+	if (fd != -1 || !wait)
+		return fd < 0 ? -1 : fd; /* -2: stopping */
 	/* Leader and followers: one worker at a time waits on idle_ep (the
 	 * others for lead_mu), takes up to HELD_BATCH connections whose
 	 * request arrived, and lets the next one wait while it answers them. */
@@ -311,32 +311,32 @@ int held_next(struct held_loop *l, int wait, struct held_req **req, unsigned *fl
 			return fd < 0 ? -1 : fd; /* -2: stopping */
 		}
 		n = epoll_wait(l->idle_ep, evs, HELD_BATCH, -1);
-		ntook = 0;
+		err = errno;
 		for (int k = 0; k < n; k++) {
 			uint64_t v;
 
-			if (evs[k].data.u64 != IDLE_QUEUE)
-				continue;
-			if (read(l->q_wake, &v, sizeof v) < 0 && errno != EAGAIN)
+			if (evs[k].data.u64 == IDLE_QUEUE && read(l->q_wake, &v, sizeof v) < 0 &&
+			    errno != EAGAIN)
 				log_warn("worker: reading its wake-up: %s", strerror(errno));
 		}
 		pthread_mutex_unlock(&l->lead_mu);
-		if (n < 0 && errno != EINTR) {
-			log_error("worker: epoll_wait: %s", strerror(errno));
+		if (n < 0 && err != EINTR) {
+			log_error("worker: epoll_wait: %s", strerror(err));
 			usleep(100000);
 		}
+		ntook = 0;
+		pthread_mutex_lock(&l->idle_mu);
 		for (int k = 0; k < n; k++) {
 			if (evs[k].data.u64 != IDLE_QUEUE && (fd = idle_take(l, evs[k].data.u64)) >= 0)
 				took[ntook++] = fd;
 		}
+		pthread_mutex_unlock(&l->idle_mu);
 		/* one alone the worker reads whatever comes (as a worker waiting
 		 * for a partial one would); of several, each must be there whole */
-		for (int k = 0; k < ntook; k++) {
-			if (ntook == 1)
-				stash[stash_len++] = took[k];
-			else
-				stash_check(l, took[k]);
-		}
+		if (ntook == 1)
+			stash[stash_len++] = took[0];
+		for (int k = 0; ntook > 1 && k < ntook; k++)
+			stash_check(l, took[k]);
 		if (stash_len > 0)
 			return stash[stash_pos++];
 	}
@@ -438,19 +438,17 @@ static int idle_slots(struct held_loop *l, int fd)
 /*
  * Worker, after idle_ep reported data (fd and generation): fd when its
  * connection still waits there, now taken (its watch is disarmed); -1 when
- * the idle thread closed it meanwhile.
+ * the idle thread closed it meanwhile.  l->idle_mu held.
  */
 static int idle_take(struct held_loop *l, uint64_t data)
 {
-	int fd = (int)(uint32_t)data, ok;
+	int fd = (int)(uint32_t)data;
 
-	pthread_mutex_lock(&l->idle_mu);
-	ok = fd < l->idle_nslot && l->idle_slot[fd].gen == (unsigned)(data >> 32) &&
-	     (l->idle_slot[fd].gen & 1) != 0;
-	if (ok)
-		idle_unlink(l, fd);
-	pthread_mutex_unlock(&l->idle_mu);
-	return ok ? fd : -1;
+	if (fd >= l->idle_nslot || l->idle_slot[fd].gen != (unsigned)(data >> 32) ||
+	    (l->idle_slot[fd].gen & 1) == 0)
+		return -1;
+	idle_unlink(l, fd);
+	return fd;
 }
 
 static void hold_one(struct held_loop *l, struct handoff *ho);
@@ -471,9 +469,9 @@ int held_fd_blocking(int fd)
  * partial: not all of it has arrived).  A connection accepted here is
  * non-blocking without timeouts: a worker reads and writes with blocking
  * calls, bounded so that a stuck peer never holds it long.  One whose
- * request is there whole goes as it is (HELD_NONBLOCKING): the worker's read takes
- * what is there, and the worker makes it blocking only when it writes an
- * answer; a stream it holds comes back without the four calls there and
+ * request is there whole goes as it is (HELD_NONBLOCKING): the worker's
+ * read takes what is there, and the worker makes it blocking only when it
+ * writes an answer; a stream it holds comes back without the four calls there and
  * back (fcntl, two setsockopt, fcntl), half the streams of a burst.
  */
 static void to_worker(struct held_loop *l, int fd, struct held_req *q, int partial)
@@ -517,10 +515,10 @@ int held_release(FCGX_Request *r, unsigned *reqid)
 }
 
 /*
- * A request has arrived whole on fd, a new connection: let libfcgi read it here (every byte
- * it reads is there, so even a non-blocking fd serves), read its route,
- * and hold an SSE stream at once; anything else goes to a worker with its
- * route.  No thread hand-off, no wake-up, for a stream.
+ * A request has arrived whole on fd, a new connection: let libfcgi read it
+ * here (every byte it reads is there, so even a non-blocking fd serves),
+ * read its route, and hold an SSE stream at once; anything else goes to a
+ * worker with its route.  No thread hand-off, no wake-up, for a stream.
  */
 static void loop_read(struct held_loop *l, int fd)
 {
@@ -686,7 +684,7 @@ static void idle_watch(struct held_loop *l, int fd)
 	if (l->idle_closed || idle_slots(l, fd) != 0)
 		goto fail;
 	i = &l->idle_slot[fd];
-	i->gen += (i->gen & 1) ? 2 : 1; /* odd: waiting */
+	i->gen++; /* odd: waiting (taken or closed, it was even) */
 	ev.data.u64 = (uint64_t)i->gen << 32 | (uint32_t)fd;
 	/* MOD for a descriptor idle_ep knows (a worker's kept-alive
 	 * connection), ADD for a new one */
@@ -1625,7 +1623,8 @@ void held_stop(struct held_loop *l, int timeout_ms)
 	pthread_mutex_lock(&l->mu);
 	l->stopping = 1;
 	pthread_mutex_unlock(&l->mu);
-	queue_wake(l); /* stays readable: every worker sees it */
+	queue_wake(l); /* the waiting worker wakes; each sees stopping before it
+			* would wait (held_next) */
 	idle_stop(l);
 	event_active(l->stop_ev, EV_READ, 1);
 	/* streams end and polls answer through the hub's close callbacks */

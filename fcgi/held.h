@@ -93,6 +93,8 @@ struct held_req {
  * the last wait that held_next has not given yet (a batch that stopped
  * early).
  */
+/* The most requests a worker takes at once: the polls among them share one
+ * round trip to Redis (handle_batch). */
 #define HELD_BATCH 16
 #define HELD_PARTIAL 1u
 #define HELD_NONBLOCKING 2u

@@ -5,8 +5,8 @@
  * This file: the command line, configuration, signals, the threads'
  * start and the shutdown.  app.h says which thread owns what: the event
  * loop (held.c) holds held requests, `threads` workers take the requests of
- * kept-alive connections themselves and answer requests (handlers.c), the main thread waits in
- * sigwait(): TERM/INT end every stream and exit 0, HUP reopens the log and
+ * kept-alive connections themselves and answer requests (handlers.c), the
+ * main thread waits in sigwait(): TERM/INT end every stream and exit 0, HUP reopens the log and
  * reloads the JWT key, USR1 reopens the log.
  */
 #include "config.h"
@@ -52,10 +52,6 @@ static int listen_fd = -1;
 static char unix_path[108];
 
 /* --- workers -------------------------------------------------------------------- */
-
-/* The most requests a worker takes at once: the polls among them share one
- * round trip to Redis (handle_batch). */
-#define WORKER_BATCH HELD_BATCH
 
 /* One request a worker took: its connection's libfcgi request and route. */
 struct work {
@@ -121,7 +117,7 @@ static void work_finish(struct work *w, int res)
 /*
  * Take a connection with a request (waiting for one: held_next), and
  * while they are polls the others taken in the same wait or queued behind
- * it, up to WORKER_BATCH (without waiting; the rest go back to the queue
+ * it, up to HELD_BATCH (without waiting; the rest go back to the queue
  * for other workers: held_unstash);
  * answer them (handle_batch: the polls among them share a round trip to
  * Redis), and give each connection back (kept alive) or to the loop with
@@ -130,15 +126,15 @@ static void work_finish(struct work *w, int res)
  */
 static void *worker_main(void *arg)
 {
-	struct work *w = calloc(WORKER_BATCH, sizeof *w);
-	struct handle_item items[WORKER_BATCH];
+	struct work *w = calloc(HELD_BATCH, sizeof *w);
+	struct handle_item items[HELD_BATCH];
 	redisContext *rc = NULL;
 	size_t inited = 0;
 
 	(void)arg;
-	while (w != NULL && inited < WORKER_BATCH && FCGX_InitRequest(&w[inited].own, -1, 0) == 0)
+	while (w != NULL && inited < HELD_BATCH && FCGX_InitRequest(&w[inited].own, -1, 0) == 0)
 		inited++;
-	if (inited < WORKER_BATCH) {
+	if (inited < HELD_BATCH) {
 		log_error("worker: out of memory for its requests: the thread ends");
 		goto out;
 	}
@@ -151,7 +147,7 @@ static void *worker_main(void *arg)
 		n = (size_t)got;
 		/* more while they are polls: a stream gains nothing from a
 		 * batch, and each request taken holds libfcgi's buffers */
-		while (n > 0 && n < WORKER_BATCH && handle_batchable(w[n - 1].rt) &&
+		while (n > 0 && n < HELD_BATCH && handle_batchable(w[n - 1].rt) &&
 		       (got = work_take(&w[n], 0)) >= 0)
 			n += (size_t)got;
 		held_unstash(app.loop); /* what the batch did not take: to others */

@@ -312,6 +312,16 @@ hr=
 for i in 1 2 3 4; do eval "wait \$half$i"; hr="$hr$?"; done
 is "$hr" 0000 "... and herald-fcgi closes the 4 within 14 s (its 10 s receive timeout)"
 is "$(code "$POLL?token=$TA")" 200 "... and polls are answered after"
+# Not FastCGI on a kept-alive connection (an HTTP request line after a
+# poll), from 4 peers at once: each is closed without an answer.
+for i in 1 2 3 4; do
+	"$RAW" "$T/fcgi.sock" /api/v1/notifications/poll "token=$TA" 0 0 5 g5 >/dev/null 2>&1 &
+	eval "half$i=\$!"
+done
+hr=
+for i in 1 2 3 4; do eval "wait \$half$i"; hr="$hr$?"; done
+is "$hr" 0000 "HTTP on 4 kept-alive connections after a poll: herald-fcgi closes each (fcgi_raw exit 0)"
+is "$(code "$POLL?token=$TA")" 200 "... and polls are answered after"
 
 # --- idle kept-alive connections (fcgi_idle_timeout) --------------------------------
 # A connection nginx keeps alive between requests waits in herald-fcgi's

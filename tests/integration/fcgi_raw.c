@@ -17,6 +17,8 @@
  * first writes the first SPLIT bytes of the same request again on the
  * kept-alive connection (half a second request, then silence: a peer that
  * hangs mid-request between requests) and then waits -IDLE_S seconds so.
+ * IDLE_S gN writes an HTTP request line instead (not FastCGI) on the
+ * kept-alive connection and waits N seconds so.
  */
 #include "config.h"
 
@@ -167,6 +169,13 @@ int main(int argc, char **argv)
 			if (h.type == FCGI_T_STDOUT)
 				fwrite(in + FCGI_HEADER_LEN, 1, h.clen, stdout);
 			fflush(stdout);
+			if (h.type == FCGI_T_END_REQUEST && argc == 8 && argv[7][0] == 'g') {
+				static const char http[] = "GET / HTTP/1.0\r\n\r\n";
+
+				return write_all(fd, (const unsigned char *)http, sizeof http - 1) != 0
+					       ? 2
+					       : wait_closed(fd, atof(argv[7] + 1));
+			}
 			if (h.type == FCGI_T_END_REQUEST && argc == 8 && atof(argv[7]) < 0)
 				return write_all(fd, req, split > 0 ? split : n / 2) != 0
 					       ? 2
