@@ -231,7 +231,7 @@ static void do_metrics(const struct io *io)
 			hd.heartbeats);
 	metrics_counter(&b, "herald_fcgi_idle_reclaimed_total",
 			"Idle kept-alive connections closed because descriptors ran out, "
-			"so that new connections could be accepted.",
+			"so that new connections or Redis links could be opened.",
 			hd.reclaimed);
 	metrics_counter(&b, "herald_fcgi_stalled_total",
 			"Held requests dropped because the client stopped reading.", hd.stalled);

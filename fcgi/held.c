@@ -611,6 +611,19 @@ static long idle_close(struct held_loop *l, long long older_s, long max, int all
 	return n;
 }
 
+long held_reclaim(struct held_loop *l, long max)
+{
+	long n = idle_close(l, LLONG_MAX, max, 0);
+
+	if (n > 0) {
+		atomic_fetch_add(&l->reclaimed, (unsigned long)n);
+		log_warn("out of descriptors for a Redis connection: closed %ld idle "
+			 "kept-alive connection%s (oldest first) to make way",
+			 n, n == 1 ? "" : "s");
+	}
+	return n;
+}
+
 static unsigned mono_s(void)
 {
 	return (unsigned)(clock_mono_us() / 1000000);

@@ -143,4 +143,13 @@ void held_stop(struct held_loop *l, int timeout_ms);
 
 void held_get_stats(struct held_loop *l, struct held_stats *st);
 
+/*
+ * Any thread: the process ran out of descriptors opening something it
+ * cannot do without (a Redis link: redis_set_nofile_hook).  Closes up to
+ * max of the oldest idle kept-alive connections, as accept does when it
+ * runs out (nginx opens another when it needs one), counted in
+ * reclaimed.  How many it closed.
+ */
+long held_reclaim(struct held_loop *l, long max);
+
 #endif

@@ -43,6 +43,7 @@
 #define WORKER_STACK (256 * 1024)
 #define SHUTDOWN_TIMEOUT_MS 10000
 #define DEFAULT_LISTEN "unix:/run/herald/fcgi.sock"
+#define NOFILE_RECLAIM 4 /* idle connections closed for a Redis link (on_nofile) */
 
 struct app app;
 
@@ -252,6 +253,19 @@ static unsigned default_max_connections(void)
 	return n > 100000000ULL ? 100000000U : (unsigned)n;
 }
 
+/*
+ * A Redis link (a worker's, or the subscriber's) that finds no descriptor
+ * (redis_set_nofile_hook): a few idle kept-alive connections make way, as
+ * for accept, and the connect is tried again.  Without it, idle
+ * connections nginx keeps could hold every descriptor once the held
+ * requests reach the open-files limit, and each poll would get 503 until
+ * they time out.
+ */
+static long on_nofile(void)
+{
+	return app.loop != NULL ? held_reclaim(app.loop, NOFILE_RECLAIM) : 0;
+}
+
 static int start_backend(char *err, size_t errlen)
 {
 	struct hub_limits lim;
@@ -281,6 +295,7 @@ static int start_backend(char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up the event loop");
 		return -1;
 	}
+	redis_set_nofile_hook(on_nofile); /* before the loop and the workers run */
 	if (pthread_create(&loop_thread, NULL, loop_main, NULL) != 0) {
 		snprintf(err, errlen, "pthread_create failed");
 		return -1;
@@ -396,6 +411,7 @@ static int serve(void)
 	free(tids);
 	event_base_loopbreak(base);
 	pthread_join(loop_thread, NULL);
+	redis_set_nofile_hook(NULL);
 	held_loop_free(app.loop);
 	app.loop = NULL;
 	sub_free(app.sub);
@@ -539,6 +555,7 @@ out:
 		close(listen_fd);
 	auth_free(app.auth);
 	conf_free(&app.conf);
+	redis_set_nofile_hook(NULL);
 	if (app.loop != NULL) /* start-up failed after the loop was set up */
 		held_loop_free(app.loop);
 	sub_free(app.sub);

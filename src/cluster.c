@@ -657,7 +657,7 @@ static void async_auth_cb(redisAsyncContext *ac, void *r, void *privdata)
 static redisAsyncContext *async_open(struct cluster_async *ca, const char *host, int port,
 				     char *why, size_t whylen)
 {
-	redisAsyncContext *ac = redisAsyncConnect(host, port);
+	redisAsyncContext *ac = redis_async_connect(NULL, host, port);
 
 	if (ac == NULL) {
 		snprintf(why, whylen, "redis cluster: connect(%s:%d) failed: out of memory", host,

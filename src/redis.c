@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <hiredis/async.h>
 #include <openssl/evp.h>
 
 #include "auth.h"
@@ -874,6 +875,36 @@ static int sentinel_connect(const struct redis_addr *a, int timeout_ms, redisCon
 	}
 }
 
+static long (*nofile_hook)(void);
+
+void redis_set_nofile_hook(long (*fn)(void))
+{
+	nofile_hook = fn;
+}
+
+int redis_nofile_retry(int err)
+{
+	return (err == EMFILE || err == ENFILE) && nofile_hook != NULL && nofile_hook() > 0;
+}
+
+redisAsyncContext *redis_async_connect(const char *path, const char *host, int port)
+{
+	for (int again = 1;; again = 0) {
+		redisAsyncContext *ac;
+		int e;
+
+		errno = 0;
+		if (path != NULL && path[0] != '\0')
+			ac = redisAsyncConnectUnix(path);
+		else
+			ac = redisAsyncConnect(host, port);
+		e = errno; /* hiredis keeps socket()'s errno (checked for 0.14) */
+		if (ac == NULL || ac->err == 0 || !again || !redis_nofile_retry(e))
+			return ac;
+		redisAsyncFree(ac);
+	}
+}
+
 int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out, char *err,
 		  size_t errlen)
 {
@@ -893,18 +924,26 @@ static int connect_one(const struct redis_addr *a, int timeout_ms, redisContext 
 
 	*out = NULL;
 	redis_addr_str(a, addr, sizeof addr);
-	if (a->path[0] != '\0')
-		rc = timeout_ms > 0 ? redisConnectUnixWithTimeout(a->path, tv)
-				    : redisConnectUnix(a->path);
-	else
-		rc = timeout_ms > 0 ? redisConnectWithTimeout(a->host, a->port, tv)
-				    : redisConnect(a->host, a->port);
-	if (rc == NULL)
-		return herr_set(HERR_NOMEM, err, errlen, "connect(%s) failed: out of memory", addr);
-	if (rc->err) {
+	for (int again = 1;; again = 0) {
+		int e;
+
+		errno = 0;
+		if (a->path[0] != '\0')
+			rc = timeout_ms > 0 ? redisConnectUnixWithTimeout(a->path, tv)
+					    : redisConnectUnix(a->path);
+		else
+			rc = timeout_ms > 0 ? redisConnectWithTimeout(a->host, a->port, tv)
+					    : redisConnect(a->host, a->port);
+		e = errno; /* hiredis keeps socket()'s errno (checked for 0.14) */
+		if (rc == NULL)
+			return herr_set(HERR_NOMEM, err, errlen,
+					"connect(%s) failed: out of memory", addr);
+		if (rc->err == 0)
+			break;
 		herr_set(HERR_REDIS, err, errlen, "connect(%s) failed: %s", addr, rc->errstr);
 		redisFree(rc);
-		return HERR_REDIS;
+		if (!again || !redis_nofile_retry(e))
+			return HERR_REDIS;
 	}
 	/* hiredis 0.14 uses the connect timeout for connect() only. */
 	if (timeout_ms > 0 && redisSetTimeout(rc, tv) != REDIS_OK) {

@@ -166,6 +166,29 @@ int redis_connect(const struct redis_addr *a, int timeout_ms, redisContext **out
 		  size_t errlen);
 
 /*
+ * What a connect to Redis does when the process is out of descriptors
+ * (socket() failing with EMFILE or ENFILE): fn frees some if it can and
+ * returns how many, and the connect is tried once more when it freed any.
+ * herald-fcgi closes a few of its idle kept-alive FastCGI connections, as
+ * nginx does with its own when it runs out; without a hook the connect
+ * fails.  Set once, before any thread connects; fn may be called from any
+ * thread.  redis_connect uses it, and so does redis_async_connect (the
+ * event-loop links of sub.c and cluster.c).
+ */
+void redis_set_nofile_hook(long (*fn)(void));
+
+/* err (an errno saved right after a failed connect) says the process or the
+ * system ran out of descriptors, and the hook freed some: 1 to try again. */
+int redis_nofile_retry(int err);
+
+/*
+ * redisAsyncConnectUnix(path) when path is set, else redisAsyncConnect(host,
+ * port), tried once more when it failed for want of a descriptor and the
+ * hook freed some.  NULL when out of memory; else check ->err.
+ */
+struct redisAsyncContext *redis_async_connect(const char *path, const char *host, int port);
+
+/*
  * Write "P:U" / "P:U:history" into buf (REDIS_KEY_MAX); returns the length,
  * HERR_TOOBIG, or HERR_INVAL when user is not a valid user id or the prefix
  * is empty or holds '"', '\\' or a control character (it is written into the

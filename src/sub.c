@@ -1142,12 +1142,10 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
 static int link_connect(struct sub *s, struct link *l, const char *path, const char *host, int port,
 			char *err, size_t errlen)
 {
-	redisAsyncContext *ac;
+	/* out of descriptors, the process's hook may free some
+	 * (redis_set_nofile_hook); else the retry timer goes on */
+	redisAsyncContext *ac = redis_async_connect(path, host, port);
 
-	if (path != NULL && path[0] != '\0')
-		ac = redisAsyncConnectUnix(path);
-	else
-		ac = redisAsyncConnect(host, port);
 	if (ac == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return HERR_NOMEM;

@@ -458,6 +458,87 @@ kill "$FD_PID"
 wait "$FD_PID"
 is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
 
+# --- out of descriptors for a Redis link: idle kept-alive connections give way -
+# A worker opens its Redis link at its first request that needs one, and
+# the subscriber's links are opened again after Redis comes back.  If by
+# then idle kept-alive connections hold every descriptor (nginx keeps up
+# to its keepalive count open, and held requests may take the rest), the
+# link cannot be opened: herald-fcgi closes a few idle ones (oldest first)
+# and tries again, as accept does.  Here one worker and two kept-alive
+# connections that asked only /health/live (no Redis link yet); then the
+# open-files limit is lowered (prlimit, soft limit) to what is open, and
+# one of the two polls on its kept-alive connection.
+nf_free() { # the lowest free descriptor number of herald-fcgi $1
+	find "/proc/$1/fd" -mindepth 1 -printf '%f\n' | sort -n |
+		awk 'BEGIN { n = 0 } $1 == n { n++; next } $1 > n { exit } END { print n }'
+}
+if command -v prlimit >/dev/null; then
+	rm -f "$T/nf.sock"
+	HERALD_THREADS=1 $FCGI_TEST_WRAP "$FCGI" --listen "unix:$T/nf.sock" >>"$T/nf.log" 2>&1 &
+	NF_PID=$!
+	for _i in $(seq 400); do [ -S "$T/nf.sock" ] && break; sleep 0.05; done
+	LIVE=/api/v1/notifications/health/live
+	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 20 >"$T/nf.idle" 2>"$T/nf.idle.err" &
+	nf_idle=$!
+	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 a3 /api/v1/notifications/poll "token=$TA" \
+		>"$T/nf.poll" 2>&1 &
+	nf_poll=$!
+	wait_for "$T/nf.idle" "probe" 200 && wait_for "$T/nf.poll" "probe" 200
+	free=$(nf_free "$NF_PID")
+	prlimit --pid "$NF_PID" --nofile="$free:"
+	wait "$nf_poll"
+	ok $? "open files lowered to the $free open: a poll on a kept-alive connection is answered"
+	grep -q '"notifications":\[' "$T/nf.poll"
+	ok $? "... with the notifications (its worker's first Redis link found a descriptor)"
+	wait "$nf_idle"
+	is $? 0 "... because the other, idle, kept-alive connection was closed to make way"
+	grep -q 'out of descriptors for a Redis connection: closed 1 idle kept-alive connection' \
+		"$T/nf.log"
+	ok $? "... (logged)"
+	# The subscriber's links: Redis goes away with a stream held; two
+	# idle kept-alive connections take the descriptors its links left
+	# (the lowest free), the open files are lowered to what is open, and
+	# Redis comes back: the stream gets what is published then.
+	prlimit --pid "$NF_PID" --nofile=4096:
+	"$RAW" "$T/nf.sock" /api/v1/sse/notifications "token=$(mint_token nfs 600)" 0 0 40 \
+		>"$T/nf.sse" 2>&1 &
+	nf_sse=$!
+	wait_for "$T/nf.sse" "retry:" 200
+	wait_subscribed nfs
+	ok $? "a stream held"
+	port=$REDIS_PORT
+	stop_redis
+	sleep 1
+	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 25 >"$T/nf.idle2" 2>&1 &
+	nf_idle=$!
+	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 25 >"$T/nf.idle3" 2>&1 &
+	nf_idle3=$!
+	wait_for "$T/nf.idle2" "probe" 200 && wait_for "$T/nf.idle3" "probe" 200
+	free=$(nf_free "$NF_PID")
+	prlimit --pid "$NF_PID" --nofile="$free:"
+	"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
+		--loglevel warning >>"$T/redis/log" 2>&1 &
+	REDIS_PID=$!
+	REDIS_PORT=$port
+	for _i in $(seq 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+	wait_subscribed nfs
+	ok $? "Redis back while two idle connections hold the last of $free open files: the subscriber is back"
+	c=$(pub nfs '{"nf":1}')
+	wait_for "$T/nf.sse" "^id: $c" 200
+	ok $? "... and the stream gets what is published after"
+	wait "$nf_idle"
+	r1=$?
+	wait "$nf_idle3"
+	is "$r1 $?" "0 0" "... the idle connections closed to make way"
+	kill "$nf_sse" 2>/dev/null
+	wait "$nf_sse" 2>/dev/null
+	kill "$NF_PID"
+	wait "$NF_PID"
+	is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
+else
+	diag "prlimit (util-linux) not installed: the Redis link out of descriptors is not tested"
+fi
+
 # --- Redis killed and restarted while streams are held ------------------------
 curl -s -N "$N/api/v1/sse/notifications?token=$(mint_token rk 600)" >"$T/sserk" &
 CR=$!

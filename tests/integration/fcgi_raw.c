@@ -18,7 +18,12 @@
  * kept-alive connection (half a second request, then silence: a peer that
  * hangs mid-request between requests) and then waits -IDLE_S seconds so.
  * IDLE_S gN writes an HTTP request line instead (not FastCGI) on the
- * kept-alive connection and waits N seconds so.
+ * kept-alive connection and waits N seconds so.  IDLE_S aN URI2 QUERY2
+ * waits N seconds on the kept-alive connection, then sends a GET of
+ * URI2?QUERY2 on it (in one write) and prints its answer the same way:
+ * exit 0 at its END_REQUEST.
+ *
+ *   fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS aN URI2 QUERY2
  */
 #include "config.h"
 
@@ -97,33 +102,17 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* A keep-alive GET of uri?query as nginx sends it, into req (8 KiB): its length. */
+static size_t build(unsigned char *req, const char *uri, const char *query)
 {
-	unsigned char req[8192], params[4096], in[65536 + 8];
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	size_t n = 0, pl = 0, split, have = 0;
-	struct timespec pause;
-	double deadline;
-	int fd;
-
-	if (argc != 7 && argc != 8) {
-		fprintf(stderr, "usage: fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS [IDLE_S]\n");
-		return 2;
-	}
-	if (strlen(argv[2]) + strlen(argv[3]) > 2048) {
-		fprintf(stderr, "fcgi_raw: URI and QUERY too long\n");
-		return 2;
-	}
-	split = (size_t)atol(argv[4]);
-	pause.tv_sec = atol(argv[5]) / 1000;
-	pause.tv_nsec = atol(argv[5]) % 1000 * 1000000L;
-	deadline = (double)time(NULL) + atof(argv[6]);
+	unsigned char params[4096];
+	size_t n = 0, pl = 0;
 
 	pl += pair(params + pl, "REQUEST_METHOD", "GET");
-	pl += pair(params + pl, "SCRIPT_NAME", argv[2]);
-	pl += pair(params + pl, "DOCUMENT_URI", argv[2]);
-	pl += pair(params + pl, "REQUEST_URI", argv[2]);
-	pl += pair(params + pl, "QUERY_STRING", argv[3]);
+	pl += pair(params + pl, "SCRIPT_NAME", uri);
+	pl += pair(params + pl, "DOCUMENT_URI", uri);
+	pl += pair(params + pl, "REQUEST_URI", uri);
+	pl += pair(params + pl, "QUERY_STRING", query);
 	fcgi_header_put(req + n, FCGI_T_BEGIN_REQUEST, 1, 8, 0);
 	n += FCGI_HEADER_LEN;
 	memset(req + n, 0, 8);
@@ -138,6 +127,33 @@ int main(int argc, char **argv)
 	n += FCGI_HEADER_LEN;
 	fcgi_header_put(req + n, FCGI_T_STDIN, 1, 0, 0);
 	n += FCGI_HEADER_LEN;
+	return n;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned char req[8192], in[65536 + 8];
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t n, split, have = 0;
+	struct timespec pause;
+	double deadline;
+	int fd, again = 0;
+
+	if (argc != 7 && argc != 8 && !(argc == 10 && argv[7][0] == 'a')) {
+		fprintf(stderr, "usage: fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS [IDLE_S]\n"
+				"       fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS aN URI2 QUERY2\n");
+		return 2;
+	}
+	if (strlen(argv[2]) + strlen(argv[3]) > 2048 ||
+	    (argc == 10 && strlen(argv[8]) + strlen(argv[9]) > 2048)) {
+		fprintf(stderr, "fcgi_raw: URI and QUERY too long\n");
+		return 2;
+	}
+	split = (size_t)atol(argv[4]);
+	pause.tv_sec = atol(argv[5]) / 1000;
+	pause.tv_nsec = atol(argv[5]) % 1000 * 1000000L;
+	deadline = (double)time(NULL) + atof(argv[6]);
+	n = build(req, argv[2], argv[3]);
 	if (split > n)
 		split = n;
 
@@ -169,6 +185,24 @@ int main(int argc, char **argv)
 			if (h.type == FCGI_T_STDOUT)
 				fwrite(in + FCGI_HEADER_LEN, 1, h.clen, stdout);
 			fflush(stdout);
+			if (h.type == FCGI_T_END_REQUEST && argc == 10 && !again) {
+				double wait_s = atof(argv[7] + 1);
+				struct timespec w = {(time_t)wait_s,
+						     (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
+				size_t n2;
+
+				nanosleep(&w, NULL);
+				deadline += wait_s;
+				n2 = build(req, argv[8], argv[9]);
+				if (write_all(fd, req, n2) != 0)
+					return 2;
+				again = 1;
+				have -= FCGI_HEADER_LEN + h.clen + h.plen;
+				memmove(in, in + FCGI_HEADER_LEN + h.clen + h.plen, have);
+				continue;
+			}
+			if (h.type == FCGI_T_END_REQUEST && argc == 10)
+				return 0;
 			if (h.type == FCGI_T_END_REQUEST && argc == 8 && argv[7][0] == 'g') {
 				static const char http[] = "GET / HTTP/1.0\r\n\r\n";
 

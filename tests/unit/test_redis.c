@@ -1,13 +1,18 @@
 /*
  * The parts of redis, publish and history that need no server: URL parsing,
- * key names, EVALSHA argv, and reply parsing fed hand-built redisReply trees.
+ * key names, EVALSHA argv, reply parsing fed hand-built redisReply trees,
+ * and a connect out of descriptors (to a socket that is not there).
  */
 #include "config.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "suites.h"
 
@@ -754,6 +759,81 @@ START_TEST(history_reply_bad)
 }
 END_TEST
 
+static int nofile_calls;
+static long nofile_freed;
+
+static long nofile_hook(void)
+{
+	nofile_calls++;
+	return nofile_freed;
+}
+
+/* A connect out of descriptors asks the hook, and retries only when it
+ * freed some; other errors never reach it. */
+START_TEST(nofile_retry)
+{
+	redis_set_nofile_hook(NULL);
+	ck_assert_int_eq(redis_nofile_retry(EMFILE), 0);
+	redis_set_nofile_hook(nofile_hook);
+	nofile_freed = 0;
+	ck_assert_int_eq(redis_nofile_retry(EMFILE), 0);
+	ck_assert_int_eq(nofile_calls, 1);
+	nofile_freed = 2;
+	ck_assert_int_eq(redis_nofile_retry(EMFILE), 1);
+	ck_assert_int_eq(redis_nofile_retry(ENFILE), 1);
+	ck_assert_int_eq(nofile_calls, 3);
+	ck_assert_int_eq(redis_nofile_retry(ECONNREFUSED), 0);
+	ck_assert_int_eq(redis_nofile_retry(0), 0);
+	ck_assert_int_eq(nofile_calls, 3);
+	redis_set_nofile_hook(NULL);
+}
+END_TEST
+
+static int spare_fd = -1;
+
+static long nofile_close_spare(void)
+{
+	nofile_calls++;
+	if (spare_fd < 0)
+		return 0;
+	close(spare_fd);
+	spare_fd = -1;
+	return 1;
+}
+
+/* redis_connect itself, out of descriptors: the hook frees one, the
+ * connect is tried again (and fails for the missing socket, not EMFILE). */
+START_TEST(nofile_connect)
+{
+	struct redis_addr a;
+	struct rlimit old, low;
+	redisContext *rc = NULL;
+	char err[256];
+	int fds[64], n = 0;
+
+	ck_assert_int_eq(redis_url_parse("unix:///nonexistent/herald-test.sock", &a, err, sizeof err), 0);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 48;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+		n++;
+	ck_assert_int_lt(n, 64); /* the table is full */
+	spare_fd = fds[--n];
+	nofile_calls = 0;
+	redis_set_nofile_hook(nofile_close_spare);
+	ck_assert_int_eq(redis_connect(&a, 100, &rc, err, sizeof err), HERR_REDIS);
+	redis_set_nofile_hook(NULL);
+	ck_assert_ptr_null(rc);
+	ck_assert_int_eq(nofile_calls, 1);
+	ck_assert_ptr_null(strstr(err, "Too many open files"));
+	ck_assert_ptr_nonnull(strstr(err, "No such file"));
+	while (n > 0)
+		close(fds[--n]);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+}
+END_TEST
+
 Suite *redis_suite(void)
 {
 	Suite *s = suite_create("redis");
@@ -795,6 +875,11 @@ Suite *redis_suite(void)
 	tcase_add_test(tc, history_argv_build);
 	tcase_add_test(tc, history_reply);
 	tcase_add_test(tc, history_reply_bad);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("nofile");
+	tcase_add_test(tc, nofile_retry);
+	tcase_add_test(tc, nofile_connect);
 	suite_add_tcase(s, tc);
 	return s;
 }
