@@ -288,6 +288,71 @@ START_TEST(accept_hand_crafted)
 }
 END_TEST
 
+/* Header form f (0-2 the ones auth.c knows byte for byte) for alg. */
+static void header_form(char *out, size_t len, size_t f, const char *alg)
+{
+	switch (f) {
+	case 0:
+		snprintf(out, len, "{\"alg\":\"%s\",\"typ\":\"JWT\"}", alg);
+		break;
+	case 1:
+		snprintf(out, len, "{\"typ\":\"JWT\",\"alg\":\"%s\"}", alg);
+		break;
+	case 2:
+		snprintf(out, len, "{\"alg\":\"%s\"}", alg);
+		break;
+	case 3:
+		snprintf(out, len, "{ \"alg\" : \"%s\" }", alg);
+		break;
+	default:
+		snprintf(out, len, "{\"alg\":\"%s\",\"typ\":\"JWT\",\"kid\":\"1\"}", alg);
+		break;
+	}
+}
+
+/* The header forms checked byte for byte (no parse) give what the parse
+ * gives: accepted for the configured algorithm only, signature still
+ * checked; any other spelling takes the parse. */
+START_TEST(known_headers)
+{
+	static const struct {
+		enum conf_alg alg;
+		const char *name;
+		const EVP_MD *(*md)(void);
+	} algs[] = {
+	    {CONF_ALG_HS256, "HS256", EVP_sha256},
+	    {CONF_ALG_HS384, "HS384", EVP_sha384},
+	    {CONF_ALG_HS512, "HS512", EVP_sha512},
+	};
+	struct auth_identity id;
+
+	for (size_t k = 0; k < sizeof algs / sizeof algs[0]; k++) {
+		auth_t *a = auth_for(algs[k].alg);
+
+		for (size_t f = 0; f < 5; f++) {
+			for (size_t o = 0; o < sizeof algs / sizeof algs[0]; o++) {
+				char hdr[128], *tok;
+				size_t n;
+
+				header_form(hdr, sizeof hdr, f, algs[o].name);
+				tok = craft(hdr, GOOD_CLAIMS, algs[o].md(), secret256, NULL);
+				ck_assert_msg(verify(a, tok, &id) == (o == k ? AUTH_OK : AUTH_BAD_ALG),
+					      "%s under %s", hdr, algs[k].name);
+				if (o == k) {
+					/* the last signature character changed */
+					n = strlen(tok);
+					tok[n - 2] = tok[n - 2] == 'A' ? 'B' : 'A';
+					ck_assert_msg(verify(a, tok, &id) == AUTH_BAD_SIGNATURE,
+						      "%s, tampered", hdr);
+				}
+				free(tok);
+			}
+		}
+		auth_free(a);
+	}
+}
+END_TEST
+
 START_TEST(typ_not_jwt)
 {
 	/* libjwt 1.10 refuses any typ but "JWT": refused up front, as malformed */
@@ -1432,6 +1497,7 @@ Suite *auth_suite(void)
 	tcase_add_test(tc, accept_rs256);
 	tcase_add_test(tc, accept_es256);
 	tcase_add_test(tc, accept_hand_crafted);
+	tcase_add_test(tc, known_headers);
 	tcase_add_test(tc, typ_not_jwt);
 	tcase_add_test(tc, pkey_hand_crafted);
 	tcase_add_test(tc, claims_not_json);
