@@ -611,12 +611,21 @@ static long idle_close(struct held_loop *l, long long older_s, long max, int all
 	return n;
 }
 
-long held_reclaim(struct held_loop *l, long max)
+/* Out of descriptors: close up to max of the oldest idle connections,
+ * counted.  How many. */
+static long idle_reclaim(struct held_loop *l, long max)
 {
 	long n = idle_close(l, LLONG_MAX, max, 0);
 
+	atomic_fetch_add(&l->reclaimed, (unsigned long)n);
+	return n;
+}
+
+long held_reclaim(struct held_loop *l, long max)
+{
+	long n = idle_reclaim(l, max);
+
 	if (n > 0) {
-		atomic_fetch_add(&l->reclaimed, (unsigned long)n);
 		log_warn("out of descriptors for a Redis connection: closed %ld idle "
 			 "kept-alive connection%s (oldest first) to make way",
 			 n, n == 1 ? "" : "s");
@@ -649,8 +658,7 @@ static int idle_woken(struct held_loop *l)
 		return 1;
 	want = atomic_exchange(&l->idle_reclaim_req, 0);
 	if (want > 0)
-		atomic_fetch_add(&l->reclaimed,
-				 (unsigned long)idle_close(l, LLONG_MAX, want, 0));
+		idle_reclaim(l, want);
 	return 0;
 }
 

@@ -272,17 +272,21 @@ static int hmac_prepare(auth_t *a)
 /* a->known_hdr: the header segments of the common header forms for a->alg_name. */
 static void known_headers(struct auth *a)
 {
-	char json[AUTH_KNOWN_HDRS][(AUTH_HDR_ENC_MAX / 4) * 3];
-	int n[AUTH_KNOWN_HDRS];
+	static const char *const form[AUTH_KNOWN_HDRS][2] = {
+	    {"{\"alg\":\"", "\",\"typ\":\"JWT\"}"},
+	    {"{\"typ\":\"JWT\",\"alg\":\"", "\"}"},
+	    {"{\"alg\":\"", "\"}"},
+	};
 
-	n[0] = snprintf(json[0], sizeof json[0], "{\"alg\":\"%s\",\"typ\":\"JWT\"}", a->alg_name);
-	n[1] = snprintf(json[1], sizeof json[1], "{\"typ\":\"JWT\",\"alg\":\"%s\"}", a->alg_name);
-	n[2] = snprintf(json[2], sizeof json[2], "{\"alg\":\"%s\"}", a->alg_name);
-	for (size_t k = 0; k < AUTH_KNOWN_HDRS; k++)
-		a->known_hdr_len[k] = n[k] > 0 && (size_t)n[k] < sizeof json[k]
-					      ? auth_b64url_encode((const unsigned char *)json[k],
-								   (size_t)n[k], a->known_hdr[k])
+	for (size_t k = 0; k < AUTH_KNOWN_HDRS; k++) {
+		char json[(AUTH_HDR_ENC_MAX / 4) * 3];
+		int n = snprintf(json, sizeof json, "%s%s%s", form[k][0], a->alg_name, form[k][1]);
+
+		a->known_hdr_len[k] = n > 0 && (size_t)n < sizeof json
+					      ? auth_b64url_encode((const unsigned char *)json,
+								   (size_t)n, a->known_hdr[k])
 					      : 0;
+	}
 }
 
 int auth_new(auth_t **out, const struct conf *c, char *err, size_t errlen)
@@ -608,13 +612,34 @@ static int check_pkey_sig(const auth_t *a, const char *data, size_t datalen, con
 	return rc;
 }
 
-/* The header segment hdr (hlen bytes) is one of a->known_hdr. */
-static int known_header(const auth_t *a, const char *hdr, size_t hlen)
+/*
+ * The header segment hdr (hlen bytes, base64url): alg must be a's, typ when
+ * present "JWT" (any case), as libjwt and most issuers' libraries require.
+ * One of a->known_hdr passes as it is; any other is decoded into dec and
+ * parsed.  AUTH_OK, AUTH_BAD_ALG, AUTH_MALFORMED or AUTH_INTERNAL.
+ */
+static int check_header(const auth_t *a, const char *hdr, size_t hlen, unsigned char *dec)
 {
+	json_object *obj = NULL, *alg, *typ;
+	long n;
+	int rc;
+
 	for (size_t k = 0; k < AUTH_KNOWN_HDRS; k++)
 		if (a->known_hdr_len[k] == hlen && memcmp(a->known_hdr[k], hdr, hlen) == 0)
-			return 1;
-	return 0;
+			return AUTH_OK;
+	n = b64url_decode(hdr, hlen, dec);
+	rc = n < 0 ? AUTH_MALFORMED : parse_object(dec, (size_t)n, &obj);
+	if (rc != AUTH_OK)
+		return rc;
+	if (!json_object_object_get_ex(obj, "alg", &alg) || !json_string_equal(alg, a->alg_name))
+		rc = AUTH_BAD_ALG;
+	else if (json_object_object_get_ex(obj, "typ", &typ) &&
+		 (!json_object_is_type(typ, json_type_string) ||
+		  json_object_get_string_len(typ) != 3 ||
+		  strncasecmp(json_object_get_string(typ), "JWT", 3) != 0))
+		rc = AUTH_MALFORMED;
+	json_object_put(obj);
+	return rc;
 }
 
 int auth_verify(const auth_t *a, const char *token, size_t len, time_t now,
@@ -623,7 +648,7 @@ int auth_verify(const auth_t *a, const char *token, size_t len, time_t now,
 	const char *dot1, *dot2;
 	unsigned char *dec = NULL;
 	struct auth_identity scratch;
-	json_object *obj = NULL, *alg, *typ;
+	json_object *obj = NULL;
 	size_t i, hlen, plen;
 	long n;
 	int rc;
@@ -654,28 +679,9 @@ int auth_verify(const auth_t *a, const char *token, size_t len, time_t now,
 		return AUTH_INTERNAL;
 
 	/* The header first: the algorithm is settled before any key is used. */
-	if (!known_header(a, token, hlen)) {
-		n = b64url_decode(token, hlen, dec);
-		rc = n < 0 ? AUTH_MALFORMED : parse_object(dec, (size_t)n, &obj);
-		if (rc != AUTH_OK)
-			goto done;
-		if (!json_object_object_get_ex(obj, "alg", &alg) ||
-		    !json_string_equal(alg, a->alg_name)) {
-			rc = AUTH_BAD_ALG;
-			goto done;
-		}
-		/* typ, when present, must say "JWT" (any case), as libjwt and
-		 * most issuers' libraries require. */
-		if (json_object_object_get_ex(obj, "typ", &typ) &&
-		    (!json_object_is_type(typ, json_type_string) ||
-		     json_object_get_string_len(typ) != 3 ||
-		     strncasecmp(json_object_get_string(typ), "JWT", 3) != 0)) {
-			rc = AUTH_MALFORMED;
-			goto done;
-		}
-		json_object_put(obj);
-		obj = NULL;
-	}
+	rc = check_header(a, token, hlen, dec);
+	if (rc != AUTH_OK)
+		goto done;
 
 	n = b64url_decode(dot1 + 1, plen, dec);
 	rc = n < 0 ? AUTH_MALFORMED : parse_object(dec, (size_t)n, &obj);

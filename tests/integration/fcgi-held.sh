@@ -149,11 +149,7 @@ rss_r1=$(rss_kb "$FCGI_PID")
 port=$REDIS_PORT
 stop_redis
 sleep 0.5
-"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
-	--loglevel warning >>"$T/redis/log" 2>&1 &
-REDIS_PID=$!
-REDIS_PORT=$port
-until_eq "rcli PING" PONG 100
+restart_redis "$port"
 # published as soon as Redis answers: before or after herald-fcgi resubscribes
 pub_round 2
 wait $CM

@@ -516,11 +516,7 @@ if command -v prlimit >/dev/null; then
 	wait_for "$T/nf.idle2" "probe" 200 && wait_for "$T/nf.idle3" "probe" 200
 	free=$(nf_free "$NF_PID")
 	prlimit --pid "$NF_PID" --nofile="$free:"
-	"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
-		--loglevel warning >>"$T/redis/log" 2>&1 &
-	REDIS_PID=$!
-	REDIS_PORT=$port
-	for _i in $(seq 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+	restart_redis "$port"
 	wait_subscribed nfs
 	ok $? "Redis back while two idle connections hold the last of $free open files: the subscriber is back"
 	c=$(pub nfs '{"nf":1}')
@@ -552,11 +548,7 @@ is "$(code "$N/api/v1/notifications/health")" 503 "health 503 while Redis is dow
 curl -s -D - -o /dev/null "$POLL?token=$TA" >"$T/p503"
 grep -q '^HTTP/1.1 503' "$T/p503" && grep -qi '^retry-after:' "$T/p503"
 ok $? "poll 503 with Retry-After while Redis is down"
-"$REDIS_SERVER" --port "$port" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
-	--loglevel warning >>"$T/redis/log" 2>&1 &
-REDIS_PID=$!
-REDIS_PORT=$port
-for _i in $(seq 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && break; sleep 0.05; done
+restart_redis "$port"
 for _i in $(seq 100); do [ "$(code "$N/api/v1/notifications/health")" = 200 ] && break; sleep 0.1; done
 b=$(pub rk '{"after":1}')
 wait_for "$T/sserk" "^id: $b"

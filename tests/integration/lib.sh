@@ -190,6 +190,17 @@ start_redis() {
 	return 1
 }
 
+# restart_redis PORT: a Redis stopped with stop_redis started again on the
+# same port (empty: nothing persisted), waited for (at most 5 s).
+restart_redis() {
+	"$REDIS_SERVER" --port "$1" --bind 127.0.0.1 --dir "$T/redis" --save '' --appendonly no \
+		--loglevel warning >>"$T/redis/log" 2>&1 &
+	REDIS_PID=$!
+	REDIS_PORT=$1
+	for _i in $(seq 100); do [ "$(rcli PING 2>/dev/null)" = PONG ] && return 0; sleep 0.05; done
+	return 1
+}
+
 stop_redis() {
 	if [ -n "$REDIS_PID" ]; then
 		kill -9 "$REDIS_PID" 2>/dev/null
