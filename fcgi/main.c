@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -244,13 +243,7 @@ static void *loop_main(void *arg)
  */
 static unsigned default_max_connections(void)
 {
-	struct rlimit rl;
-	unsigned long long keep = 2ULL * (unsigned long long)app.threads + 256, n;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
-		return 0;
-	n = rl.rlim_cur > 2 * keep ? rl.rlim_cur - keep : rl.rlim_cur / 2;
-	return n > 100000000ULL ? 100000000U : (unsigned)n;
+	return listen_nofile_cap(2ULL * (unsigned long long)app.threads + 256);
 }
 
 /*

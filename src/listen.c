@@ -8,6 +8,7 @@
 #include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -180,4 +181,15 @@ int listen_open(const char *addr, const struct listen_opts *o, char *err, size_t
 		return -1;
 	}
 	return fd;
+}
+
+unsigned listen_nofile_cap(unsigned long long keep)
+{
+	struct rlimit rl;
+	unsigned long long n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return 0;
+	n = rl.rlim_cur > 2 * keep ? rl.rlim_cur - keep : rl.rlim_cur / 2;
+	return n > 100000000ULL ? 100000000U : (unsigned)n;
 }

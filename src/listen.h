@@ -36,4 +36,14 @@ const char *listen_unix_path(const char *addr);
  */
 int listen_split(const char *addr, char *host, size_t hostlen, const char **port);
 
+/*
+ * How many connections a process may hold: the open-files limit
+ * (RLIMIT_NOFILE, soft) less keep, the descriptors it needs for anything
+ * else (its Redis links, the listener, the log, some slack), so that at
+ * the cap Redis can still be reached, instead of every socket, Redis
+ * links included, failing with EMFILE.  Half the limit when keep would
+ * take more than half; 0 (no cap) when the limit is unknown or infinite.
+ */
+unsigned listen_nofile_cap(unsigned long long keep);
+
 #endif

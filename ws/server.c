@@ -37,9 +37,11 @@
 #include "ws_message.h"
 #include "http.h"
 #include "hub.h"
+#include "listen.h"
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "redis.h"
 #include "revoke.h"
 #include "slab.h"
 #include "sub.h"
@@ -52,6 +54,16 @@
 #define READ_BUF 16384       /* the loop's one read buffer */
 #define ACCEPT_BATCH 64
 #define EMFILE_PAUSE_MS 1000
+/*
+ * Sockets accepted at most: the open-files limit less this
+ * (listen_nofile_cap), kept for the Redis links (the subscriber's, one per
+ * cluster node, each opened again after Redis comes back), the listener
+ * and the log.  Without it, connections took every descriptor and Redis
+ * could not be reached again until some left.
+ */
+#define NOFILE_KEEP 256
+#define FULL_WARN_MS 10000   /* the "not accepting" warning, at most this often */
+#define NOFILE_RECLAIM 4     /* connections on their way out closed for a Redis link */
 #define POOL_KEEP 64         /* handshake buffers kept for reuse */
 #define EXPIRY_WARN_MS 30000 /* "expiring" this long before the 4401 at most (a quarter of the time left) */
 
@@ -160,6 +172,8 @@ struct wss {
 	int lfd;
 	struct event lev, lresume;
 	int paused;
+	unsigned sock_cap;          /* sockets accepted at most (listen_nofile_cap); 0 = none */
+	long long full_warn_ms;     /* last "not accepting" warning */
 	int stopping;
 	struct event stop_timer;
 	struct conn *conns;
@@ -181,6 +195,8 @@ struct wss {
 	uint64_t proxy_ok[2], proxy_bad, proxy_forged, refused_addr;
 	struct addr_tab addrs;      /* connections per client address (max_connections_per_address) */
 	uint64_t frames_out, bytes_out, protocol_errors, pings, pongs_missed, emfile_pauses;
+	uint64_t nofile_reclaimed;  /* closed early for a Redis link (on_nofile) */
+	uint64_t full_pauses;       /* accepting stopped at sock_cap */
 	uint64_t refresh_ok, refresh_refused, refresh_revoked, expiry_warnings, heartbeats;
 	uint64_t closes[CLOSE_CODES]; /* by close_slot() */
 	long long start_ms;         /* wall clock at wss_new, for uptime */
@@ -917,6 +933,10 @@ static void serve_metrics(struct conn *c)
 		      (double)s->n_open);
 	metrics_gauge(&b, "herald_ws_sockets", "Sockets held now, handshaking ones included.",
 		      (double)s->n_conns);
+	metrics_gauge(&b, "herald_ws_socket_limit",
+		      "Sockets accepted at most: the open-files limit less 256 kept for Redis and the "
+		      "log; 0 = no limit.",
+		      (double)s->sock_cap);
 	metrics_counter(&b, "herald_ws_accepted_total", "TCP connections accepted.", s->accepted);
 	metrics_counter(&b, "herald_ws_upgrades_total", "Completed WebSocket handshakes.",
 			s->upgraded);
@@ -971,6 +991,13 @@ static void serve_metrics(struct conn *c)
 			s->heartbeats);
 	metrics_counter(&b, "herald_ws_emfile_pauses_total",
 			"Times accept() ran out of descriptors.", s->emfile_pauses);
+	metrics_counter(&b, "herald_ws_full_pauses_total",
+			"Times accepting stopped at herald_ws_socket_limit (until a connection closed).",
+			s->full_pauses);
+	metrics_counter(&b, "herald_ws_nofile_reclaimed_total",
+			"Connections on their way out (closing, or handshaking) closed early because "
+			"a Redis connection found no descriptor.",
+			s->nofile_reclaimed);
 	metrics_printf(&b,
 		       "# HELP herald_ws_proxy_headers_total PROXY protocol headers accepted, by "
 		       "version.\n"
@@ -1757,6 +1784,50 @@ static void conn_new(struct wss *s, int fd, const struct sockaddr_storage *sa, s
 	conn_arm(c);
 }
 
+/*
+ * The process's server, for the Redis links' out-of-descriptors hook (a
+ * process-wide function without an argument; one server per process).
+ */
+static struct wss *nofile_srv;
+
+/*
+ * A Redis link found no descriptor (redis_set_nofile_hook; on the loop
+ * thread, where sub.c connects), though sock_cap keeps some back: the
+ * open-files limit lowered while running, or the system's file table
+ * full.  Up to NOFILE_RECLAIM connections on their way out give theirs,
+ * oldest first: those closing (the close frame sent, the peer's awaited)
+ * and handshakes neither answered nor waiting on Redis.  Attached
+ * connections and lookups in flight are left alone.  Without it, the
+ * subscriber could not come back after a Redis restart until such
+ * connections timed out, and nothing was delivered meanwhile.
+ */
+static long on_nofile(void)
+{
+	struct wss *s = nofile_srv;
+	struct conn *c, *prev;
+	long n = 0;
+
+	if (s == NULL || s->conns == NULL)
+		return 0;
+	for (c = s->conns; c->next != NULL; c = c->next)
+		;
+	for (; c != NULL && n < NOFILE_RECLAIM; c = prev) {
+		prev = c->prev == NULL || s->conns == c ? NULL : c->prev;
+		if (c->attached || c->adm != NULL ||
+		    (c->state != CS_CLOSING && c->state != CS_HANDSHAKE))
+			continue;
+		conn_free(c);
+		n++;
+	}
+	if (n > 0) {
+		s->nofile_reclaimed += (uint64_t)n;
+		log_warn("out of descriptors for a Redis connection: closed %ld connection%s on "
+			 "their way out (closing or handshaking; %llu sockets open)",
+			 n, n == 1 ? "" : "s", (unsigned long long)s->n_conns);
+	}
+	return n;
+}
+
 static void listener_pause(struct wss *s)
 {
 	struct timeval tv = {EMFILE_PAUSE_MS / 1000, EMFILE_PAUSE_MS % 1000 * 1000};
@@ -1769,6 +1840,29 @@ static void listener_pause(struct wss *s)
 	evtimer_add(&s->lresume, &tv);
 	log_warn("accept() failed: %s, pausing the listener for %d ms (%llu sockets open)",
 		 strerror(errno), EMFILE_PAUSE_MS, (unsigned long long)s->n_conns);
+}
+
+/*
+ * At sock_cap: no more accepts until a connection closes (conn_free
+ * resumes), so the descriptors kept back stay free for Redis.  New
+ * connections wait in the backlog, or a sibling worker sharing the
+ * listener takes them, as when accept ran out of descriptors.
+ */
+static void listener_full(struct wss *s)
+{
+	long long now = clock_mono_ms();
+
+	if (s->paused)
+		return;
+	s->paused = 1;
+	s->full_pauses++;
+	event_del(&s->lev);
+	if (s->full_warn_ms == 0 || now - s->full_warn_ms >= FULL_WARN_MS) {
+		s->full_warn_ms = now;
+		log_warn("%llu sockets open, the most herald-ws accepts (the open-files limit less "
+			 "%d kept for Redis): not accepting until one closes (warned once per %d s)",
+			 (unsigned long long)s->n_conns, NOFILE_KEEP, FULL_WARN_MS / 1000);
+	}
 }
 
 static void listener_resume(struct wss *s)
@@ -1793,7 +1887,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 	for (i = 0; i < ACCEPT_BATCH; i++) {
 		struct sockaddr_storage sa;
 		socklen_t salen = sizeof sa;
-		int fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd;
+
+		if (s->sock_cap != 0 && s->n_conns >= s->sock_cap) {
+			listener_full(s);
+			break;
+		}
+		fd = accept4(lfd, (struct sockaddr *)&sa, &salen, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd >= 0) {
 			conn_new(s, fd, &sa, salen);
@@ -1872,6 +1972,13 @@ int wss_new(struct wss **out, struct event_base *base, const struct conf *c,
 	if (rc != 0)
 		goto fail;
 	hub_limits_conf(&lim, c);
+	s->sock_cap = listen_nofile_cap(NOFILE_KEEP);
+	if (s->sock_cap != 0)
+		log_info("accepting up to %u sockets (the open-files limit less %d kept for Redis "
+			 "and the log)",
+			 s->sock_cap, NOFILE_KEEP);
+	nofile_srv = s;
+	redis_set_nofile_hook(on_nofile); /* before sub_new connects */
 	rc = hub_new(&s->hub, &lim, NULL);
 	if (rc != 0) {
 		snprintf(err, errlen, "hub_new: %s", herr_str(rc));
@@ -1894,6 +2001,10 @@ int wss_new(struct wss **out, struct event_base *base, const struct conf *c,
 	*out = s;
 	return 0;
 fail:
+	if (nofile_srv == s) {
+		redis_set_nofile_hook(NULL);
+		nofile_srv = NULL;
+	}
 	sub_free(s->sub);
 	hub_free(s->hub);
 	auth_free(s->auth);
@@ -1960,6 +2071,10 @@ void wss_free(struct wss *s)
 	event_del(&s->lev);
 	evtimer_del(&s->lresume);
 	sub_free(s->sub);
+	if (nofile_srv == s) {
+		redis_set_nofile_hook(NULL);
+		nofile_srv = NULL;
+	}
 	hub_free(s->hub);
 	auth_free(s->auth);
 	if (s->lfd >= 0)

@@ -468,10 +468,6 @@ is $? 0 "... and that herald-fcgi exits 0 on SIGTERM"
 # connections that asked only /health/live (no Redis link yet); then the
 # open-files limit is lowered (prlimit, soft limit) to what is open, and
 # one of the two polls on its kept-alive connection.
-nf_free() { # the lowest free descriptor number of herald-fcgi $1
-	find "/proc/$1/fd" -mindepth 1 -printf '%f\n' | sort -n |
-		awk 'BEGIN { n = 0 } $1 == n { n++; next } $1 > n { exit } END { print n }'
-}
 if command -v prlimit >/dev/null; then
 	rm -f "$T/nf.sock"
 	HERALD_THREADS=1 $FCGI_TEST_WRAP "$FCGI" --listen "unix:$T/nf.sock" >>"$T/nf.log" 2>&1 &
@@ -484,7 +480,7 @@ if command -v prlimit >/dev/null; then
 		>"$T/nf.poll" 2>&1 &
 	nf_poll=$!
 	wait_for "$T/nf.idle" "probe" 200 && wait_for "$T/nf.poll" "probe" 200
-	free=$(nf_free "$NF_PID")
+	free=$(fd_lowest_free "$NF_PID")
 	prlimit --pid "$NF_PID" --nofile="$free:"
 	wait "$nf_poll"
 	ok $? "open files lowered to the $free open: a poll on a kept-alive connection is answered"
@@ -514,7 +510,7 @@ if command -v prlimit >/dev/null; then
 	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 25 >"$T/nf.idle3" 2>&1 &
 	nf_idle3=$!
 	wait_for "$T/nf.idle2" "probe" 200 && wait_for "$T/nf.idle3" "probe" 200
-	free=$(nf_free "$NF_PID")
+	free=$(fd_lowest_free "$NF_PID")
 	prlimit --pid "$NF_PID" --nofile="$free:"
 	restart_redis "$port"
 	wait_subscribed nfs

@@ -115,6 +115,12 @@ lib_init() {
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 # nfds_of PID: how many descriptors PID has open
 nfds_of() { find "/proc/$1/fd" -mindepth 1 2>/dev/null | wc -l; }
+# fd_lowest_free PID: the lowest descriptor number PID has free (what a
+# soft open-files limit of that number leaves it: nothing more to open)
+fd_lowest_free() {
+	find "/proc/$1/fd" -mindepth 1 -printf '%f\n' | sort -n |
+		awk 'BEGIN { n = 0 } $1 == n { n++; next } $1 > n { exit } END { print n }'
+}
 # health_num URL FIELD: an integer field of the health document at URL
 health_num() { curl -s "$1" | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
 # publish_many PUB N USER PAYLOAD: PAYLOAD to users USER, with {} in both

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -124,6 +125,28 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* The cap from the open-files limit: the limit less keep, half of it when
+ * keep would take more, the soft limit read at the call. */
+START_TEST(test_nofile_cap)
+{
+	struct rlimit rl, was;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+	rl = was;
+	rl.rlim_cur = 1000;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ck_assert_uint_eq(listen_nofile_cap(256), 744);
+	ck_assert_uint_eq(listen_nofile_cap(0), 1000);
+	ck_assert_uint_eq(listen_nofile_cap(499), 501);
+	ck_assert_uint_eq(listen_nofile_cap(500), 500); /* 2 x keep is not below the limit */
+	ck_assert_uint_eq(listen_nofile_cap(4096), 500);
+	rl.rlim_cur = 64;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	ck_assert_uint_eq(listen_nofile_cap(256), 32);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+}
+END_TEST
+
 Suite *listen_suite(void)
 {
 	Suite *s = suite_create("listen");
@@ -132,6 +155,7 @@ Suite *listen_suite(void)
 	tcase_add_test(tc, test_split);
 	tcase_add_test(tc, test_unix);
 	tcase_add_test(tc, test_errors);
+	tcase_add_test(tc, test_nofile_cap);
 	suite_add_tcase(s, tc);
 	return s;
 }
