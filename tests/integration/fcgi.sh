@@ -474,6 +474,21 @@ if command -v prlimit >/dev/null; then
 	NF_PID=$!
 	for _i in $(seq 400); do [ -S "$T/nf.sock" ] && break; sleep 0.05; done
 	LIVE=/api/v1/notifications/health/live
+	# First nothing idle to close: the poll's own connection is the only
+	# one, so its worker's Redis link cannot be opened.  The poll gets 503
+	# with Retry-After (the client polls again; nothing is lost) and the
+	# process goes on: with descriptors back, the flow below.
+	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 a3 /api/v1/notifications/poll "token=$TA" \
+		>"$T/nf.none" 2>&1 &
+	nf_none=$!
+	wait_for "$T/nf.none" "probe" 200
+	free=$(fd_lowest_free "$NF_PID")
+	prlimit --pid "$NF_PID" --nofile="$free:"
+	wait "$nf_none"
+	tr -d '\r' <"$T/nf.none" | grep -q '^Status: 503' &&
+		tr -d '\r' <"$T/nf.none" | grep -q '^Retry-After: '
+	ok $? "open files lowered to the $free open, nothing idle to close: a poll gets 503 with Retry-After"
+	prlimit --pid "$NF_PID" --nofile=4096:
 	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 20 >"$T/nf.idle" 2>"$T/nf.idle.err" &
 	nf_idle=$!
 	"$RAW" "$T/nf.sock" $LIVE "" 0 0 30 a3 /api/v1/notifications/poll "token=$TA" \
