@@ -1812,7 +1812,7 @@ static long on_nofile(void)
 	for (c = s->conns; c->next != NULL; c = c->next)
 		;
 	for (; c != NULL && n < NOFILE_RECLAIM; c = prev) {
-		prev = c->prev == NULL || s->conns == c ? NULL : c->prev;
+		prev = c->prev; /* NULL at the head (slab memory starts zeroed) */
 		if (c->attached || c->adm != NULL ||
 		    (c->state != CS_CLOSING && c->state != CS_HANDSHAKE))
 			continue;
@@ -1828,15 +1828,32 @@ static long on_nofile(void)
 	return n;
 }
 
+/* The hook off again, if s set it. */
+static void nofile_unset(const struct wss *s)
+{
+	if (nofile_srv == s) {
+		redis_set_nofile_hook(NULL);
+		nofile_srv = NULL;
+	}
+}
+
+/* No more accepts until listener_resume: 1, or 0 when already paused. */
+static int listener_stop(struct wss *s)
+{
+	if (s->paused)
+		return 0;
+	s->paused = 1;
+	event_del(&s->lev);
+	return 1;
+}
+
 static void listener_pause(struct wss *s)
 {
 	struct timeval tv = {EMFILE_PAUSE_MS / 1000, EMFILE_PAUSE_MS % 1000 * 1000};
 
-	if (s->paused)
+	if (!listener_stop(s))
 		return;
-	s->paused = 1;
 	s->emfile_pauses++;
-	event_del(&s->lev);
 	evtimer_add(&s->lresume, &tv);
 	log_warn("accept() failed: %s, pausing the listener for %d ms (%llu sockets open)",
 		 strerror(errno), EMFILE_PAUSE_MS, (unsigned long long)s->n_conns);
@@ -1852,11 +1869,9 @@ static void listener_full(struct wss *s)
 {
 	long long now = clock_mono_ms();
 
-	if (s->paused)
+	if (!listener_stop(s))
 		return;
-	s->paused = 1;
 	s->full_pauses++;
-	event_del(&s->lev);
 	if (s->full_warn_ms == 0 || now - s->full_warn_ms >= FULL_WARN_MS) {
 		s->full_warn_ms = now;
 		log_warn("%llu sockets open, the most herald-ws accepts (the open-files limit less "
@@ -2001,10 +2016,7 @@ int wss_new(struct wss **out, struct event_base *base, const struct conf *c,
 	*out = s;
 	return 0;
 fail:
-	if (nofile_srv == s) {
-		redis_set_nofile_hook(NULL);
-		nofile_srv = NULL;
-	}
+	nofile_unset(s);
 	sub_free(s->sub);
 	hub_free(s->hub);
 	auth_free(s->auth);
@@ -2071,10 +2083,7 @@ void wss_free(struct wss *s)
 	event_del(&s->lev);
 	evtimer_del(&s->lresume);
 	sub_free(s->sub);
-	if (nofile_srv == s) {
-		redis_set_nofile_hook(NULL);
-		nofile_srv = NULL;
-	}
+	nofile_unset(s);
 	hub_free(s->hub);
 	auth_free(s->auth);
 	if (s->lfd >= 0)

@@ -520,13 +520,19 @@ ok $? "at the socket limit: the listener pauses instead of spinning"
 grep -q 'sockets open, the most herald-ws accepts' "$T/ws3-file.log"
 ok $? "... (logged)"
 wait $hold
-for _i in $(seq 40); do
-	curl -s --max-time 1 --unix-socket "$T/ws3.sock" http://x/api/v1/notifications/health >"$T/o" && break
-	sleep 0.1
-done
+# ws3_get PATH: GET PATH from the third instance into $T/o, retried while
+# it has no descriptor for the connection (at most 4 s)
+ws3_get() {
+	for _i in $(seq 40); do
+		curl -s --max-time 1 --unix-socket "$T/ws3.sock" "http://x$1" >"$T/o" && [ -s "$T/o" ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+ws3_get /api/v1/notifications/health
 grep -q '"status"' "$T/o"
 ok $? "when they close, connections are accepted again"
-curl -s --unix-socket "$T/ws3.sock" http://x/api/v1/notifications/metrics >"$T/o"
+ws3_get /api/v1/notifications/metrics
 grep -q '^herald_ws_socket_limit 32$' "$T/o" && grep -q '^herald_ws_full_pauses_total [1-9]' "$T/o"
 ok $? "metrics: herald_ws_socket_limit 32 and the pause counted"
 
@@ -593,11 +599,7 @@ if command -v prlimit >/dev/null; then
 	kill "$half"
 	wait "$half"
 	prlimit --pid "$WS3_PID" --nofile=64:
-	for _i in $(seq 40); do
-		curl -s --max-time 1 --unix-socket "$T/ws3.sock" http://x/api/v1/notifications/metrics >"$T/o" &&
-			grep -q '^herald_ws_nofile' "$T/o" && break
-		sleep 0.1
-	done
+	ws3_get /api/v1/notifications/metrics
 	grep -q '^herald_ws_nofile_reclaimed_total [1-9]' "$T/o" && grep -q '^herald_ws_emfile_pauses_total [1-9]' "$T/o"
 	ok $? "metrics: the connections closed for Redis, the accept pauses"
 else
