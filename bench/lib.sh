@@ -1,10 +1,13 @@
 # shellcheck shell=bash
-# lib.sh - shell shared by the benchmark scripts (bench/compare, bench/chaos;
-# sourced, bash).
+# lib.sh - shell shared by the benchmark scripts (bench/compare, bench/chaos,
+# bench/soak; sourced, bash).
 #
 #   stop_pid PID [SIGNAL]        SIGNAL (default TERM) to PID, at most 5 s for
 #                                it to exit, then SIGKILL; reaps it when it is
 #                                the caller's child
+#   kids PID                     the pids of PID's children (nginx's workers)
+#   rss_kib PID...               the sum of the PIDs' VmRSS, KiB
+#   cpu_ticks PID...             the sum of their utime + stime, clock ticks
 #   nginx_scale DIR WORKERS      the nginx.conf nginx_prepare wrote in DIR
 #                                (tests/integration/nginx.sh) made for load:
 #                                WORKERS workers, 19,000 connections each,
@@ -35,6 +38,21 @@ stop_pid() {
 	wait "$1" 2>/dev/null
 	return 0
 }
+
+kids() { ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' '; }
+
+# _proc_sum FILE AWK PID...: AWK's number from /proc/PID/FILE, summed
+_proc_sum() {
+	local f=$1 prog=$2 p s=0 v
+	shift 2
+	for p in "$@"; do
+		v=$(awk "$prog" "/proc/$p/$f" 2>/dev/null)
+		s=$((s + ${v:-0}))
+	done
+	echo "$s"
+}
+rss_kib() { _proc_sum status '/^VmRSS:/ { print $2 }' "$@"; }
+cpu_ticks() { _proc_sum stat '{ print $14 + $15 }' "$@"; }
 
 nginx_scale() {
 	sed -i -e "s/^worker_processes 1;/worker_processes $2;\nworker_rlimit_nofile 19500;/" \

@@ -14,5 +14,10 @@ EXTRA_DIST += bench/chaos bench/lib.sh scripts/nodectl docs/RELIABILITY.md \
 	tests/integration/chaos.sh
 TESTS += tests/integration/chaos.sh
 
+# Hours under churn (bench/soak): memory, descriptors and threads sampled
+# after each wave of clients; tests/integration/soak.sh runs its --quick form.
+EXTRA_DIST += bench/soak tests/integration/soak.sh
+TESTS += tests/integration/soak.sh
+
 # What a classic PUBLISH costs in a Redis Cluster (issue 14, docs/operations.md).
 EXTRA_DIST += bench/cluster-publish

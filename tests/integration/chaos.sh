@@ -13,15 +13,7 @@
 src=$(cd "$(dirname "$0")/../.." && pwd)
 . "$src/tests/integration/lib.sh"
 
-B=$HERALD_BUILDDIR
-for f in "$B/herald-bench" "$B/herald-ws" "$B/herald-fcgi"; do [ -x "$f" ] || skip_all "$f not built"; done
-PATH=$PATH:/usr/sbin
-for c in nginx redis-server redis-cli jq curl openssl; do
-	command -v $c >/dev/null 2>&1 || skip_all "$c not installed"
-done
-lib_clean_env
-lib_init
-chmod 755 "$T" # nginx's workers may run as another user and must reach the sockets
+lib_stack_init
 
 # Herald's scenarios; not here: the Nchan scenarios (the peer's behaviour,
 # for the full runs; they cost a minute).

@@ -109,6 +109,20 @@ lib_init() {
 	[ -n "$REDIS_CLI" ] || skip_all "redis-cli not found"
 }
 
+# lib_stack_init: for a test that runs one of bench/'s scripts on its own
+# whole stack (bench/chaos, bench/soak): skip unless herald-bench, herald-ws
+# and herald-fcgi are built ($B, the build directory) and nginx, Redis, jq,
+# curl and openssl installed; then lib_clean_env and lib_init, with $T
+# searchable by nginx's workers (they may run as another user).
+lib_stack_init() {
+	B=$HERALD_BUILDDIR
+	PATH=$PATH:/usr/sbin
+	lib_need "$B/herald-bench" "$B/herald-ws" "$B/herald-fcgi" nginx redis-server redis-cli jq curl openssl
+	lib_clean_env
+	lib_init
+	chmod 755 "$T"
+}
+
 # port_pick, port_wait (every test script lives two levels below the top)
 . "$(dirname "$0")/../../scripts/net.sh"
 
