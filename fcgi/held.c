@@ -38,6 +38,7 @@
 #include "fcgi_record.h"
 #include "handlers.h"
 #include "hub.h"
+#include "jitter.h"
 #include "log.h"
 #include "reply.h"
 #include "revoke.h"
@@ -159,6 +160,7 @@ struct held_loop {
 	struct event *trim_ev;      /* gives freed memory back once nothing is held */
 	struct held *held;         /* loop thread only */
 	struct fresh *fresh;       /* loop thread only */
+	struct jitter jit;         /* loop thread only: where in its last tenth a stream ends */
 	pthread_mutex_t idle_mu;   /* guards the slots, the idle list, idle_closed */
 	struct idle *idle_slot;    /* by descriptor */
 	int idle_nslot;
@@ -1375,7 +1377,14 @@ static void held_open(struct held *h)
 
 	h->opened = 1;
 	if (h->kind == ROUTE_SSE) {
-		long long end = now + app.conf.sse_max_lifetime * 1000;
+		long long life = app.conf.sse_max_lifetime * 1000LL;
+		long long end;
+
+		/* at a random moment of the lifetime's last tenth: streams opened
+		 * together (a restart, a deploy, a network back) end, and come back,
+		 * spread out instead of all at once an hour later, and again */
+		life -= (long long)jitter_upto(&h->l->jit, (uint64_t)(life / 10));
+		end = now + life;
 
 		/* a stream outliving its token would be a session nobody
 		 * authorised; the expiry is wall time, the deadline monotonic */
@@ -1593,6 +1602,7 @@ int held_loop_new(struct held_loop **out, struct event_base *base, int listen_fd
 	l->listen_fd = listen_fd;
 	l->q_wake = -1;
 	l->idle_head = l->idle_tail = -1;
+	jitter_seed(&l->jit, l);
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->idle_mu, NULL);
 	pthread_mutex_init(&l->lead_mu, NULL);

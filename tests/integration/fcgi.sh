@@ -764,6 +764,22 @@ curl -s -N --max-time 10 "$N/api/v1/sse/notifications?token=$TA" >"$T/ssel"
 ms=$((($(date +%s%N) - t0) / 1000000))
 [ $ms -ge 1800 ] && [ $ms -lt 5000 ] && grep -q 'retry:' "$T/ssel"
 ok $? "the stream ends cleanly at its maximum lifetime (${ms} ms)"
+# Twenty streams opened together end spread over the lifetime's last tenth
+# (1.8-2 s), not all at once: each one's own duration, from curl, so their
+# starts do not matter.  Without the spread they differ by what a connect
+# costs; twenty draws over 200 ms all within 60 ms: about 1e-9.
+lives=
+for i in $(seq 20); do
+	curl -s -N --max-time 10 -o /dev/null -w '%{time_total}\n' \
+		"$N/api/v1/sse/notifications?token=$TA" >"$T/life.$i" &
+	lives="$lives $!"
+done
+for pid in $lives; do wait "$pid"; done
+sort -n "$T"/life.* >"$T/lives"
+lo=$(head -1 "$T/lives") hi=$(tail -1 "$T/lives")
+awk -v lo="$lo" -v hi="$hi" -v n="$(grep -c . "$T/lives")" \
+	'BEGIN { exit !(n == 20 && lo >= 1.8 && hi - lo >= 0.06) }'
+ok $? "streams opened together end at random in the lifetime's last tenth (20 streams: ${lo}-${hi} s)"
 curl -s -N --max-time 10 "$N/api/v1/sse/notifications?token=$TA" >/dev/null &
 CL=$!
 sleep 0.3

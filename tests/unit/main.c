@@ -29,6 +29,7 @@ static const struct {
 	{"fcgi_record", fcgi_record_suite},
 	{"proxy", proxy_suite},
 	{"text", text_suite},
+	{"jitter", jitter_suite},
 	{"umap", umap_suite},
 	{"slab", slab_suite},
 	{"revoke", revoke_suite},

@@ -23,6 +23,7 @@ Suite *notify_suite(void);
 Suite *fcgi_record_suite(void);
 Suite *proxy_suite(void);
 Suite *text_suite(void);
+Suite *jitter_suite(void);
 Suite *umap_suite(void);
 Suite *slab_suite(void);
 Suite *revoke_suite(void);
