@@ -437,6 +437,11 @@ static void make_token(const char *user, char *out, size_t len)
  * server it measured (Herald only: Nchan's URLs carry none).  NULL when it
  * cannot be kept: the caller mints one for the request.
  */
+/* Tokens minted by the parent before the clock starts (premint), user u at
+ * [u]: each child takes its users' ones as they are first needed. */
+static char **premint_tok;
+static long premint_at;
+
 static const char *cached_token(uint32_t u, const char *name)
 {
 	struct user *us;
@@ -446,6 +451,11 @@ static const char *cached_token(uint32_t u, const char *name)
 	if (B.users == NULL || ((u < B.u0 || u >= B.u1) && u != (uint32_t)O.users))
 		return NULL;
 	us = uslot(u);
+	if (us->token == NULL && premint_tok != NULL && premint_tok[u] != NULL) {
+		us->token = premint_tok[u];
+		premint_tok[u] = NULL;
+		us->token_renew = premint_at + (O.token_ttl + 1) / 2;
+	}
 	if (us->token == NULL || now >= us->token_renew) {
 		make_token(name, token, sizeof token);
 		free(us->token);
@@ -454,6 +464,32 @@ static const char *cached_token(uint32_t u, const char *name)
 		us->token_renew = now + (O.token_ttl + 1) / 2;
 	}
 	return us->token;
+}
+
+/*
+ * Every user's token, minted before the connect phase is timed: a page has
+ * its token before it connects (the application server minted it), so
+ * signing 10,000 of them is not part of connecting 10,000 clients; on a
+ * shared machine it took the gateway's CPU (Herald only: Nchan's URLs carry
+ * none).  Nothing to do when no template holds {token}.
+ */
+static void premint(void)
+{
+	char name[96], token[600];
+
+	if (strstr(O.url.path, "{token}") == NULL &&
+	    !(O.have_furl && strstr(O.furl.path, "{token}") != NULL) &&
+	    !(O.have_rurl && strstr(O.rurl.path, "{token}") != NULL))
+		return;
+	premint_tok = calloc((size_t)O.users + 1, sizeof *premint_tok);
+	if (premint_tok == NULL)
+		return; /* minted as needed instead */
+	premint_at = (long)time(NULL);
+	for (uint32_t u = 0; u <= (uint32_t)O.users; u++) {
+		user_name(u, name, sizeof name);
+		make_token(name, token, sizeof token);
+		premint_tok[u] = strdup(token); /* NULL: minted when needed */
+	}
 }
 
 /* Replace {user}, {token} and {since} (the resume cursor) in tmpl.  Returns the
@@ -2844,7 +2880,8 @@ static void usage(FILE *f)
 	      "                           (default: one user per connection)\n"
 	      "      --user-prefix P      user ids are P0, P1, ... (default bench)\n"
 	      "      --secret S           HS256 secret for {token} (default $HERALD_JWT_SECRET);\n"
-	      "                           claims sub=user, iat, exp; a user's clients keep\n"
+	      "                           claims sub=user, iat, exp; minted before the\n"
+	      "                           connect phase is timed, a user's clients keep\n"
 	      "                           theirs, minted again after half its lifetime\n"
 	      "      --token-ttl S        token lifetime in seconds (default 86400)\n"
 	      "  -c, --concurrency K      connects in flight per process (default 256)\n"
@@ -3529,6 +3566,7 @@ int main(int argc, char **argv)
 		die("out of memory");
 	if (O.ready_file)
 		unlink(O.ready_file);
+	premint();
 	t0 = now_ns();
 	fflush(stdout);
 	for (int i = 0; i < O.procs; i++) {
