@@ -429,6 +429,11 @@ static void make_token(const char *user, char *out, size_t len)
 	snprintf(out, len, "%s.%s", signing, s64);
 }
 
+/* Tokens minted by the parent before the clock starts (premint), user u at
+ * [u]: each child takes its users' ones as they are first needed. */
+static char **premint_tok;
+static long premint_at;
+
 /*
  * User u's token, as its clients send it: minted once and kept, as a page
  * keeps the token it was given, and minted again once half its lifetime has
@@ -437,11 +442,6 @@ static void make_token(const char *user, char *out, size_t len)
  * server it measured (Herald only: Nchan's URLs carry none).  NULL when it
  * cannot be kept: the caller mints one for the request.
  */
-/* Tokens minted by the parent before the clock starts (premint), user u at
- * [u]: each child takes its users' ones as they are first needed. */
-static char **premint_tok;
-static long premint_at;
-
 static const char *cached_token(uint32_t u, const char *name)
 {
 	struct user *us;

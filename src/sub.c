@@ -163,7 +163,7 @@ struct sub {
 	int installed;	    /* we are the hub's backend */
 	int healthy;
 	unsigned attempt; /* failed attempts since the link was last stable */
-	struct jitter rng;
+	struct jitter jit;
 	long long connected_us, healthy_us, canary_rx_us;
 
 	struct event *ev_ops, *ev_reconnect, *ev_timeout, *ev_canary;
@@ -485,7 +485,7 @@ static void hist_retry_later(struct sub *s, struct hist *h, const char *why)
 	}
 	/* Equal jitter: reads failing together (-BUSY) spread their retries. */
 	delay_ms = (long long)HIST_RETRY_BASE_MS << h->tries;
-	delay_ms = delay_ms / 2 + (long long)jitter_upto(&s->rng, (uint64_t)(delay_ms / 2));
+	delay_ms = delay_ms / 2 + (long long)jitter_upto(&s->jit, (uint64_t)(delay_ms / 2));
 	tv = tv_ms(delay_ms);
 	if (h->ev_retry == NULL)
 		h->ev_retry = evtimer_new(s->base, hist_retry_cb, h);
@@ -1453,7 +1453,7 @@ static void fail_all(struct sub *s, const char *why)
 	cap_ms = BACKOFF_BASE_MS << (s->attempt < 7 ? s->attempt : 7);
 	if (cap_ms > BACKOFF_MAX_MS)
 		cap_ms = BACKOFF_MAX_MS;
-	delay_ms = (long long)jitter_upto(&s->rng, (uint64_t)cap_ms);
+	delay_ms = (long long)jitter_upto(&s->jit, (uint64_t)cap_ms);
 	if (s->attempt < 32)
 		s->attempt++;
 	tv = tv_ms(delay_ms);
@@ -1568,7 +1568,7 @@ int sub_new(struct sub **out, struct event_base *base, const struct conf *c, str
 	s->control_len = (size_t)rc;
 	s->canary_us =
 	    (long long)(canary_interval_ms ? canary_interval_ms : CANARY_DEFAULT_MS) * 1000;
-	jitter_seed(&s->rng, s);
+	jitter_seed(&s->jit, s);
 	rc = umap_init(&s->chans, 0);
 	s->bsub = calloc(1, sizeof(*s->bsub));
 	s->bunsub = calloc(1, sizeof(*s->bunsub));
