@@ -4,6 +4,8 @@
 #   port_pick            print a port on 127.0.0.1 nothing listens on now
 #   port_wait PORT [PID] wait (at most 10 s) until something accepts on
 #                        127.0.0.1:PORT; 1 when it does not, or PID exits first
+#   tcp_links PID PORT   how many TCP connections PID has open to remote
+#                        port PORT (a server's links to its Redis)
 
 port_pick() {
 	# the kernel's pick when python3 is there, else a random high port that
@@ -31,4 +33,12 @@ port_wait() {
 		sleep 0.05
 	done
 	return 1
+}
+
+tcp_links() {
+	# PID's socket inodes that /proc/net/tcp lists with PORT as the remote one
+	ls -l "/proc/$1/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' |
+		awk -v p="$(printf ':%04X' "$2")" 'NR == FNR { mine[$1] = 1; next }
+			FNR > 1 && substr($3, length($3) - 4) == p && ($10 in mine) { n++ }
+			END { print n + 0 }' - /proc/net/tcp
 }

@@ -19,9 +19,11 @@
  * hangs mid-request between requests) and then waits -IDLE_S seconds so.
  * IDLE_S gN writes an HTTP request line instead (not FastCGI) on the
  * kept-alive connection and waits N seconds so.  IDLE_S aN URI2 QUERY2
- * waits N seconds on the kept-alive connection, then sends a GET of
- * URI2?QUERY2 on it (in one write) and prints its answer the same way:
- * exit 0 at its END_REQUEST.
+ * waits N seconds on the kept-alive connection (or less: until SIGUSR1,
+ * so a test sends the second request when it has set the stage, not after
+ * a guess at how long that takes), then sends a GET of URI2?QUERY2 on it
+ * (in one write) and prints its answer the same way: exit 0 at its
+ * END_REQUEST.
  *
  *   fcgi_raw SOCKET URI QUERY SPLIT PAUSE_MS SECONDS aN URI2 QUERY2
  */
@@ -62,6 +64,28 @@ static int wait_closed(int fd, double idle_s)
 }
 
 #include "fcgi_record.h"
+
+static volatile sig_atomic_t go; /* SIGUSR1: send the second request now */
+
+static void on_go(int sig)
+{
+	(void)sig;
+	go = 1;
+}
+
+/* Sleep wait_s seconds, or until SIGUSR1 came (also before the call). */
+static void wait_or_go(double wait_s)
+{
+	struct timespec t0, t1, tick = {0, 10 * 1000000L};
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!go) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		if ((double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9 >= wait_s)
+			return;
+		nanosleep(&tick, NULL);
+	}
+}
 
 /* A name's or value's length: one byte below 128, else four (FastCGI 3.4). */
 static size_t put_len(unsigned char *out, size_t n)
@@ -158,6 +182,7 @@ int main(int argc, char **argv)
 		split = n;
 
 	signal(SIGPIPE, SIG_IGN); /* a write after the server closed: exit 2 */
+	signal(SIGUSR1, on_go);
 	snprintf(sa.sun_path, sizeof sa.sun_path, "%s", argv[1]);
 	fd = socket(AF_UNIX, SOCK_STREAM, 0);
 	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
@@ -187,11 +212,9 @@ int main(int argc, char **argv)
 			fflush(stdout);
 			if (h.type == FCGI_T_END_REQUEST && argc == 10 && !again) {
 				double wait_s = atof(argv[7] + 1);
-				struct timespec w = {(time_t)wait_s,
-						     (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
 				size_t n2;
 
-				nanosleep(&w, NULL);
+				wait_or_go(wait_s);
 				deadline += wait_s;
 				n2 = build(req, argv[8], argv[9]);
 				if (write_all(fd, req, n2) != 0)
