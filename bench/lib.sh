@@ -8,6 +8,17 @@
 #   kids PID                     the pids of PID's children (nginx's workers)
 #   rss_kib PID...               the sum of the PIDs' VmRSS, KiB
 #   cpu_ticks PID...             the sum of their utime + stime, clock ticks
+#   bench_redis DIR PORT [ARGS...]
+#                                redis-server on 127.0.0.1:PORT for load
+#                                (19,000 clients, from 127.1.0.x source
+#                                addresses too, no snapshots, warn-level
+#                                log in DIR/log), ARGS after those; its pid
+#                                in RPID (also when it fails).  Waits until it answers PONG
+#                                (after loading an AOF); non-zero, its log's
+#                                end on stderr, when it does not.
+#   bench_redis_start DIR        bench_redis on a free port, no AOF:
+#                                REDIS_PORT, REDIS_PID (to stop at exit,
+#                                started or not), REDIS_URL
 #   nginx_scale DIR WORKERS      the nginx.conf nginx_prepare wrote in DIR
 #                                (tests/integration/nginx.sh) made for load:
 #                                WORKERS workers, 19,000 connections each,
@@ -53,6 +64,34 @@ _proc_sum() {
 }
 rss_kib() { _proc_sum status '/^VmRSS:/ { print $2 }' "$@"; }
 cpu_ticks() { _proc_sum stat '{ print $14 + $15 }' "$@"; }
+
+bench_redis() {
+	local d=$1 port=$2
+	shift 2
+	mkdir -p "$d"
+	# protected-mode off: clients come from 127.1.0.x source addresses
+	# (still loopback; Redis listens on 127.0.0.1 only)
+	redis-server --port "$port" --bind 127.0.0.1 --protected-mode no --maxclients 19000 \
+		--save '' --dir "$d" --loglevel warning "$@" >>"$d/log" 2>&1 &
+	RPID=$!
+	for _ in $(seq 400); do
+		[ "$(redis-cli -h 127.0.0.1 -p "$port" PING 2>/dev/null)" = PONG ] && return 0
+		kill -0 "$RPID" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "redis-server on $port did not start: $(tail -3 "$d/log")" >&2
+	return 1
+}
+
+bench_redis_start() {
+	REDIS_PORT=$(port_pick)
+	bench_redis "$1" "$REDIS_PORT" --appendonly no
+	local rc=$?
+	# shellcheck disable=SC2034 # the caller's
+	REDIS_PID=$RPID
+	REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+	return $rc
+}
 
 nginx_scale() {
 	sed -i -e "s/^worker_processes 1;/worker_processes $2;\nworker_rlimit_nofile 19500;/" \
