@@ -37,8 +37,8 @@ port_wait() {
 
 tcp_links() {
 	# PID's socket inodes that /proc/net/tcp lists with PORT as the remote one
-	ls -l "/proc/$1/fd" 2>/dev/null | sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' |
-		awk -v p="$(printf ':%04X' "$2")" 'NR == FNR { mine[$1] = 1; next }
-			FNR > 1 && substr($3, length($3) - 4) == p && ($10 in mine) { n++ }
-			END { print n + 0 }' - /proc/net/tcp
+	awk -v p="$(printf ':%04X' "$2")" -v mine=" $(ls -l "/proc/$1/fd" 2>/dev/null |
+		sed -n 's/.*socket:\[\([0-9]*\)\]$/\1/p' | tr '\n' ' ')" \
+		'NR > 1 && substr($3, length($3) - 4) == p && index(mine, " " $10 " ") { n++ }
+		END { print n + 0 }' /proc/net/tcp
 }
